@@ -1,0 +1,35 @@
+"""Errors raised by keras-optlayers."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+
+class SolverError(RuntimeError):
+    """A solve failed for one or more examples of a batch.
+
+    Raised instead of returning a solution that is not one: infeasible,
+    unbounded, iteration-limited and failed solves all end here. The message
+    names the solver, each status it reported and the batch indices with that
+    status; inside a graph the TensorFlow error carries the same text.
+
+    Args:
+        solver: name of the solver that failed, e.g. "SCS" or "QP".
+        failures: mapping from a status string to the batch indices that
+            ended with it.
+
+    Attributes:
+        solver: the solver's name.
+        statuses: {status: sorted batch indices}.
+        status: the status of the first failing example.
+        batch_indices: sorted indices of all failing examples.
+    """
+
+    def __init__(self, solver: str, failures: Mapping[str, Iterable[int]]):
+        self.solver = solver
+        self.statuses = {str(s): sorted(int(i) for i in idx) for s, idx in failures.items()}
+        self.batch_indices = sorted(i for idx in self.statuses.values() for i in idx)
+        first = min(self.statuses, key=lambda s: self.statuses[s][0]) if self.statuses else ""
+        self.status = first
+        detail = "; ".join(f"status '{s}' at batch indices {idx}" for s, idx in self.statuses.items())
+        super().__init__(f"{solver} could not solve the problem: {detail}")
