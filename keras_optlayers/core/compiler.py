@@ -1,0 +1,458 @@
+"""Compiles a parametrized CVXPY problem, once, into affine maps around a solver.
+
+This is the first and last step of the affine-solver-affine form:
+
+    parameters --(sparse affine map)--> solver data --(solver)--> solution
+    solution --(selection)--> requested variables and duals
+
+`compile_problem` checks the problem (DPP, parameters, variables), lets CVXPY
+canonicalize it into a parametrized cone program, and keeps
+
+* one sparse matrix per piece of solver data (c, the values of A in a fixed
+  sparsity pattern, b; and P for quadratic programs) whose product with the
+  stacked parameter vector theta = [params..., 1] gives that data, and
+* for each requested variable or dual variable, the entries of the solver's
+  primal x or dual y it is read from, with a scale (PSD duals are scaled).
+
+Everything here is numpy/scipy/cvxpy: the framework glue (TensorFlow, torch)
+applies the maps with its own ops, so that their gradients come from autodiff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Literal, Sequence
+
+import cvxpy as cp
+import numpy as np
+import scipy.sparse as sp
+
+ProgramKind = Literal["cone", "qp"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConeDims:
+    """Cone sizes in SCS order: zero, nonnegative, SOC, PSD, exponential."""
+
+    zero: int
+    nonneg: int
+    soc: tuple[int, ...]
+    psd: tuple[int, ...]
+    exp: int
+
+    @property
+    def num_rows(self) -> int:
+        return (
+            self.zero
+            + self.nonneg
+            + sum(self.soc)
+            + sum(k * (k + 1) // 2 for k in self.psd)
+            + 3 * self.exp
+        )
+
+    def as_dict(self) -> dict:
+        """The cone dictionary diffcp and SCS take."""
+        return {
+            "z": self.zero,
+            "l": self.nonneg,
+            "q": list(self.soc),
+            "s": list(self.psd),
+            "ep": self.exp,
+        }
+
+    @property
+    def is_polyhedral(self) -> bool:
+        return not (self.soc or self.psd or self.exp)
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseDataMap:
+    """Affine map theta -> values of a sparse matrix with a fixed pattern.
+
+    `values = matrix @ theta`, laid out at (rows[k], cols[k]) of a matrix of
+    `shape`. Entries are in column-major (CSC) order, so that `indptr` builds
+    a CSC matrix directly from the values.
+    """
+
+    matrix: sp.csr_matrix
+    rows: np.ndarray
+    cols: np.ndarray
+    shape: tuple[int, int]
+
+    @property
+    def indptr(self) -> np.ndarray:
+        return np.searchsorted(self.cols, np.arange(self.shape[1] + 1)).astype(np.int64)
+
+    @property
+    def nnz(self) -> int:
+        return len(self.rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputMap:
+    """Where a requested variable (or dual variable) is read from.
+
+    `value.flatten(order="F") = scales * solution[source][indices]`, then
+    `exp` is applied for geometric programs (the solver sees log-variables).
+    """
+
+    name: str
+    source: Literal["x", "y"]
+    indices: np.ndarray
+    scales: np.ndarray | None
+    shape: tuple[int, ...]
+    exp: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterInfo:
+    name: str
+    shape: tuple[int, ...]
+    size: int
+    log: bool  # geometric programs: the solver sees log(parameter)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledProblem:
+    """A CVXPY problem compiled into affine maps around a cone program or QP.
+
+    The program, in SCS's convention, is
+
+        minimize ½xᵀPx + cᵀx  subject to  Ax + s = b,  s ∈ K
+
+    with K = cones (P only for `kind == "qp"`, where K holds only zero and
+    nonnegative cones; the QP solver reads its rows as equalities and
+    inequalities). All data are affine in theta, the parameters flattened in
+    column-major order and stacked in `parameter_order`, with a trailing 1.
+    """
+
+    kind: ProgramKind
+    parameters: tuple[ParameterInfo, ...]  # in the user's order
+    parameter_order: tuple[int, ...]  # user indices in theta's order
+    num_theta: int  # total parameter size + 1
+    num_vars: int
+    cones: ConeDims
+    c: sp.csr_matrix  # (num_vars, num_theta)
+    A: SparseDataMap  # (nnz, num_theta); shape (num_rows, num_vars)
+    b: sp.csr_matrix  # (num_rows, num_theta)
+    P: SparseDataMap | None
+    outputs: tuple[OutputMap, ...]
+    gp: bool
+
+    @property
+    def num_rows(self) -> int:
+        return self.cones.num_rows
+
+
+def _param_name(param: cp.Parameter, index: int) -> str:
+    return param.name() if param.name() else f"param{index}"
+
+
+def check_problem(
+    problem: cp.Problem,
+    parameters: Sequence[cp.Parameter],
+    variables: Sequence[cp.Variable],
+    gp: bool,
+) -> None:
+    """Raises ValueError naming the culprit if the layer cannot be built."""
+    if not isinstance(problem, cp.Problem):
+        raise ValueError(f"`problem` must be a cvxpy.Problem. Received: problem={problem!r}")
+    if gp:
+        if not problem.is_dgp(dpp=True):
+            reason = (
+                "it is a geometric program but not DPP (check how parameters enter it)"
+                if problem.is_dgp()
+                else "it is not a disciplined geometric program"
+            )
+            raise ValueError(f"The problem must be DGP and DPP (gp=True), but {reason}.")
+    elif not problem.is_dcp(dpp=True):
+        if problem.is_dcp():
+            reason = (
+                "it is DCP but not DPP: a parameter multiplies another parameter "
+                "or enters a nonlinear atom. Introduce a variable for the product "
+                "(e.g. t == y - z) so that parameters enter affinely"
+            )
+        elif problem.is_dgp(dpp=True):
+            reason = "it is not DCP; it is a geometric program, pass gp=True"
+        else:
+            reason = "it is not DCP (check the curvature of its objective and constraints)"
+        raise ValueError(f"The problem must be DPP, but {reason}.")
+
+    params = list(parameters)
+    if any(not isinstance(p, cp.Parameter) for p in params):
+        bad = [p for p in params if not isinstance(p, cp.Parameter)]
+        raise ValueError(f"`parameters` must hold cp.Parameter objects. Received: {bad!r}")
+    if len({p.id for p in params}) != len(params):
+        raise ValueError("`parameters` lists a parameter twice.")
+    problem_ids = {p.id for p in problem.parameters()}
+    given_ids = {p.id for p in params}
+    if given_ids != problem_ids:
+        extra = [_param_name(p, i) for i, p in enumerate(params) if p.id not in problem_ids]
+        missing = [p.name() for p in problem.parameters() if p.id not in given_ids]
+        detail = []
+        if extra:
+            detail.append(f"not in the problem: {extra}")
+        if missing:
+            detail.append(f"missing from `parameters`: {missing}")
+        raise ValueError(
+            "`parameters` must be exactly the problem's parameters; "
+            + "; ".join(detail)
+            + "."
+        )
+
+    if not variables:
+        raise ValueError("`variables` must name at least one variable to return.")
+    primal_ids = {v.id for v in problem.variables()}
+    dual_ids = {dv.id for con in problem.constraints for dv in con.dual_variables}
+    for i, v in enumerate(variables):
+        if not isinstance(v, cp.Variable):
+            raise ValueError(
+                f"`variables` must hold cp.Variable objects (or a constraint's "
+                f"dual variable). Received: variables[{i}]={v!r}"
+            )
+        if v.id not in primal_ids and v.id not in dual_ids:
+            raise ValueError(
+                f"variables[{i}] ({v.name()}) is neither a variable of the problem "
+                "nor a dual variable of one of its constraints."
+            )
+
+
+def _canonicalize(problem: cp.Problem, gp: bool, quad_obj: bool):
+    with warnings.catch_warnings():
+        # CVXPY warns about solver-specific reformulations we do not use.
+        warnings.simplefilter("ignore")
+        data, chain, inverse_data = problem.get_problem_data(
+            solver=cp.SCS, gp=gp, solver_opts={"use_quad_obj": quad_obj}
+        )
+    return data, chain, inverse_data
+
+
+def _cone_dims(param_prob) -> ConeDims:
+    dims = param_prob.cone_dims
+    unsupported = []
+    if getattr(dims, "p3d", None):
+        unsupported.append("3D power cones")
+    if getattr(dims, "pnd", None):
+        unsupported.append("N-dimensional power cones")
+    if unsupported:
+        raise ValueError(
+            f"The problem canonicalizes to {' and '.join(unsupported)}, which diffcp "
+            "cannot differentiate. Reformulate without power atoms (e.g. pnorm, "
+            "geo_mean, power with non-integer exponents)."
+        )
+    return ConeDims(
+        zero=int(dims.zero),
+        nonneg=int(dims.nonneg),
+        soc=tuple(int(k) for k in dims.soc),
+        psd=tuple(int(k) for k in dims.psd),
+        exp=int(dims.exp),
+    )
+
+
+def _sparse_data_map(tensor: sp.spmatrix, shape: tuple[int, int], negate: bool) -> SparseDataMap:
+    """Splits a CVXPY data tensor (rows = column-major matrix entries)."""
+    tensor = sp.csr_matrix(tensor)
+    tensor.eliminate_zeros()
+    entry = np.unique(tensor.nonzero()[0])  # sorted: column-major order
+    matrix = tensor[entry]
+    if negate:
+        matrix = -matrix
+    rows, cols = entry % shape[0], entry // shape[0]
+    return SparseDataMap(matrix=sp.csr_matrix(matrix), rows=rows, cols=cols, shape=shape)
+
+
+def _split_constraint_tensor(param_prob, num_vars: int, num_rows: int):
+    """CVXPY keeps [A | b] with `A x + b ∈ K`; SCS wants `-A x + s = b`."""
+    tensor = sp.csr_matrix(param_prob.A)
+    entry = np.arange(tensor.shape[0])
+    in_b = entry >= num_rows * num_vars
+    b_map = sp.csr_matrix(tensor[in_b])
+    A_map = _sparse_data_map(tensor[~in_b], (num_rows, num_vars), negate=True)
+    return A_map, b_map
+
+
+def _selection(probe_a: np.ndarray, probe_b: np.ndarray, size: int, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Reads (indices, scales) from the chain's answers to two probes.
+
+    The probes put (i+1) and (i+1)² in entry i of the solver's solution, so an
+    output entry equal to scale * solution[i] reads (i+1)*scale and
+    (i+1)²*scale: their ratio names i.
+    """
+    a = np.asarray(probe_a, dtype=float).flatten(order="F")
+    b = np.asarray(probe_b, dtype=float).flatten(order="F")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = b / a
+    index = np.rint(ratio) - 1
+    ok = (a != 0) & np.isfinite(ratio) & (index >= 0) & (index < size) & np.isclose(ratio, index + 1, rtol=1e-9)
+    if not ok.all():
+        raise ValueError(
+            f"Cannot read {name} from the solver's solution: CVXPY recovers it "
+            "through a map that is not a scaled selection. Use a variable "
+            "without attributes and constrain it instead."
+        )
+    index = index.astype(np.int64)
+    scales = a / (index + 1)
+    if np.allclose(scales, 1.0, rtol=0, atol=1e-12):
+        return index, None
+    return index, scales
+
+
+def _output_maps(problem, variables, chain, inverse_data, num_vars, num_rows, gp) -> tuple[OutputMap, ...]:
+    reductions, inverses = list(chain.reductions), list(inverse_data)
+    solver_var = {v.id: v.id for v in problem.variables()}
+    solver_con = {con.id: con.id for con in problem.constraints}
+    if gp:
+        solver_con.update(inverses[0].cons_id_map)
+        # Invert everything but Dgp2Dcp, and read its log-variables: the layer
+        # applies exp itself.
+        solver_var.update({v.id: log_v.id for v, log_v in reductions[0].canon_methods._variables.items()})
+        reductions, inverses = reductions[1:], inverses[1:]
+
+    def invert(x, y):
+        raw = {
+            "x": x,
+            "y": y,
+            "s": np.zeros(num_rows),
+            "info": {"status_val": 1, "status": "solved", "pobj": 0.0, "iter": 0,
+                     "solve_time": 0.0, "setup_time": 0.0},
+        }
+        solution = raw
+        for reduction, inverse in zip(reversed(reductions), reversed(inverses)):
+            solution = reduction.invert(solution, inverse)
+        return solution
+
+    k_x, k_y = np.arange(1.0, num_vars + 1), np.arange(1.0, num_rows + 1)
+    first, second = invert(k_x, k_y), invert(k_x**2, k_y**2)
+    dual_of = {dv.id: con for con in problem.constraints for dv in con.dual_variables}
+    outputs = []
+    for i, var in enumerate(variables):
+        name = var.name() or f"variables[{i}]"
+        if var.id in dual_of:
+            con = dual_of[var.id]
+            a, b = first.dual_vars.get(solver_con[con.id]), second.dual_vars.get(solver_con[con.id])
+            source, size = "y", num_rows
+        else:
+            a, b = first.primal_vars.get(solver_var[var.id]), second.primal_vars.get(solver_var[var.id])
+            source, size = "x", num_vars
+        if a is None:
+            raise ValueError(f"{name} does not appear in the canonicalized problem.")
+        indices, scales = _selection(a, b, size, name)
+        if indices.size != var.size:
+            raise ValueError(f"Cannot read {name}: size {indices.size} != {var.size}.")
+        outputs.append(OutputMap(name=name, source=source, indices=indices, scales=scales,
+                                 shape=tuple(var.shape), exp=gp and source == "x"))
+    return tuple(outputs)
+
+
+def compile_problem(
+    problem: cp.Problem,
+    parameters: Sequence[cp.Parameter],
+    variables: Sequence[cp.Variable],
+    *,
+    gp: bool = False,
+    quadratic: bool | None = None,
+) -> CompiledProblem:
+    """Compiles `problem` into affine maps around a cone program or a QP.
+
+    Args:
+        problem: a DPP (or, with gp=True, DGP) CVXPY problem.
+        parameters: exactly the problem's parameters, in the order the layer
+            is fed.
+        variables: the variables or constraint dual variables to return.
+        gp: compile a geometric program (the solver sees log-variables).
+        quadratic: True asks for a QP (raises if the problem is not one);
+            False asks for a cone program; None picks a QP when the problem
+            is one and a cone program otherwise.
+
+    Returns:
+        The CompiledProblem.
+    """
+    check_problem(problem, parameters, variables, gp)
+    parameters = list(parameters)
+
+    # CVXPY needs values to canonicalize geometric programs; restore after.
+    saved = [p.value for p in parameters]
+    for p in parameters:
+        if p.value is None:
+            p.value = np.ones(p.shape)
+    try:
+        kind: ProgramKind = "cone"
+        if quadratic is not False and not gp:
+            data, chain, inverse_data = _canonicalize(problem, gp, quad_obj=True)
+            param_prob = data[cp.settings.PARAM_PROB]
+            cones = _cone_dims(param_prob)
+            if cones.is_polyhedral:
+                kind = "qp"
+            elif quadratic:
+                raise ValueError(
+                    "solver='QP' needs a quadratic program (only equality and "
+                    f"inequality constraints after canonicalization), but this "
+                    f"problem needs cones: SOC {list(cones.soc)}, PSD "
+                    f"{list(cones.psd)}, exponential {cones.exp}."
+                )
+        elif quadratic and gp:
+            raise ValueError("solver='QP' cannot solve geometric programs (gp=True).")
+        if kind == "cone":
+            data, chain, inverse_data = _canonicalize(problem, gp, quad_obj=False)
+            param_prob = data[cp.settings.PARAM_PROB]
+            cones = _cone_dims(param_prob)
+    finally:
+        for p, value in zip(parameters, saved):
+            p.value = value
+
+    if getattr(param_prob, "lb_tensor", None) is not None or getattr(param_prob, "ub_tensor", None) is not None:
+        raise ValueError("Variables with parametric bounds are not supported.")
+
+    # Map the user's parameters to the columns of theta.
+    if gp:
+        log_params = chain.reductions[0].canon_methods._parameters
+        solver_param = {p.id: log_params[p].id if p in log_params else p.id for p in parameters}
+    else:
+        solver_param = {p.id: p.id for p in parameters}
+    col_of = param_prob.param_id_to_col
+    missing = [_param_name(p, i) for i, p in enumerate(parameters) if solver_param[p.id] not in col_of]
+    if missing:
+        raise ValueError(
+            f"Parameters {missing} have attributes (symmetric, PSD, diag, sparsity) "
+            "that CVXPY replaces by reduced parameters; use plain parameters."
+        )
+    order = tuple(sorted(range(len(parameters)), key=lambda i: col_of[solver_param[parameters[i].id]]))
+    expected = 0
+    for i in order:
+        if col_of[solver_param[parameters[i].id]] != expected:
+            raise ValueError("Unexpected parameter layout in CVXPY's parametrized program.")
+        expected += parameters[i].size
+    num_theta = expected + 1
+
+    num_vars = int(param_prob.x.size)
+    num_rows = cones.num_rows
+    q = sp.csr_matrix(param_prob.q)
+    A_map, b_map = _split_constraint_tensor(param_prob, num_vars, num_rows)
+    P_map = None
+    if kind == "qp" and param_prob.P is not None:
+        P_map = _sparse_data_map(param_prob.P, (num_vars, num_vars), negate=False)
+
+    infos = tuple(
+        ParameterInfo(
+            name=_param_name(p, i),
+            shape=tuple(p.shape),
+            size=int(p.size),
+            log=gp and solver_param[p.id] != p.id,
+        )
+        for i, p in enumerate(parameters)
+    )
+    return CompiledProblem(
+        kind=kind,
+        parameters=infos,
+        parameter_order=order,
+        num_theta=num_theta,
+        num_vars=num_vars,
+        cones=cones,
+        c=sp.csr_matrix(q[:num_vars]),
+        A=A_map,
+        b=b_map,
+        P=P_map,
+        outputs=_output_maps(problem, variables, chain, inverse_data, num_vars, num_rows, gp),
+        gp=gp,
+    )

@@ -1,0 +1,114 @@
+"""`CvxpyLayer`: any DPP problem written in CVXPY as a Keras layer."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import cvxpy as cp
+import keras
+import tensorflow as tf
+
+from keras_optlayers.ops.convex_problem_op import ConvexProblemOp
+
+
+@keras.saving.register_keras_serializable(package="keras_optlayers")
+class CvxpyLayer(keras.layers.Layer):
+    """A differentiable layer that solves a parametrized convex problem.
+
+    The problem is compiled once, at construction, into affine maps around a
+    solver: each call stacks the parameter tensors, maps them to solver data
+    for the whole batch in TF ops, solves, and reads the requested variables
+    from the solution. Gradients come from implicit differentiation of the
+    optimality conditions (diffcp's adjoint for cone programs, the KKT
+    system for quadratic programs).
+
+    Quadratic programs (quadratic or linear objective, only equality and
+    inequality constraints after canonicalization) go to the native QP
+    solver, written in TF ops; everything else goes through diffcp's solvers
+    on the host (`tf.numpy_function`), which XLA cannot compile: the layer
+    sets `supports_jit = False`, so `model.compile(jit_compile="auto")` keeps
+    it out of XLA.
+
+    Args:
+        problem: a `cvxpy.Problem` that is DPP (or DGP and DPP, with gp=True).
+        parameters: the problem's `cp.Parameter`s, all of them, in the order
+            the layer is called with.
+        variables: the `cp.Variable`s to return, in order; a constraint's dual
+            variable (`constraint.dual_variables[0]`) returns its dual value.
+        solver: None (QP solver for QPs, else SCS), "QP" (raises ValueError if
+            the problem is not a QP), "SCS", "ECOS" or "Clarabel".
+        solver_args: default settings for every call. For diffcp's solvers,
+            keyword arguments of the solver (e.g. `eps`, `max_iters` for SCS)
+            and `mode` ("auto", "dense" or "lsqr") for the derivative; for the
+            QP solver `tol` and `max_iter`.
+        gp: the problem is a geometric program (CVXPY's DGP); parameters must
+            be positive.
+        **kwargs: base layer keyword arguments (e.g. `name`).
+
+    Call arguments:
+        *tensors: one tensor per parameter, of the parameter's shape or with
+            one leading batch dimension. Unbatched tensors are shared by the
+            batch (their gradient is summed over it).
+        solver_args: settings for this call, overriding the defaults.
+
+    Returns:
+        A list with one tensor per requested variable, of the variable's shape
+        with a leading batch dimension whenever an input had one. The dtype is
+        float64 if any input is float64, else float32; the solve runs in
+        float64.
+
+    Raises:
+        ValueError: at construction, for a problem that is not DPP, parameters
+            that are not exactly the problem's, or variables not in it; at
+            call time, for a wrong number of tensors, a wrong shape,
+            inconsistent batch sizes or NaN/Inf values, before any solve.
+        SolverError: when a solve fails (infeasible, unbounded, iteration
+            limit...), naming the status and the batch indices.
+
+    Example:
+
+    >>> import cvxpy as cp
+    >>> x = cp.Parameter(3)
+    >>> y = cp.Variable(3)
+    >>> problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [y >= 0])
+    >>> relu = CvxpyLayer(problem, parameters=[x], variables=[y])
+    >>> y_value, = relu(tf.constant([[-1.0, 0.5, 2.0]]))
+    """
+
+    def __init__(
+        self,
+        problem: cp.Problem,
+        parameters: Sequence[cp.Parameter],
+        variables: Sequence[cp.Variable],
+        *,
+        solver: str | None = None,
+        solver_args: Mapping[str, Any] | None = None,
+        gp: bool = False,
+        **kwargs,
+    ):
+        kwargs.setdefault("autocast", False)  # float64 inputs stay float64
+        super().__init__(**kwargs)
+        self.problem = problem
+        self.op = ConvexProblemOp(
+            problem, parameters, variables, solver=solver, solver_args=solver_args, gp=gp)
+        # A host callback cannot be compiled by XLA; keep jit_compile="auto" off it.
+        self.supports_jit = self.op.supports_xla
+        self.built = True
+
+    @property
+    def solver(self) -> str:
+        return self.op.solver
+
+    def call(self, *tensors, solver_args: Mapping[str, Any] | None = None) -> list[tf.Tensor]:
+        return self.op(*tensors, solver_args=solver_args)
+
+    def compute_output_shape(self, *input_shapes):
+        return self.op.output_shapes([tuple(s) for s in input_shapes])
+
+    def get_config(self):
+        raise NotImplementedError(
+            "CvxpyLayer holds a CVXPY problem, which has no plain-value config, so a "
+            "model holding it cannot be saved as .keras. Subclass "
+            "keras_optlayers.ConvexLayer, which rebuilds its problem from plain "
+            "arguments, for a savable layer."
+        )

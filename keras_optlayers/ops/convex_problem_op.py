@@ -1,0 +1,191 @@
+"""A compiled CVXPY problem as one differentiable TensorFlow operation.
+
+`ConvexProblemOp` is the engine behind `CvxpyLayer` and `ConvexLayer`: it
+compiles the problem once, then each call checks the parameter tensors,
+stacks them, maps them to solver data in TF ops, solves (native QP solver or
+diffcp on the host) and reads back the requested variables.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import cvxpy as cp
+import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
+
+from keras_optlayers.core.compiler import CompiledProblem, compile_problem
+from keras_optlayers.ops import affine_maps
+from keras_optlayers.ops.cone_solve import cone_solve
+from keras_optlayers.solvers.cone_solver import ConeSolver, solver_name
+
+QP_SOLVER = "QP"
+
+
+def _in_xla_context() -> bool:
+    if tf.executing_eagerly():
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+class ConvexProblemOp:
+    """Solves a parametrized CVXPY problem for a batch of parameter tensors.
+
+    Args:
+        problem: a DPP (or, with gp=True, DGP) `cvxpy.Problem`.
+        parameters: all of the problem's parameters, in call order.
+        variables: the variables (or constraint dual variables) to return.
+        solver: None (native QP solver for QPs, else SCS), "QP", "SCS",
+            "ECOS" or "Clarabel".
+        solver_args: default settings, overridden per call.
+        gp: the problem is a geometric program.
+
+    Raises:
+        ValueError: for a problem, parameters or variables the op cannot
+            handle (see `keras_optlayers.core.compiler.check_problem`).
+    """
+
+    def __init__(
+        self,
+        problem: cp.Problem,
+        parameters: Sequence[cp.Parameter],
+        variables: Sequence[cp.Variable],
+        *,
+        solver: str | None = None,
+        solver_args: Mapping[str, Any] | None = None,
+        gp: bool = False,
+    ):
+        if solver is not None and not isinstance(solver, str):
+            raise ValueError(f"`solver` must be a string or None. Received: solver={solver!r}")
+        use_qp = None if solver is None else solver.upper() == QP_SOLVER
+        if use_qp is False:
+            solver_name(solver)  # reject unknown names before compiling
+        self.program: CompiledProblem = compile_problem(
+            problem, parameters, variables, gp=gp, quadratic=use_qp)
+        self.solver_args = dict(solver_args or {})
+        if self.program.kind == "qp":
+            self.solver = QP_SOLVER
+            self._cone_solver = None
+        else:
+            self._cone_solver = ConeSolver(self.program, "SCS" if solver is None else solver)
+            self.solver = self._cone_solver.solver
+        self._maps = {
+            "c": affine_maps.sparse_constant(self.program.c),
+            "A": affine_maps.sparse_constant(self.program.A.matrix),
+            "b": affine_maps.sparse_constant(self.program.b),
+        }
+        if self.program.P is not None:
+            self._maps["P"] = affine_maps.sparse_constant(self.program.P.matrix)
+
+    @property
+    def supports_xla(self) -> bool:
+        return self._cone_solver is None
+
+    # -- input checks ------------------------------------------------------
+
+    def _check_inputs(self, tensors):
+        infos = self.program.parameters
+        if len(tensors) != len(infos):
+            raise ValueError(
+                f"Expected {len(infos)} tensors, one per parameter "
+                f"({[p.name for p in infos]}). Received: {len(tensors)} tensors."
+            )
+        converted, batched = [], []
+        for info, tensor in zip(infos, tensors):
+            tensor = tf.convert_to_tensor(tensor)
+            if not tensor.dtype.is_floating:
+                raise ValueError(
+                    f"Parameter '{info.name}' must be a float32 or float64 tensor. "
+                    f"Received: dtype={tensor.dtype.name}"
+                )
+            rank = tensor.shape.rank
+            is_batched = rank == len(info.shape) + 1
+            trailing = tuple(tensor.shape[1:]) if is_batched else tuple(tensor.shape)
+            if rank not in (len(info.shape), len(info.shape) + 1) or any(
+                d is not None and d != e for d, e in zip(trailing, info.shape)
+            ):
+                raise ValueError(
+                    f"Parameter '{info.name}' must have shape {info.shape} or "
+                    f"(batch_size, *{info.shape}). Received: shape={tuple(tensor.shape)}"
+                )
+            converted.append(tensor)
+            if is_batched:
+                batched.append((info.name, tensor))
+        return converted, batched
+
+    @staticmethod
+    def _batch_size(batched):
+        if not batched:
+            return 1
+        static = sorted({(name, t.shape[0]) for name, t in batched if t.shape[0] is not None})
+        if len({size for _, size in static}) > 1:
+            sizes = ", ".join(f"{name}: {size}" for name, size in static)
+            raise ValueError(f"Batched parameters must share one batch size. Received: {sizes}")
+        if static:
+            return static[0][1]
+        return tf.shape(batched[0][1])[0]
+
+    def _checked(self, tensors, batched, batch_size):
+        """NaN/Inf (and, in graphs, batch size) checks before any solve."""
+        infos = self.program.parameters
+        if tf.executing_eagerly():
+            for info, tensor in zip(infos, tensors):
+                if not bool(tf.reduce_all(tf.math.is_finite(tensor))):
+                    raise ValueError(f"Parameter '{info.name}' contains NaN or Inf.")
+            return tensors
+        checks = [
+            tf.debugging.assert_all_finite(t, f"Parameter '{info.name}' contains NaN or Inf.")
+            for info, t in zip(infos, tensors)
+        ]
+        checks += [
+            tf.debugging.assert_equal(
+                tf.shape(t)[0], batch_size,
+                message=f"Batched parameters must share one batch size; '{name}' differs.")
+            for name, t in batched
+        ]
+        with tf.control_dependencies(checks):
+            return [tf.identity(t) for t in tensors]
+
+    # -- call --------------------------------------------------------------
+
+    def __call__(self, *tensors, solver_args: Mapping[str, Any] | None = None) -> list[tf.Tensor]:
+        """Solves for a batch; see `CvxpyLayer` for the conventions."""
+        if not self.supports_xla and _in_xla_context():
+            raise ValueError(
+                f"Solver '{self.solver}' runs on the host and cannot be compiled "
+                "with XLA (jit_compile=True). Use jit_compile=False (or 'auto'), "
+                "or solver='QP' for a quadratic program."
+            )
+        tensors, batched = self._check_inputs(tensors)
+        out_dtype = tf.float64 if any(t.dtype == tf.float64 for t in tensors) else tf.float32
+        tensors = [tf.cast(t, tf.float64) for t in tensors]
+        batch_size = self._batch_size(batched)
+        tensors = self._checked(tensors, batched, batch_size)
+
+        settings = {**self.solver_args, **(solver_args or {})}
+        theta = affine_maps.stack_parameters(self.program, tensors, batch_size)
+        c = affine_maps.apply_map(self._maps["c"], theta)
+        A_values = affine_maps.apply_map(self._maps["A"], theta)
+        b = affine_maps.apply_map(self._maps["b"], theta)
+        if self._cone_solver is None:
+            x, y = self._solve_qp(theta, A_values, b, c, settings)
+        else:
+            mode = settings.pop("mode", "auto")
+            x, y, _ = cone_solve(self._cone_solver, A_values, b, c, settings, mode)
+
+        outputs = [affine_maps.read_output(o, x, y) for o in self.program.outputs]
+        if not batched:
+            outputs = [o[0] for o in outputs]
+        return [tf.cast(o, out_dtype) for o in outputs]
+
+    def _solve_qp(self, theta, A_values, b, c, settings):
+        raise NotImplementedError  # replaced once the native QP solver lands
+
+    def output_shapes(self, input_shapes) -> list[tuple]:
+        """Output shapes for the given parameter shapes."""
+        infos = self.program.parameters
+        batch_dims = [s[0] for s, info in zip(input_shapes, infos) if len(s) == len(info.shape) + 1]
+        if not batch_dims:
+            return [o.shape for o in self.program.outputs]
+        batch = next((d for d in batch_dims if d is not None), None)
+        return [(batch,) + o.shape for o in self.program.outputs]

@@ -1,0 +1,210 @@
+"""The host path: batched cone programs through diffcp's solvers and derivative.
+
+Solves, example by example, the cone program
+
+    minimize cᵀx  subject to  Ax + s = b,  s ∈ K
+
+with SCS, ECOS or Clarabel (through `diffcp.solve_internal`, which maps each
+solver's conventions to SCS's), and applies the adjoint of the solution map
+(x, y, s) ↦ (A, b, c) by implicit differentiation of the homogeneous residual
+map, as diffcp does (Agrawal et al., "Differentiating through a cone
+program", 2019).
+
+Unlike `diffcp.solve_and_derivative_batch`, the forward pass does no
+derivative work, and the backward pass rebuilds the derivative from the
+solution alone: A's sparsity pattern is shared by the whole batch, so the
+skew-symmetric embedding Q is scattered into place from precomputed indices
+instead of being assembled with `scipy.sparse.bmat` per example. The solution
+is all the state the backward pass needs, so nothing is kept between the two.
+
+Limits: the derivative is that of the solution map at the returned (possibly
+inexact) solution; at points where the solution map is not differentiable
+(degenerate problems) it is a generalized derivative, as in diffcp.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Mapping
+
+import diffcp
+import diffcp._diffcp as diffcp_ext
+import diffcp.cones as diffcp_cones
+import numpy as np
+import scipy.sparse as sp
+
+from keras_optlayers.core.compiler import CompiledProblem
+from keras_optlayers.errors import SolverError
+
+SOLVERS = {"SCS": "SCS", "ECOS": "ECOS", "CLARABEL": "Clarabel"}
+DERIVATIVE_MODES = ("auto", "dense", "lsqr")
+# Above this size of the embedding (variables + rows + 1) the adjoint uses
+# LSQR on a sparse operator instead of a dense factorization.
+DENSE_DERIVATIVE_MAX_SIZE = 600
+
+_SOLVED = {"solved", "optimal"}
+
+
+def solver_name(solver: str | None) -> str:
+    """Canonical name of a diffcp solver; raises ValueError for others."""
+    key = "SCS" if solver is None else str(solver).upper()
+    if key not in SOLVERS:
+        raise ValueError(
+            f"`solver` must be one of {sorted(SOLVERS.values())} for cone programs. "
+            f"Received: solver={solver!r}"
+        )
+    return SOLVERS[key]
+
+
+def _classify(status: str) -> str:
+    """'ok', 'inaccurate' or 'failed' for a status diffcp reports."""
+    text = status.lower()
+    if text in _SOLVED:
+        return "ok"
+    if "inaccurate" in text and (text.startswith("solved") or text.startswith("optimal")):
+        return "inaccurate"
+    return "failed"
+
+
+class ConeSolver:
+    """Solves and differentiates a compiled cone program for whole batches.
+
+    Args:
+        program: a CompiledProblem of kind "cone".
+        solver: "SCS", "ECOS" or "Clarabel".
+    """
+
+    def __init__(self, program: CompiledProblem, solver: str = "SCS"):
+        self.solver = solver_name(solver)
+        if self.solver == "ECOS" and program.cones.psd:
+            raise ValueError("ECOS cannot solve problems with PSD cones; use SCS or Clarabel.")
+        self.n = program.num_vars
+        self.m = program.num_rows
+        self.cone_dict = program.cones.as_dict()
+        self._cones_cpp = diffcp_cones.parse_cone_dict_cpp(diffcp_cones.parse_cone_dict(self.cone_dict))
+        self.rows, self.cols = program.A.rows, program.A.cols
+        self.indptr = program.A.indptr
+        self._embedding = _EmbeddingPattern(self.rows, self.cols, self.n, self.m)
+
+    # -- forward -----------------------------------------------------------
+
+    def solve(self, A_values: np.ndarray, b: np.ndarray, c: np.ndarray,
+              settings: Mapping[str, Any] | None = None):
+        """Solves each example; returns x (B, n), y (B, m), s (B, m).
+
+        Raises:
+            SolverError: naming each failed status and its batch indices.
+        """
+        kwargs = dict(settings or {})
+        batch = A_values.shape[0]
+        x = np.empty((batch, self.n))
+        y = np.empty((batch, self.m))
+        s = np.empty((batch, self.m))
+        failures: dict[str, list[int]] = {}
+        inaccurate: list[int] = []
+        for i in range(batch):
+            A = sp.csc_matrix((A_values[i], self.rows, self.indptr), shape=(self.m, self.n))
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # we report inaccuracy once per batch
+                    result = diffcp.solve_internal(
+                        A, b[i].copy(), c[i].copy(), self.cone_dict, solve_method=self.solver,
+                        raise_on_error=False, **kwargs)
+                status = str(result["info"]["status"])
+            except diffcp.SolverError as err:  # ECOS raises instead of returning a status
+                failures.setdefault(str(err).replace("Solver ecos returned status ", ""), []).append(i)
+                continue
+            kind = _classify(status)
+            if kind == "failed" or not np.all(np.isfinite(result["x"])):
+                failures.setdefault(status, []).append(i)
+                continue
+            if kind == "inaccurate":
+                inaccurate.append(i)
+            x[i], y[i], s[i] = result["x"], result["y"], result["s"]
+        if failures:
+            raise SolverError(self.solver, failures)
+        if inaccurate:
+            warnings.warn(
+                f"{self.solver} solved inaccurately at batch indices {inaccurate}; "
+                "tighten its tolerances or raise its iteration limit.",
+                RuntimeWarning, stacklevel=2)
+        return x, y, s
+
+    # -- backward ----------------------------------------------------------
+
+    def adjoint(self, A_values, b, c, x, y, s, dx, dy, ds, mode: str = "auto"):
+        """Applies the adjoint of the solution map at each example's solution.
+
+        Args:
+            A_values, b, c: the batch's data, as passed to `solve`.
+            x, y, s: the batch's solutions.
+            dx, dy, ds: gradients of a loss with respect to x, y and s.
+            mode: "dense" (LU of the dense derivative), "lsqr" (iterative, on
+                a sparse operator) or "auto" (dense for small problems).
+
+        Returns:
+            dA_values (B, nnz), db (B, m), dc (B, n): gradients of the loss
+            with respect to the data.
+        """
+        if mode not in DERIVATIVE_MODES:
+            raise ValueError(f"`mode` must be one of {DERIVATIVE_MODES}. Received: mode={mode!r}")
+        n, m = self.n, self.m
+        size = n + m + 1
+        if mode == "auto":
+            mode = "dense" if size <= DENSE_DERIVATIVE_MAX_SIZE else "lsqr"
+        batch = x.shape[0]
+        pi_z = np.concatenate([x, y, np.ones((batch, 1))], axis=1)
+        r = np.zeros((batch, size))
+        for i in range(batch):
+            v = y[i] - s[i]
+            d_proj = diffcp_ext.dprojection(v, self._cones_cpp, True)
+            dw = -(x[i] @ dx[i] + y[i] @ dy[i] + s[i] @ ds[i])
+            dz = np.concatenate([dx[i], d_proj.rmatvec(dy[i] + ds[i]) - ds[i], [dw]])
+            if not np.any(dz):
+                continue
+            if mode == "dense":
+                Q = self._embedding.dense(A_values[i], b[i], c[i])
+                M = diffcp_ext.M_dense(Q, self._cones_cpp, x[i], v, 1.0)
+                r[i] = diffcp_ext._solve_adjoint_derivative_dense(M, M.T, dz)
+            else:
+                Q = self._embedding.sparse(A_values[i], b[i], c[i])
+                M = diffcp_ext.M_operator(Q, self._cones_cpp, x[i], v, 1.0)
+                r[i] = diffcp_ext.lsqr(M.transpose(), dz).solution
+        rows, cols = self.rows, self.cols
+        dA = pi_z[:, cols] * r[:, n + rows] - pi_z[:, n + rows] * r[:, cols]
+        db = pi_z[:, n:n + m] * r[:, -1:] - r[:, n:n + m]
+        dc = pi_z[:, :n] * r[:, -1:] - r[:, :n]
+        return dA, db, dc
+
+
+class _EmbeddingPattern:
+    """Builds Q = [[0, Aᵀ, c], [-A, 0, b], [-cᵀ, -bᵀ, 0]] from data values.
+
+    The pattern depends only on A's sparsity, so the positions are computed
+    once and every example only scatters its values.
+    """
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, n: int, m: int):
+        N = n + m + 1
+        last = N - 1
+        var, con = np.arange(n), n + np.arange(m)
+        self.size = N
+        # Entry order: Aᵀ, -A, c, b, -cᵀ, -bᵀ.
+        self.q_rows = np.concatenate([cols, n + rows, var, con, np.full(n, last), np.full(m, last)])
+        self.q_cols = np.concatenate([n + rows, cols, np.full(n, last), np.full(m, last), var, con])
+        order = sp.csc_matrix(
+            (np.arange(1, self.q_rows.size + 1, dtype=float), (self.q_rows, self.q_cols)), shape=(N, N))
+        self._csc_order = order.data.astype(np.int64) - 1
+        self._csc_indices, self._csc_indptr = order.indices, order.indptr
+
+    def _values(self, A_values, b, c):
+        return np.concatenate([A_values, -A_values, c, b, -c, -b])
+
+    def dense(self, A_values, b, c) -> np.ndarray:
+        Q = np.zeros((self.size, self.size))
+        Q[self.q_rows, self.q_cols] = self._values(A_values, b, c)
+        return Q
+
+    def sparse(self, A_values, b, c) -> sp.csc_matrix:
+        data = self._values(A_values, b, c)[self._csc_order]
+        return sp.csc_matrix((data, self._csc_indices, self._csc_indptr), shape=(self.size, self.size))
