@@ -8,3 +8,5 @@ here="$(cd "$(dirname "$0")" && pwd)"
 python -m pip install --no-deps --target "$here/.baselines/cvxpylayers_0_1_9" "cvxpylayers==0.1.9"
 python -m pip install --no-deps --target "$here/.baselines/cvxpylayers_1" "cvxpylayers==1.2.0"
 python -m pip install --no-deps qpth
+# cvxpylayers 0.1.9 picks ECOS for problems without PSD cones (diffcp's default).
+python -m pip install ecos
