@@ -32,9 +32,11 @@ import diffcp._diffcp as diffcp_ext
 import diffcp.cones as diffcp_cones
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from keras_optlayers.core.compiler import CompiledProblem
 from keras_optlayers.errors import SolverError
+from keras_optlayers.solvers.dual_cone_projection import DualConeDerivative
 
 SOLVERS = {"SCS": "SCS", "ECOS": "ECOS", "CLARABEL": "Clarabel"}
 DERIVATIVE_MODES = ("auto", "dense", "lsqr")
@@ -85,6 +87,7 @@ class ConeSolver:
         self.rows, self.cols = program.A.rows, program.A.cols
         self.indptr = program.A.indptr
         self._embedding = _EmbeddingPattern(self.rows, self.cols, self.n, self.m)
+        self._dual_derivative = DualConeDerivative(program.cones)
 
     # -- forward -----------------------------------------------------------
 
@@ -139,8 +142,9 @@ class ConeSolver:
             A_values, b, c: the batch's data, as passed to `solve`.
             x, y, s: the batch's solutions.
             dx, dy, ds: gradients of a loss with respect to x, y and s.
-            mode: "dense" (LU of the dense derivative), "lsqr" (iterative, on
-                a sparse operator) or "auto" (dense for small problems).
+            mode: "dense" (batched LU of the dense derivative), "lsqr"
+                (iterative, on diffcp's sparse operator, for large problems)
+                or "auto" (dense up to DENSE_DERIVATIVE_MAX_SIZE).
 
         Returns:
             dA_values (B, nnz), db (B, m), dc (B, n): gradients of the loss
@@ -149,32 +153,75 @@ class ConeSolver:
         if mode not in DERIVATIVE_MODES:
             raise ValueError(f"`mode` must be one of {DERIVATIVE_MODES}. Received: mode={mode!r}")
         n, m = self.n, self.m
-        size = n + m + 1
         if mode == "auto":
-            mode = "dense" if size <= DENSE_DERIVATIVE_MAX_SIZE else "lsqr"
-        batch = x.shape[0]
-        pi_z = np.concatenate([x, y, np.ones((batch, 1))], axis=1)
-        r = np.zeros((batch, size))
-        for i in range(batch):
-            v = y[i] - s[i]
-            d_proj = diffcp_ext.dprojection(v, self._cones_cpp, True)
-            dw = -(x[i] @ dx[i] + y[i] @ dy[i] + s[i] @ ds[i])
-            dz = np.concatenate([dx[i], d_proj.rmatvec(dy[i] + ds[i]) - ds[i], [dw]])
-            if not np.any(dz):
-                continue
-            if mode == "dense":
-                Q = self._embedding.dense(A_values[i], b[i], c[i])
-                M = diffcp_ext.M_dense(Q, self._cones_cpp, x[i], v, 1.0)
-                r[i] = diffcp_ext._solve_adjoint_derivative_dense(M, M.T, dz)
-            else:
-                Q = self._embedding.sparse(A_values[i], b[i], c[i])
-                M = diffcp_ext.M_operator(Q, self._cones_cpp, x[i], v, 1.0)
-                r[i] = diffcp_ext.lsqr(M.transpose(), dz).solution
+            mode = "dense" if n + m + 1 <= DENSE_DERIVATIVE_MAX_SIZE else "lsqr"
+        v = y - s
+        D = self._dual_derivative(v)
+        dw = -(np.sum(x * dx, 1) + np.sum(y * dy, 1) + np.sum(s * ds, 1))
+        dz = np.concatenate([dx, D.apply(dy + ds) - ds, dw[:, None]], axis=1)
+        if mode == "dense":
+            # Many small factorizations: BLAS threads only contend here.
+            with threadpool_limits(limits=1, user_api="blas"):
+                r = self._solve_adjoint_dense(A_values, b, c, D, dz)
+        else:
+            r = self._solve_adjoint_lsqr(A_values, b, c, x, v, dz)
+        pi_z = np.concatenate([x, y, np.ones((x.shape[0], 1))], axis=1)
         rows, cols = self.rows, self.cols
         dA = pi_z[:, cols] * r[:, n + rows] - pi_z[:, n + rows] * r[:, cols]
         db = pi_z[:, n:n + m] * r[:, -1:] - r[:, n:n + m]
         dc = pi_z[:, :n] * r[:, -1:] - r[:, :n]
         return dA, db, dc
+
+    def _solve_adjoint_dense(self, A_values, b, c, D, dz):
+        """Solves Mᵀ r = dz with M = (Q - I) DΠ(z) + I, batched.
+
+        DΠ(z) = blockdiag(I, D, 1) at w = 1, so M equals Q except in the
+        columns of the dual variables, which D mixes. M is singular: the
+        residual map vanishes on the whole ray through the solution z (and
+        degenerate problems add more null directions). The system is
+        consistent and the gradient does not depend on which solution is
+        taken, so solve the normal equations M Mᵀ r = M dz, with a tiny
+        Tikhonov shift that makes them positive definite (as diffcp's dense
+        mode does with an LDLᵀ factorization).
+        """
+        n, m = self.n, self.m
+        size = n + m + 1
+        r = np.zeros_like(dz)
+        chunk = max(1, _DENSE_CHUNK_ENTRIES // (size * size))
+        diagonal = np.arange(size)
+        for start in range(0, dz.shape[0], chunk):
+            part = slice(start, start + chunk)
+            M = self._embedding.dense(A_values[part], b[part], c[part])
+            Q_dual = M[:, :, n:n + m].copy()
+            Q_dual[:, np.arange(n, n + m), np.arange(m)] -= 1.0  # Q - I
+            M[:, :, n:n + m] = Q_dual * D.diagonal[part, None, :]
+            for block in D.blocks:
+                cols = slice(n + block.start, n + block.stop)
+                M[:, :, cols] = Q_dual[:, :, block.start:block.stop] @ block.matrix[part]
+            M[:, np.arange(n, n + m), np.arange(n, n + m)] += 1.0
+            normal = M @ np.swapaxes(M, 1, 2)
+            shift = _TIKHONOV * np.mean(normal[:, diagonal, diagonal], axis=1)
+            normal[:, diagonal, diagonal] += shift[:, None]
+            rhs = np.einsum("bij,bj->bi", M, dz[part])
+            r[part] = np.linalg.solve(normal, rhs[..., None])[..., 0]
+        return r
+
+    def _solve_adjoint_lsqr(self, A_values, b, c, x, v, dz):
+        r = np.zeros_like(dz)
+        for i in range(dz.shape[0]):
+            if not np.any(dz[i]):
+                continue
+            Q = self._embedding.sparse(A_values[i], b[i], c[i])
+            M = diffcp_ext.M_operator(Q, self._cones_cpp, x[i], v[i], 1.0)
+            r[i] = diffcp_ext.lsqr(M.transpose(), dz[i]).solution
+        return r
+
+
+# Entries of the dense derivative held at once (about 64 MB of float64).
+_DENSE_CHUNK_ENTRIES = 8_000_000
+# Relative shift of the normal equations: small enough to leave the gradient
+# unchanged to about 1e-9, large enough to make them positive definite.
+_TIKHONOV = 1e-12
 
 
 class _EmbeddingPattern:
@@ -197,12 +244,14 @@ class _EmbeddingPattern:
         self._csc_order = order.data.astype(np.int64) - 1
         self._csc_indices, self._csc_indptr = order.indices, order.indptr
 
-    def _values(self, A_values, b, c):
-        return np.concatenate([A_values, -A_values, c, b, -c, -b])
+    @staticmethod
+    def _values(A_values, b, c):
+        return np.concatenate([A_values, -A_values, c, b, -c, -b], axis=-1)
 
     def dense(self, A_values, b, c) -> np.ndarray:
-        Q = np.zeros((self.size, self.size))
-        Q[self.q_rows, self.q_cols] = self._values(A_values, b, c)
+        """Q for a batch: (B, N, N)."""
+        Q = np.zeros((A_values.shape[0], self.size, self.size))
+        Q[:, self.q_rows, self.q_cols] = self._values(A_values, b, c)
         return Q
 
     def sparse(self, A_values, b, c) -> sp.csc_matrix:
