@@ -1,0 +1,142 @@
+"""Framework-free input checks, with the Keras side's exact messages.
+
+Nothing here imports torch or TensorFlow: the checks work on shapes, dtype
+names, python numbers and numpy arrays, so that both front ends can raise the
+same ValueError for the same mistake. (Candidate for `keras_optlayers.core`;
+the TF side keeps its own copies of these messages until it moves there.)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from keras_optlayers.core.compiler import ParameterInfo
+
+
+def check_solver_argument(solver) -> None:
+    """`solver` must be None or a name; the name itself is checked by the solver."""
+    if solver is not None and not isinstance(solver, str):
+        raise ValueError(f"`solver` must be a string or None. Received: solver={solver!r}")
+
+
+def check_parameter_count(infos: Sequence[ParameterInfo], count: int) -> None:
+    if count != len(infos):
+        raise ValueError(
+            f"Expected {len(infos)} tensors, one per parameter "
+            f"({[p.name for p in infos]}). Received: {count} tensors."
+        )
+
+
+def check_floating(info: ParameterInfo, is_floating: bool, dtype_name: str) -> None:
+    if not is_floating:
+        raise ValueError(
+            f"Parameter '{info.name}' must be a float32 or float64 tensor. "
+            f"Received: dtype={dtype_name}"
+        )
+
+
+def is_batched(info: ParameterInfo, shape: tuple) -> bool:
+    """Whether `shape` is the parameter's shape with a leading batch dimension.
+
+    Raises ValueError for any other shape (None entries match any size).
+    """
+    rank = len(shape)
+    batched = rank == len(info.shape) + 1
+    trailing = tuple(shape[1:]) if batched else tuple(shape)
+    if rank not in (len(info.shape), len(info.shape) + 1) or any(
+        d is not None and d != e for d, e in zip(trailing, info.shape)
+    ):
+        raise ValueError(
+            f"Parameter '{info.name}' must have shape {info.shape} or "
+            f"(batch_size, *{info.shape}). Received: shape={tuple(shape)}"
+        )
+    return batched
+
+
+def common_batch_size(named_sizes: Sequence[tuple[str, int]]) -> int:
+    """The one batch size of the batched parameters (1 when none is batched)."""
+    if not named_sizes:
+        return 1
+    static = sorted(set(named_sizes))
+    if len({size for _, size in static}) > 1:
+        sizes = ", ".join(f"{name}: {size}" for name, size in static)
+        raise ValueError(f"Batched parameters must share one batch size. Received: {sizes}")
+    return static[0][1]
+
+
+def non_finite_parameter_message(info: ParameterInfo) -> str:
+    return f"Parameter '{info.name}' contains NaN or Inf."
+
+
+# -- the projection layers (Sparsemax, CSparsemax, CSoftmax, LML) -----------
+
+
+def check_axis_argument(axis) -> None:
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise ValueError(f"`axis` must be an integer. Received: axis={axis!r}")
+
+
+def canonical_axis(axis: int, rank: int | None, name: str = "x") -> int:
+    """Returns `axis` as a non-negative index, checking it against `rank`."""
+    if rank is None:
+        raise ValueError(f"`{name}` must have a known rank. Received: {name} with unknown rank")
+    if rank == 0:
+        raise ValueError(f"`{name}` must have at least one dimension. Received: {name} of rank 0")
+    if not -rank <= axis < rank:
+        raise ValueError(f"`axis` is out of range for an input of rank {rank}. Received: axis={axis}")
+    return axis % rank
+
+
+def check_float_upper(upper: float, n: int | None) -> None:
+    """Checks a python-number upper bound: positive and n * upper >= 1."""
+    if not np.isfinite(upper) or upper <= 0:
+        raise ValueError(f"`upper` must be a positive finite number. Received: upper={upper}")
+    if n is not None and upper * n < 1.0 - n * np.finfo(np.float32).eps:
+        raise ValueError(
+            "`upper` times the size of `axis` must be at least 1, or no point is feasible. "
+            f"Received: upper={upper}, n={n}"
+        )
+
+
+def check_upper_argument(upper) -> float | None:
+    """A construction-time `upper`: None or a python number, returned as a float."""
+    if upper is None:
+        return None
+    if isinstance(upper, bool) or not isinstance(upper, (int, float, np.integer, np.floating)):
+        raise ValueError(
+            "`upper` given at construction must be a python number; pass per-element "
+            f"bounds at call time instead, `layer(x, upper)`. Received: upper={upper!r}"
+        )
+    upper = float(upper)
+    check_float_upper(upper, n=None)
+    return upper
+
+
+def check_upper_values(upper: np.ndarray, tolerance: float) -> None:
+    """Call-time bounds (..., n): nonnegative, each slice summing to >= 1."""
+    if np.any(upper < 0):
+        raise ValueError(f"The upper bounds must be nonnegative. Received: upper with minimum {upper.min()!r}")
+    sums = upper.sum(axis=-1)
+    if np.any(sums < 1.0 - tolerance):
+        raise ValueError(
+            "The upper bounds must sum to at least 1 along `axis`, or no point is feasible. "
+            f"Received: upper with sum {sums.min()!r}"
+        )
+
+
+def check_finite_values(name: str, values: np.ndarray) -> None:
+    if not np.all(np.isfinite(values)):
+        counts = f"{int(np.isnan(values).sum())} NaN and {int(np.isinf(values).sum())} Inf entries"
+        raise ValueError(f"`{name}` must contain only finite values (no NaN or Inf). Received: {name} with {counts}")
+
+
+def check_k(k, n: int | None) -> float:
+    """Checks that k is a number strictly between 0 and n; returns it as a float."""
+    if isinstance(k, bool) or not isinstance(k, (int, float, np.integer, np.floating)):
+        raise ValueError(f"`k` must be a python number. Received: k={k!r}")
+    if not math.isfinite(k) or k <= 0 or (n is not None and k >= n):
+        raise ValueError(f"`k` must be strictly between 0 and n, the size of `axis`. Received: k={k}, n={n}")
+    return float(k)
