@@ -25,6 +25,11 @@ class SolverError(RuntimeError):
         batch_indices: sorted indices of all failing examples.
     """
 
+    # Keras rebuilds exceptions raised inside a layer call as `cls(message)`,
+    # which would drop the attributes above; this flag tells it to re-raise
+    # the original exception instead.
+    _keras_call_info_injected = True
+
     def __init__(self, solver: str, failures: Mapping[str, Iterable[int]]):
         self.solver = solver
         self.statuses = {str(s): sorted(int(i) for i in idx) for s, idx in failures.items()}

@@ -49,7 +49,7 @@ def stack_parameters(program: CompiledProblem, tensors: list[tf.Tensor], batch_s
         info = program.parameters[index]
         tensor = tensors[index]
         if tensor.shape.rank == len(info.shape):
-            tensor = tf.broadcast_to(tensor[None], tf.concat([[batch_size], info.shape], 0))
+            tensor = tf.broadcast_to(tensor[None], [batch_size, *info.shape])
         if info.log:
             tensor = tf.math.log(tensor)
         columns.append(flatten_fortran(tensor, len(info.shape)))

@@ -24,7 +24,9 @@ inexact) solution; at points where the solution map is not differentiable
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping
 
 import diffcp
@@ -95,6 +97,9 @@ class ConeSolver:
               settings: Mapping[str, Any] | None = None):
         """Solves each example; returns x (B, n), y (B, m), s (B, m).
 
+        The examples are shared out among a few threads: the solvers release
+        the GIL while they work.
+
         Raises:
             SolverError: naming each failed status and its batch indices.
         """
@@ -103,27 +108,35 @@ class ConeSolver:
         x = np.empty((batch, self.n))
         y = np.empty((batch, self.m))
         s = np.empty((batch, self.m))
-        failures: dict[str, list[int]] = {}
-        inaccurate: list[int] = []
-        for i in range(batch):
-            A = sp.csc_matrix((A_values[i], self.rows, self.indptr), shape=(self.m, self.n))
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # we report inaccuracy once per batch
+        statuses = [""] * batch
+
+        def solve_range(indices: range) -> None:
+            for i in indices:
+                A = sp.csc_matrix((A_values[i], self.rows, self.indptr), shape=(self.m, self.n))
+                try:
                     result = diffcp.solve_internal(
                         A, b[i].copy(), c[i].copy(), self.cone_dict, solve_method=self.solver,
                         raise_on_error=False, **kwargs)
-                status = str(result["info"]["status"])
-            except diffcp.SolverError as err:  # ECOS raises instead of returning a status
-                failures.setdefault(str(err).replace("Solver ecos returned status ", ""), []).append(i)
-                continue
+                except diffcp.SolverError as err:  # ECOS raises instead of returning a status
+                    statuses[i] = str(err).replace("Solver ecos returned status ", "")
+                    continue
+                statuses[i] = str(result["info"]["status"])
+                if _classify(statuses[i]) != "failed" and not np.all(np.isfinite(result["x"])):
+                    statuses[i] = f"{statuses[i]} (non-finite solution)"
+                x[i], y[i], s[i] = result["x"], result["y"], result["s"]
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # inaccuracy is reported once per batch below
+            _run_in_threads(solve_range, batch)
+
+        failures: dict[str, list[int]] = {}
+        inaccurate: list[int] = []
+        for i, status in enumerate(statuses):
             kind = _classify(status)
-            if kind == "failed" or not np.all(np.isfinite(result["x"])):
+            if kind == "failed":
                 failures.setdefault(status, []).append(i)
-                continue
-            if kind == "inaccurate":
+            elif kind == "inaccurate":
                 inaccurate.append(i)
-            x[i], y[i], s[i] = result["x"], result["y"], result["s"]
         if failures:
             raise SolverError(self.solver, failures)
         if inaccurate:
@@ -160,9 +173,8 @@ class ConeSolver:
         dw = -(np.sum(x * dx, 1) + np.sum(y * dy, 1) + np.sum(s * ds, 1))
         dz = np.concatenate([dx, D.apply(dy + ds) - ds, dw[:, None]], axis=1)
         if mode == "dense":
-            # Many small factorizations: BLAS threads only contend here.
-            with threadpool_limits(limits=1, user_api="blas"):
-                r = self._solve_adjoint_dense(A_values, b, c, D, dz)
+            z = np.concatenate([x, v, np.ones((x.shape[0], 1))], axis=1)
+            r = self._solve_adjoint_dense(A_values, b, c, D, z, dz)
         else:
             r = self._solve_adjoint_lsqr(A_values, b, c, x, v, dz)
         pi_z = np.concatenate([x, y, np.ones((x.shape[0], 1))], axis=1)
@@ -172,39 +184,47 @@ class ConeSolver:
         dc = pi_z[:, :n] * r[:, -1:] - r[:, :n]
         return dA, db, dc
 
-    def _solve_adjoint_dense(self, A_values, b, c, D, dz):
+    def _solve_adjoint_dense(self, A_values, b, c, D, z, dz):
         """Solves Mᵀ r = dz with M = (Q - I) DΠ(z) + I, batched.
 
         DΠ(z) = blockdiag(I, D, 1) at w = 1, so M equals Q except in the
         columns of the dual variables, which D mixes. M is singular: the
-        residual map vanishes on the whole ray through the solution z (and
-        degenerate problems add more null directions). The system is
-        consistent and the gradient does not depend on which solution is
-        taken, so solve the normal equations M Mᵀ r = M dz, with a tiny
-        Tikhonov shift that makes them positive definite (as diffcp's dense
-        mode does with an LDLᵀ factorization).
+        residual map vanishes on the whole ray through the solution z, so
+        M z = 0. dz is orthogonal to z (that is what dw is for), so the
+        system is consistent and any solution gives the same gradient. Adding
+        z zᵀ to Mᵀ selects the solution orthogonal to z with one LU solve.
+        Degenerate problems leave M with more null directions; examples whose
+        bordered solve does not satisfy the system fall back to the normal
+        equations M Mᵀ r = M dz with a tiny Tikhonov shift (which is what
+        diffcp's dense mode solves, by LDLᵀ).
         """
         n, m = self.n, self.m
         size = n + m + 1
         r = np.zeros_like(dz)
         chunk = max(1, _DENSE_CHUNK_ENTRIES // (size * size))
-        diagonal = np.arange(size)
-        for start in range(0, dz.shape[0], chunk):
-            part = slice(start, start + chunk)
-            M = self._embedding.dense(A_values[part], b[part], c[part])
-            Q_dual = M[:, :, n:n + m].copy()
-            Q_dual[:, np.arange(n, n + m), np.arange(m)] -= 1.0  # Q - I
-            M[:, :, n:n + m] = Q_dual * D.diagonal[part, None, :]
-            for block in D.blocks:
-                cols = slice(n + block.start, n + block.stop)
-                M[:, :, cols] = Q_dual[:, :, block.start:block.stop] @ block.matrix[part]
-            M[:, np.arange(n, n + m), np.arange(n, n + m)] += 1.0
-            normal = M @ np.swapaxes(M, 1, 2)
-            shift = _TIKHONOV * np.mean(normal[:, diagonal, diagonal], axis=1)
-            normal[:, diagonal, diagonal] += shift[:, None]
-            rhs = np.einsum("bij,bj->bi", M, dz[part])
-            r[part] = np.linalg.solve(normal, rhs[..., None])[..., 0]
+
+        def solve_range(indices: range) -> None:
+            for start in range(indices.start, indices.stop, chunk):
+                part = slice(start, min(start + chunk, indices.stop))
+                MT = np.swapaxes(self._derivative_matrix(A_values[part], b[part], c[part], D, part), 1, 2)
+                r[part] = _solve_consistent_singular(MT, z[part], dz[part])
+
+        # Many small factorizations: threads over the batch, one BLAS thread each.
+        with threadpool_limits(limits=1, user_api="blas"):
+            _run_in_threads(solve_range, dz.shape[0])
         return r
+
+    def _derivative_matrix(self, A_values, b, c, D, part) -> np.ndarray:
+        """M = (Q - I) DΠ(z) + I for the examples in `part`, (B, N, N)."""
+        n, m = self.n, self.m
+        M = self._embedding.dense(A_values, b, c)
+        Q_dual = M[:, :, n:n + m].copy()
+        Q_dual[:, np.arange(n, n + m), np.arange(m)] -= 1.0  # Q - I
+        M[:, :, n:n + m] = Q_dual * D.diagonal[part, None, :]
+        for block in D.blocks:
+            M[:, :, n + block.start:n + block.stop] = Q_dual[:, :, block.start:block.stop] @ block.matrix[part]
+        M[:, np.arange(n, n + m), np.arange(n, n + m)] += 1.0
+        return M
 
     def _solve_adjoint_lsqr(self, A_values, b, c, x, v, dz):
         r = np.zeros_like(dz)
@@ -222,6 +242,39 @@ _DENSE_CHUNK_ENTRIES = 8_000_000
 # Relative shift of the normal equations: small enough to leave the gradient
 # unchanged to about 1e-9, large enough to make them positive definite.
 _TIKHONOV = 1e-12
+# A bordered solve is accepted when its residual is this small relative to dz.
+_RESIDUAL_TOLERANCE = 1e-9
+_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+def _run_in_threads(work, count: int) -> None:
+    """Runs work(range) over 0..count split into contiguous ranges."""
+    threads = min(_THREADS, count)
+    if threads <= 1:
+        work(range(count))
+        return
+    bounds = np.linspace(0, count, threads + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(work, range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]:
+            future.result()
+
+
+def _solve_consistent_singular(MT: np.ndarray, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
+    """Solves the consistent systems MT r = dz whose MT has z in its range's complement."""
+    bordered = MT + z[:, :, None] * z[:, None, :]
+    try:
+        r = np.linalg.solve(bordered, dz[..., None])[..., 0]
+        residual = np.linalg.norm(np.einsum("bij,bj->bi", MT, r) - dz, axis=1)
+        bad = ~(residual <= _RESIDUAL_TOLERANCE * (1.0 + np.linalg.norm(dz, axis=1)))
+    except np.linalg.LinAlgError:
+        r, bad = np.zeros_like(dz), np.ones(len(dz), dtype=bool)
+    if bad.any():
+        M = np.swapaxes(MT[bad], 1, 2)
+        normal = M @ MT[bad]
+        diagonal = np.arange(normal.shape[1])
+        normal[:, diagonal, diagonal] += _TIKHONOV * np.mean(normal[:, diagonal, diagonal], axis=1)[:, None]
+        r[bad] = np.linalg.solve(normal, np.einsum("bij,bj->bi", M, dz[bad])[..., None])[..., 0]
+    return r
 
 
 class _EmbeddingPattern:

@@ -1,0 +1,275 @@
+"""Times CvxpyLayer (diffcp path) against the cvxpylayers baselines.
+
+Side by side, in one run: forward+backward and forward-only, at batch 1 and
+128, of the tutorial's OptNet QP (n=10, 5 equalities, 5 inequalities),
+sparsemax (n=20), LML (n=20, k=5) and the ellipsoid projection (n=20), for
+
+* this library's CvxpyLayer with solver="SCS", called eagerly and inside a
+  tf.function,
+* cvxpylayers 0.1.9's TensorFlow layer (eager only: it calls .numpy()),
+* cvxpylayers 1.x's torch layer,
+
+all with SCS at its default tolerance, float64. Prints medians and the
+speedups over 0.1.9 as a markdown table, and the geometric mean of the
+speedups at the largest batch.
+
+Usage (from the repository root; the baselines come from
+benchmarks/install_baselines.sh):
+
+    python benchmarks/bench_cvxpy_layer.py [--repeats 5] [--batches 1 128]
+    python benchmarks/bench_cvxpy_layer.py --profile   # cProfile ours, batch 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pathlib
+import pstats
+import statistics
+import sys
+import time
+import warnings
+from typing import Callable, NamedTuple
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cvxpy as cp  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import torch  # noqa: E402
+
+BENCHMARKS_DIR = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCHMARKS_DIR))
+import baselines  # noqa: E402
+
+from keras_optlayers.core.problems import lml_problem, sparsemax_problem  # noqa: E402
+from keras_optlayers.layers.cvxpy_layer import CvxpyLayer  # noqa: E402
+
+# Every implementation solves with SCS at SCS's default tolerance.
+SCS_DEFAULTS = {"solve_method": "SCS"}  # the baselines' diffcp argument
+
+
+class Benchmark(NamedTuple):
+    name: str
+    problem: cp.Problem
+    parameters: tuple[cp.Parameter, ...]
+    variables: tuple[cp.Variable, ...]
+    sample: Callable[[np.random.Generator, int], list[np.ndarray]]  # (rng, batch) -> values
+
+
+def optnet_qp(n: int = 10, num_eq: int = 5, num_ineq: int = 5) -> Benchmark:
+    """The tutorial's OptNet QP; data sampled feasible (h = G x0 + slack)."""
+    Q_sqrt = cp.Parameter((n, n))
+    q = cp.Parameter(n)
+    A = cp.Parameter((num_eq, n))
+    b = cp.Parameter(num_eq)
+    G = cp.Parameter((num_ineq, n))
+    h = cp.Parameter(num_ineq)
+    x = cp.Variable(n)
+    objective = cp.Minimize(0.5 * cp.sum_squares(Q_sqrt @ x) + q @ x)
+    problem = cp.Problem(objective, [A @ x == b, G @ x <= h])
+
+    def sample(rng, batch):
+        x0 = rng.standard_normal((batch, n))
+        A_value = rng.standard_normal((batch, num_eq, n))
+        G_value = rng.standard_normal((batch, num_ineq, n))
+        return [
+            rng.standard_normal((batch, n, n)),
+            rng.standard_normal((batch, n)),
+            A_value,
+            np.einsum("bij,bj->bi", A_value, x0),
+            G_value,
+            np.einsum("bij,bj->bi", G_value, x0) + rng.random((batch, num_ineq)),
+        ]
+
+    return Benchmark("OptNet QP (n=10)", problem, (Q_sqrt, q, A, b, G, h), (x,), sample)
+
+
+def sparsemax(n: int = 20) -> Benchmark:
+    spec = sparsemax_problem(n)
+    return Benchmark("sparsemax (n=20)", spec.problem, spec.parameters, spec.variables,
+                     lambda rng, batch: [rng.standard_normal((batch, n))])
+
+
+def lml(n: int = 20, k: int = 5) -> Benchmark:
+    spec = lml_problem(n, k)
+    return Benchmark("LML (n=20, k=5)", spec.problem, spec.parameters, spec.variables,
+                     lambda rng, batch: [rng.standard_normal((batch, n))])
+
+
+def ellipsoid_projection(n: int = 20) -> Benchmark:
+    """The tutorial's ellipsoid projection (t = y - z keeps it DPP)."""
+    A = cp.Parameter((n, n))
+    z = cp.Parameter(n)
+    x = cp.Parameter(n)
+    y = cp.Variable(n)
+    t = cp.Variable(n)
+    constraints = [0.5 * cp.sum_squares(A @ t) <= 1, t == y - z]
+    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x - y)), constraints)
+    return Benchmark("ellipsoid projection (n=20)", problem, (A, z, x), (y, t),
+                     lambda rng, batch: [rng.standard_normal((batch, n, n)),
+                                         rng.standard_normal((batch, n)),
+                                         rng.standard_normal((batch, n))])
+
+
+BENCHMARKS = (optnet_qp, sparsemax, lml, ellipsoid_projection)
+
+
+# -- the callables timed -------------------------------------------------------
+# Each maker returns (forward, forward_backward), both taking no arguments:
+# inputs are converted to the framework's tensors once, outside the timing.
+
+
+def tf_callables(layer_call, values, compile_graph: bool):
+    tensors = [tf.constant(v) for v in values]
+
+    def forward():
+        return layer_call(*tensors)
+
+    def forward_backward():
+        with tf.GradientTape() as tape:
+            tape.watch(tensors)
+            loss = tf.add_n([tf.reduce_sum(o) for o in layer_call(*tensors)])
+        return tape.gradient(loss, tensors)
+
+    if compile_graph:
+        return tf.function(forward), tf.function(forward_backward)
+    return forward, forward_backward
+
+
+def ours(benchmark, values, compile_graph):
+    layer = CvxpyLayer(benchmark.problem, benchmark.parameters, benchmark.variables, solver="SCS")
+    return tf_callables(layer, values, compile_graph)
+
+
+def load_baselines():
+    """The two baseline layer classes, both called `cvxpylayers.CvxpyLayer`."""
+    tf_layer = baselines.cvxpylayers_tf_layer()
+    torch_layer = baselines.cvxpylayers_torch_layer()
+    return tf_layer, torch_layer
+
+
+BASELINE_LAYERS = load_baselines()
+
+
+def cvxpylayers_tf(benchmark, values):
+    layer = BASELINE_LAYERS[0](benchmark.problem, list(benchmark.parameters), list(benchmark.variables))
+    return tf_callables(lambda *t: layer(*t, solver_args=SCS_DEFAULTS), values, compile_graph=False)
+
+
+def cvxpylayers_torch(benchmark, values):
+    layer = BASELINE_LAYERS[1](benchmark.problem, list(benchmark.parameters), list(benchmark.variables),
+                               solver_args=SCS_DEFAULTS)
+    constants = [torch.tensor(v) for v in values]
+    leaves = [torch.tensor(v, requires_grad=True) for v in values]
+
+    def forward():
+        return layer(*constants)
+
+    def forward_backward():
+        sum(o.sum() for o in layer(*leaves)).backward()
+
+    return forward, forward_backward
+
+
+IMPLEMENTATIONS = {
+    "ours (eager)": lambda b, v: ours(b, v, compile_graph=False),
+    "ours (tf.function)": lambda b, v: ours(b, v, compile_graph=True),
+    "cvxpylayers 0.1.9 TF": cvxpylayers_tf,
+    "cvxpylayers 1.x torch": cvxpylayers_torch,
+}
+BASELINE = "cvxpylayers 0.1.9 TF"
+MODES = ("fwd+bwd", "fwd")
+
+
+def median_ms(function, repeats: int) -> float:
+    function()  # warm up: tracing, first-call caches
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def measure(batches, repeats):
+    """{(benchmark name, batch, mode): {implementation: median ms}}."""
+    results = {}
+    for make in BENCHMARKS:
+        benchmark = make()
+        for batch in batches:
+            values = benchmark.sample(np.random.default_rng(0), batch)
+            for implementation, build in IMPLEMENTATIONS.items():
+                forward, forward_backward = build(benchmark, values)
+                # Small batches are quick and noisier: repeat them more.
+                count = repeats * 4 if batch < 16 else repeats
+                for mode, function in zip(MODES, (forward_backward, forward)):
+                    key = (benchmark.name, batch, mode)
+                    results.setdefault(key, {})[implementation] = median_ms(function, count)
+                print(f"  measured {benchmark.name}, batch {batch}, {implementation}", file=sys.stderr)
+    return results
+
+
+def geometric_mean(values) -> float:
+    return float(np.exp(np.mean(np.log(values))))
+
+
+def report(results, batches) -> str:
+    ours_columns = ("ours (eager)", "ours (tf.function)")
+    header = ["problem", "batch", "pass", *IMPLEMENTATIONS,
+              *(f"speedup vs 0.1.9, {c}" for c in ours_columns), "speedup vs torch, ours (eager)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (name, batch, mode), times in results.items():
+        speedups = [times[BASELINE] / times[c] for c in ours_columns]
+        speedups.append(times["cvxpylayers 1.x torch"] / times["ours (eager)"])
+        cells = [name, str(batch), mode, *(f"{times[i]:.1f} ms" for i in IMPLEMENTATIONS),
+                 *(f"{s:.1f}x" for s in speedups)]
+        lines.append("| " + " | ".join(cells) + " |")
+    largest = max(batches)
+    lines.append("")
+    lines.append(f"Geometric mean of the speedups over cvxpylayers 0.1.9 TF at batch {largest}:")
+    lines.append("")
+    lines.append("| pass | ours (eager) | ours (tf.function) | target |")
+    lines.append("|---|---|---|---|")
+    for mode, target in zip(MODES, ("3x", "8x")):
+        row = [times for (name, batch, m), times in results.items() if batch == largest and m == mode]
+        means = [geometric_mean([t[BASELINE] / t[c] for t in row]) for c in ours_columns]
+        lines.append(f"| {mode} | {means[0]:.1f}x | {means[1]:.1f}x | {target} |")
+    return "\n".join(lines)
+
+
+def profile(batch: int, repeats: int) -> None:
+    """cProfile of our eager layer, fwd+bwd and fwd, at one batch size."""
+    for make in BENCHMARKS:
+        benchmark = make()
+        values = benchmark.sample(np.random.default_rng(0), batch)
+        forward, forward_backward = ours(benchmark, values, compile_graph=False)
+        for mode, function in zip(MODES, (forward_backward, forward)):
+            function()
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(repeats):
+                function()
+            profiler.disable()
+            print(f"\n## {benchmark.name}, batch {batch}, {mode}, {repeats} calls")
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(18)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per cell (4x at small batches)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 128])
+    parser.add_argument("--profile", action="store_true", help="profile ours at the largest batch instead")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")  # SCS's "Solved/Inaccurate" at default tolerance
+    torch.set_num_threads(os.cpu_count() or 1)
+    if args.profile:
+        profile(max(args.batches), args.repeats)
+        return
+    print(report(measure(args.batches, args.repeats), args.batches))
+
+
+if __name__ == "__main__":
+    main()

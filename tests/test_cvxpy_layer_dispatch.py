@@ -1,0 +1,41 @@
+"""Which solver CvxpyLayer picks when none is given.
+
+Quadratic programs go to the native QP solver ("QP"), and must give what
+SCS gives; everything else goes to SCS.
+"""
+
+import numpy as np
+import tensorflow as tf
+from helpers import TIGHT_SCS, inequality_qp, lml, loss_and_gradients, run, weights_like  # noqa: F401
+
+from keras_optlayers.layers.cvxpy_layer import CvxpyLayer
+
+
+def layers_for(family, **kwargs):
+    default = CvxpyLayer(family.problem, family.parameters, family.variables, **kwargs)
+    scs = CvxpyLayer(family.problem, family.parameters, family.variables, solver="SCS", solver_args=TIGHT_SCS)
+    return default, scs
+
+
+def test_quadratic_program_goes_to_the_qp_solver_and_agrees_with_scs(run):
+    family = inequality_qp()
+    values = family.sample_batch(np.random.default_rng(20), batch=3)
+    tensors = [tf.constant(v) for v in values]
+    default, scs = layers_for(family)
+    assert default.solver == "QP"
+    weights = weights_like([np.zeros((3, 3))])
+
+    (x_qp,) = run(lambda *t: default(*t), *tensors)
+    (x_scs,) = run(lambda *t: scs(*t), *tensors)
+    _, gradients_qp = run(loss_and_gradients(default, weights), *tensors)
+    _, gradients_scs = run(loss_and_gradients(scs, weights), *tensors)
+
+    np.testing.assert_allclose(x_qp.numpy(), x_scs.numpy(), rtol=1e-6, atol=1e-7)
+    for qp, reference in zip(gradients_qp, gradients_scs):
+        np.testing.assert_allclose(qp.numpy(), reference.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_cone_program_goes_to_scs():
+    default, _ = layers_for(lml())
+    assert default.solver == "SCS"
+    assert default.supports_jit is False
