@@ -14,12 +14,32 @@ import tensorflow as tf
 from keras_optlayers.core.compiler import CompiledProblem, OutputMap
 
 
-def sparse_constant(matrix: sp.spmatrix) -> tf.SparseTensor:
-    """A float64 tf.SparseTensor holding a scipy sparse matrix."""
-    coo = sp.coo_matrix(matrix)
-    order = np.lexsort((coo.col, coo.row))  # row-major, as TF requires
-    indices = np.stack([coo.row[order], coo.col[order]], axis=1).astype(np.int64)
-    return tf.SparseTensor(indices, coo.data[order].astype(np.float64), coo.shape)
+class SparseMap:
+    """A constant sparse matrix applied with gather and segment-sum.
+
+    Gather and unsorted_segment_sum compile under XLA and run on GPUs, which
+    TensorFlow's sparse-dense matmul does not always do.
+    """
+
+    def __init__(self, matrix: sp.spmatrix):
+        coo = sp.coo_matrix(matrix)
+        self.num_rows = int(coo.shape[0])
+        self.rows = tf.constant(coo.row.astype(np.int32))
+        self.cols = tf.constant(coo.col.astype(np.int32))
+        self.values = tf.constant(coo.data.astype(np.float64))
+
+    def __call__(self, theta: tf.Tensor) -> tf.Tensor:
+        """(num_rows, num_theta) map applied to theta (B, num_theta) -> (B, num_rows)."""
+        products = tf.gather(theta, self.cols, axis=1) * self.values
+        return tf.transpose(tf.math.unsorted_segment_sum(tf.transpose(products), self.rows, self.num_rows))
+
+
+def scatter_dense(values: tf.Tensor, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> tf.Tensor:
+    """(B, nnz) values at (rows, cols) -> dense (B, *shape)."""
+    indices = np.stack([rows, cols], axis=1).astype(np.int32)
+    batch = tf.shape(values)[0]
+    dense = tf.scatter_nd(indices, tf.transpose(values), [shape[0], shape[1], batch])
+    return tf.transpose(dense, [2, 0, 1])
 
 
 def flatten_fortran(tensor: tf.Tensor, param_rank: int) -> tf.Tensor:
@@ -55,11 +75,6 @@ def stack_parameters(program: CompiledProblem, tensors: list[tf.Tensor], batch_s
         columns.append(flatten_fortran(tensor, len(info.shape)))
     columns.append(tf.ones([batch_size, 1], tf.float64))
     return tf.concat(columns, axis=1)
-
-
-def apply_map(matrix: tf.SparseTensor, theta: tf.Tensor) -> tf.Tensor:
-    """(k, num_theta) sparse map applied to theta (B, num_theta) -> (B, k)."""
-    return tf.transpose(tf.sparse.sparse_dense_matmul(matrix, theta, adjoint_b=True))
 
 
 def read_output(output: OutputMap, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
