@@ -208,7 +208,13 @@ def test_package_imports_without_torch_and_the_torch_package_says_how_to_install
     script = textwrap.dedent(
         """
         import sys
-        sys.modules["torch"] = None  # as if torch were not installed
+
+        class NoTorch:  # as if torch were not installed
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("No module named 'torch'")
+
+        sys.meta_path.insert(0, NoTorch())
         import keras_optlayers
         try:
             import keras_optlayers.torch
@@ -224,10 +230,3 @@ def test_package_imports_without_torch_and_the_torch_package_says_how_to_install
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
-
-
-def test_torch_package_does_not_import_tensorflow():
-    script = "import sys, keras_optlayers.torch; print('tensorflow' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"

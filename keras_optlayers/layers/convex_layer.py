@@ -1,0 +1,226 @@
+"""`ConvexLayer`: the base of learnable, savable convex optimization layers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Sequence, Union
+
+import cvxpy as cp
+import keras
+import tensorflow as tf
+
+from keras_optlayers.ops.convex_problem_op import QP_SOLVER, ConvexProblemOp
+from keras_optlayers.solvers.cone_solver import solver_name
+
+# What feeds a parameter that does not come from the call's inputs: a weight,
+# or a function of weights evaluated at every call (e.g. h = G z0 + s0).
+ParameterSource = Union[keras.Variable, Callable[[], Any]]
+
+_PLAIN_SETTING_TYPES = (bool, int, float, str)
+
+
+def _is_finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checked_solver(solver: str | None) -> str | None:
+    if solver is None:
+        return None
+    if not isinstance(solver, str):
+        raise ValueError(f"`solver` must be a string or None. Received: solver={solver!r}")
+    if solver.upper() != QP_SOLVER:
+        solver_name(solver)  # raises ValueError naming the accepted solvers
+    return solver
+
+
+def _checked_solver_args(solver_args: Mapping[str, Any] | None) -> dict[str, Any]:
+    # Plain values only: the settings go into get_config and the .keras file.
+    if solver_args is None:
+        return {}
+    if not isinstance(solver_args, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, _PLAIN_SETTING_TYPES)
+        for key, value in solver_args.items()
+    ):
+        raise ValueError(
+            "`solver_args` must be a dict from setting names to numbers, booleans "
+            f"or strings. Received: solver_args={solver_args!r}"
+        )
+    return dict(solver_args)
+
+
+class ConvexLayer(keras.layers.Layer):
+    """Base class of layers that solve a convex problem with learnable data.
+
+    A subclass describes its problem in `build(input_shape)`: it creates its
+    weights with `add_weight`, writes a DPP problem in CVXPY, and calls
+    `set_problem` to say which CVXPY parameters are fed from the call's
+    inputs, which from weights (or from functions of the weights, evaluated
+    at every call so that gradients reach the weights), and which variables
+    the layer returns. The base class compiles the problem once into a
+    `ConvexProblemOp` and does the rest: batching, dtype, gradients, solver
+    choice, output shapes and config. Because the problem is rebuilt from
+    the layer's plain constructor arguments, a model holding the layer saves
+    to and loads from `.keras` files.
+
+    Args:
+        solver: None (default) picks the native QP solver when the problem
+            is a quadratic program and SCS otherwise; or one of "QP", "SCS",
+            "ECOS", "Clarabel".
+        solver_args: default solver settings for every call, as plain values
+            (e.g. `{"eps_abs": 1e-8, "eps_rel": 1e-8}` for SCS, `tol` and
+            `max_iter` for the QP solver).
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: one tensor per input parameter (a single tensor, or a list),
+            each of the parameter's shape with leading batch dimensions.
+        solver_args: settings for this call, overriding the defaults.
+
+    Input shape:
+        For each input parameter of shape `s`: `(..., *s)`; all inputs share
+        their leading dimensions.
+
+    Output shape:
+        For each output variable of shape `v`: `(..., *v)`, with the inputs'
+        leading dimensions; a single tensor when there is one output.
+
+    Example:
+
+    A learnable box projection, argmin_y ||y - x||² s.t. lower <= y <= upper,
+    with upper = lower + exp(log_width) so that the box is never empty:
+
+    >>> import cvxpy as cp
+    >>> import numpy as np
+    >>> class BoxProjection(ConvexLayer):
+    ...     def build(self, input_shape):
+    ...         n = input_shape[-1]
+    ...         self.lower = self.add_weight(shape=(n,), initializer="zeros", name="lower")
+    ...         self.log_width = self.add_weight(shape=(n,), initializer="zeros", name="log_width")
+    ...         x, lower, upper = cp.Parameter(n), cp.Parameter(n), cp.Parameter(n)
+    ...         y = cp.Variable(n)
+    ...         problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [lower <= y, y <= upper])
+    ...         self.set_problem(
+    ...             problem,
+    ...             inputs=[x],
+    ...             weights={
+    ...                 lower: self.lower,
+    ...                 upper: lambda: self.lower + keras.ops.exp(self.log_width),
+    ...             },
+    ...             outputs=[y],
+    ...         )
+    >>> layer = BoxProjection()
+    >>> y = layer(np.array([[-1.0, 0.5, 2.0]], dtype="float32"))  # ~[[0, .5, 1]]
+    """
+
+    def __init__(
+        self,
+        solver: str | None = None,
+        solver_args: Mapping[str, Any] | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.solver = _checked_solver(solver)
+        self.solver_args = _checked_solver_args(solver_args)
+        self.op: ConvexProblemOp | None = None
+        self._input_parameters: tuple[cp.Parameter, ...] = ()
+        self._weight_sources: tuple[ParameterSource, ...] = ()
+        # Until the problem is built only an explicit "QP" is known to compile
+        # with XLA; keep jit_compile="auto" off the layer meanwhile.
+        self.supports_jit = solver is not None and solver.upper() == QP_SOLVER
+
+    def set_problem(
+        self,
+        problem: cp.Problem,
+        *,
+        inputs: Sequence[cp.Parameter],
+        outputs: Sequence[cp.Variable],
+        weights: Mapping[cp.Parameter, ParameterSource] | None = None,
+    ) -> None:
+        """Declares the layer's problem; call it from `build`.
+
+        Args:
+            problem: a DPP `cvxpy.Problem`.
+            inputs: the parameters fed from the call's inputs, in order.
+            outputs: the variables the layer returns, in order.
+            weights: the remaining parameters, each mapped to a weight of the
+                layer or to a function of no arguments that computes the
+                parameter's value from weights (called at every call).
+
+        Raises:
+            ValueError: if the problem is not DPP, the parameters are not
+                exactly the problem's, or an output is not in the problem.
+        """
+        if not inputs:
+            raise ValueError("`inputs` must list at least one parameter fed from the call. Received: inputs=[]")
+        weights = dict(weights or {})
+        for parameter, source in weights.items():
+            if not (isinstance(source, keras.Variable) or callable(source)):
+                raise ValueError(
+                    f"`weights` must map each parameter to a keras.Variable or a "
+                    f"function of no arguments. Received: {parameter.name()}={source!r}"
+                )
+        self.op = ConvexProblemOp(
+            problem,
+            [*inputs, *weights],
+            outputs,
+            solver=self.solver,
+            solver_args=self.solver_args,
+        )
+        self._input_parameters = tuple(inputs)
+        self._weight_sources = tuple(weights.values())
+        self.supports_jit = self.op.supports_xla
+
+    def build(self, input_shape):
+        raise NotImplementedError(
+            f"{type(self).__name__} must override build(input_shape) to create its "
+            "weights and call self.set_problem(...)."
+        )
+
+    def call(self, inputs, solver_args: Mapping[str, Any] | None = None):
+        if self.op is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.build did not call self.set_problem(...)."
+            )
+        tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if len(tensors) != len(self._input_parameters):
+            raise ValueError(
+                f"{type(self).__name__} takes {len(self._input_parameters)} input "
+                f"tensor(s). Received: {len(tensors)} tensors."
+            )
+        # The op batches over one leading dimension: fold any others into it.
+        leading = None
+        batched = []
+        for tensor, parameter in zip(tensors, self._input_parameters):
+            tensor = tf.convert_to_tensor(tensor)
+            if leading is None:
+                leading = tf.shape(tensor)[: tensor.shape.rank - len(parameter.shape)]
+            batched.append(tf.reshape(tensor, (-1, *parameter.shape)))
+        weight_values = [
+            source if isinstance(source, keras.Variable) else source()
+            for source in self._weight_sources
+        ]
+        solutions = self.op(*batched, *weight_values, solver_args=solver_args)
+        outputs = [
+            tf.cast(
+                tf.reshape(solution, tf.concat([leading, tf.constant(output.shape, tf.int32)], axis=0)),
+                self.compute_dtype,
+            )
+            for solution, output in zip(solutions, self.op.program.outputs)
+        ]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def compute_output_shape(self, input_shape):
+        if self.op is None:
+            raise ValueError(f"{type(self).__name__} must be built before computing output shapes.")
+        shapes = input_shape if len(self._input_parameters) > 1 else [input_shape]
+        first_shape, first_parameter = tuple(shapes[0]), self._input_parameters[0]
+        leading = first_shape[: len(first_shape) - len(first_parameter.shape)]
+        output_shapes = [leading + tuple(o.shape) for o in self.op.program.outputs]
+        return output_shapes[0] if len(output_shapes) == 1 else output_shapes
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "solver": self.solver,
+            "solver_args": dict(self.solver_args) or None,
+        }

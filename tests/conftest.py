@@ -1,0 +1,62 @@
+"""Fixtures shared by the learnable-layer tests."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+import pytest
+
+from keras_optlayers.core.problems.polytope import polytope_projection_problem
+from keras_optlayers.layers.ellipsoid_projection import EllipsoidProjection
+from keras_optlayers.layers.optnet_qp import OptNetQP
+from keras_optlayers.layers.polytope_projection import PolytopeProjection
+from keras_optlayers.ops.convex_problem_op import ConvexProblemOp
+
+# The library's learnable layers, in small configurations, by test id.
+LEARNABLE_LAYERS: dict[str, Callable[..., keras.layers.Layer]] = {
+    "polytope": lambda **kwargs: PolytopeProjection(4, **kwargs),
+    "polytope_free": lambda **kwargs: PolytopeProjection(4, offset="free", **kwargs),
+    "polytope_trainable_z0": lambda **kwargs: PolytopeProjection(4, trainable_interior_point=True, **kwargs),
+    "ellipsoid": lambda **kwargs: EllipsoidProjection(**kwargs),
+    "optnet_qp": lambda **kwargs: OptNetQP(num_eq=1, num_ineq=2, **kwargs),
+}
+
+
+@pytest.fixture(scope="session")
+def default_solver() -> str | None:
+    """None (auto: the native QP solver for QPs) once it is wired in, else "SCS".
+
+    Training tests pass this to the layers: with the QP solver they are fast;
+    until it lands, SCS keeps them running.
+    """
+    spec = polytope_projection_problem(1, 1)
+    try:
+        ConvexProblemOp(*spec)(np.zeros((1, 1)), np.ones((1, 1)), np.ones(1))
+    except NotImplementedError:
+        return "SCS"
+    return None
+
+
+@pytest.fixture(scope="session")
+def accurate_solver() -> dict:
+    """Layer keyword arguments for answers accurate to ~1e-9: SCS, tight.
+
+    Tight enough that central differences with a 1e-4 step (error ~1e-8
+    where the solution map is smooth) see the solution map, not the solver's
+    stopping rule.
+    """
+    return {"solver": "SCS", "solver_args": {"eps_abs": 1e-12, "eps_rel": 1e-12, "max_iters": 100_000}}
+
+
+@pytest.fixture(params=sorted(LEARNABLE_LAYERS))
+def make_learnable_layer(request) -> Callable[..., keras.layers.Layer]:
+    """Each learnable layer in turn: a factory taking layer keyword arguments."""
+    return LEARNABLE_LAYERS[request.param]
+
+
+@pytest.fixture
+def learnable_layers() -> dict[str, Callable[..., keras.layers.Layer]]:
+    """All the learnable layers' factories, by name (for one test over all)."""
+    return dict(LEARNABLE_LAYERS)
