@@ -1,0 +1,61 @@
+"""The CSoftmax layer."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_optlayers.core.problems import ProblemSpec, csoftmax_problem
+from keras_optlayers.layers._bounded_projection import BoundedProjection
+from keras_optlayers.ops.csoftmax import csoftmax
+
+
+@keras.saving.register_keras_serializable(package="keras_optlayers")
+class CSoftmax(BoundedProjection):
+    """Constrained softmax: softmax with per-coordinate upper bounds.
+
+    Formula:
+    ``` python
+    y = argmin_y -x^T y - H(y)  s.t.  sum(y) = 1, y <= upper   (along `axis`)
+    ```
+    with H the Shannon entropy (Martins & Kreutzer, 2017); the solution is
+    y = min(upper, exp(x - tau)). With `upper=1` it is the softmax. Computed
+    exactly by sorting the breakpoints, with the exact gradient, also with
+    respect to call-time bounds. float32 inputs are computed in float64
+    internally. TensorFlow backend only.
+
+    Args:
+        upper: a python number bounding every coordinate (the size n of
+            `axis` must satisfy n * upper >= 1), or `None` (default) to pass
+            per-element bounds at call time: `layer(x, upper)`.
+        axis: the axis to project along. Defaults to `-1`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: the scores x.
+        upper: per-element bounds, broadcastable to `inputs`, nonnegative and
+            summing to at least 1 along `axis`; only when the layer was built
+            with `upper=None`.
+
+    Input shape:
+        Arbitrary, rank >= 1.
+
+    Output shape:
+        Same shape and dtype as the input (no autocasting).
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = CSoftmax(upper=0.5)
+    >>> layer(np.array([1.5, -0.3, -2.2, 0.6], dtype="float32")).numpy().round(4)
+    array([0.5   , 0.1385, 0.0207, 0.3407], dtype=float32)
+    """
+
+    _op = staticmethod(csoftmax)
+
+    def cvxpy_problem(self, n: int) -> ProblemSpec:
+        """The same projection in CVXPY form, for `CvxpyLayer`.
+
+        Parameters `(x, upper)` when the layer takes bounds at call time,
+        else `(x,)`.
+        """
+        return csoftmax_problem(n, upper=self.upper)
