@@ -18,7 +18,8 @@ from keras_optlayers.core.compiler import CompiledProblem, compile_problem
 from keras_optlayers.ops import affine_maps
 from keras_optlayers.ops.cone_solve import cone_solve
 from keras_optlayers.solvers.cone_solver import ConeSolver, solver_name
-from keras_optlayers.solvers.qp import qp_solve
+from keras_optlayers.solvers.qp import qp_solve, qp_solve_with_status
+from keras_optlayers.solvers.qp import status as qp_status
 
 QP_SOLVER = "QP"
 QP_SETTINGS = ("tol", "max_iter")
@@ -78,6 +79,7 @@ class ConvexProblemOp:
         }
         if self.program.P is not None:
             self._maps["P"] = affine_maps.SparseMap(self.program.P.matrix)
+        self._compiled: dict = {}  # eager QP path, one tf.function per settings
 
     @property
     def supports_xla(self) -> bool:
@@ -154,7 +156,8 @@ class ConvexProblemOp:
 
     def __call__(self, *tensors, solver_args: Mapping[str, Any] | None = None) -> list[tf.Tensor]:
         """Solves for a batch; see `CvxpyLayer` for the conventions."""
-        if not self.supports_xla and _in_xla_context():
+        xla = _in_xla_context()
+        if xla and not self.supports_xla:
             raise ValueError(
                 f"Solver '{self.solver}' runs on the host and cannot be compiled "
                 "with XLA (jit_compile=True). Use jit_compile=False (or 'auto'), "
@@ -165,24 +168,49 @@ class ConvexProblemOp:
         tensors = [tf.cast(t, tf.float64) for t in tensors]
         batch_size = self._batch_size(batched)
         tensors = self._checked(tensors, batched, batch_size)
-
         settings = {**self.solver_args, **(solver_args or {})}
-        theta = affine_maps.stack_parameters(self.program, tensors, batch_size)
-        c = self._maps["c"](theta)
-        A_values = self._maps["A"](theta)
-        b = self._maps["b"](theta)
-        if self._cone_solver is None:
-            x, y = self._solve_qp(theta, A_values, b, c, settings)
-        else:
-            mode = settings.pop("mode", "auto")
-            x, y, _ = cone_solve(self._cone_solver, A_values, b, c, settings, mode)
 
-        outputs = [affine_maps.read_output(o, x, y) for o in self.program.outputs]
+        if self._cone_solver is None and tf.executing_eagerly():
+            # Eager callers get graph speed: the whole QP path is one function,
+            # traced once per input signature; the status is checked here.
+            outputs, status = self._compiled_qp_path(settings)(tensors)
+            qp_status.raise_for_status(status.numpy())
+        else:
+            # Under XLA no assertion compiles: statuses go unchecked there.
+            outputs, _ = self._solve(tensors, batch_size, settings, check_status=not xla)
         if not batched:
             outputs = [o[0] for o in outputs]
         return [tf.cast(o, out_dtype) for o in outputs]
 
-    def _solve_qp(self, theta, A_values, b, c, settings):
+    def _solve(self, tensors, batch_size, settings, check_status):
+        """Parameters (float64) -> requested variables (B, ...), QP status."""
+        theta = affine_maps.stack_parameters(self.program, tensors, batch_size)
+        c = self._maps["c"](theta)
+        A_values = self._maps["A"](theta)
+        b = self._maps["b"](theta)
+        status = None
+        if self._cone_solver is None:
+            x, y, status = self._solve_qp(theta, A_values, b, c, settings, check_status)
+        else:
+            settings = dict(settings)
+            mode = settings.pop("mode", "auto")
+            x, y, _ = cone_solve(self._cone_solver, A_values, b, c, settings, mode)
+        return [affine_maps.read_output(o, x, y) for o in self.program.outputs], status
+
+    def _compiled_qp_path(self, settings):
+        key = tuple(sorted(settings.items()))
+        if key not in self._compiled:
+            def solve(tensors):
+                batched = [
+                    (info.name, t) for info, t in zip(self.program.parameters, tensors)
+                    if t.shape.rank == len(info.shape) + 1
+                ]
+                return self._solve(tensors, self._batch_size(batched), settings, check_status=False)
+
+            self._compiled[key] = tf.function(solve, reduce_retracing=True, autograph=False)
+        return self._compiled[key]
+
+    def _solve_qp(self, theta, A_values, b, c, settings, check_status):
         """The native QP solver on P, c and the rows of A, b split by cone."""
         unknown = sorted(set(settings) - set(QP_SETTINGS))
         if unknown:
@@ -199,8 +227,12 @@ class ConvexProblemOp:
         A = affine_maps.scatter_dense(A_values, program.A.rows, program.A.cols, (rows, n))
         A_eq, b_eq = (A[:, :zero], b[:, :zero]) if zero else (None, None)
         G, h = (A[:, zero:], b[:, zero:]) if rows > zero else (None, None)
-        x, nu, lam = qp_solve(P, c, A_eq, b_eq, G, h, return_duals=True, **settings)
-        return x, tf.concat([nu, lam], axis=1)
+        if check_status:
+            x, nu, lam = qp_solve(P, c, A_eq, b_eq, G, h, return_duals=True, **settings)
+            status = None
+        else:
+            x, nu, lam, status = qp_solve_with_status(P, c, A_eq, b_eq, G, h, **settings)
+        return x, tf.concat([nu, lam], axis=1), status
 
     def output_shapes(self, input_shapes) -> list[tuple]:
         """Output shapes for the given parameter shapes."""
