@@ -1,0 +1,246 @@
+"""Batched primal-dual interior-point iterations for inequality-only QPs.
+
+Solves, for every example of a batch at once,
+
+    minimize ½ yᵀ Q y + cᵀ y   subject to   F y + s = g,  s ≥ 0,
+
+with Mehrotra's predictor-corrector method (centering σ = (1 − α_affine)³)
+started from an infeasible point (the start of CVXOPT's `coneqp`). Each iteration factors the reduced KKT
+matrix Q + Fᵀ diag(λ/s) F once (`reduced_kkt.factor`) and solves with it
+three times (predictor, corrector, one refinement step). Examples stop
+changing once they have a status; the loop is a
+`tf.while_loop` bounded by `max_iter`, so it compiles under XLA.
+
+Statuses (see `status.py`), decided at every iterate:
+  * solved: ‖Qy + c + Fᵀλ‖∞ ≤ tol (1 + ‖c‖∞), ‖Fy + s − g‖∞ ≤ tol (1 + ‖g‖∞)
+    and sᵀλ ≤ tol (1 + |½yᵀQy + cᵀy|).
+  * primal infeasible: the multipliers, scaled to λ̂ = λ/‖λ‖∞, are a Farkas
+    certificate to `INFEASIBILITY_TOL`: ‖Fᵀλ̂‖∞ ≤ ε ‖F‖ and gᵀλ̂ ≤ −ε. On an
+    infeasible problem the multipliers grow without bound along such a ray.
+  * dual infeasible (unbounded below): the last step direction, scaled to
+    unit ∞-norm, is a recession direction to ε: ‖Qd̂‖∞ ≤ ε ‖Q‖,
+    max(Fd̂) ≤ ε ‖F‖ and cᵀd̂ < −ε ‖c‖.
+  * numerical error: an iterate that is not finite (it is not taken).
+  * iteration limit: none of the above within `max_iter` iterations.
+Limits: the certificates are those the iterates approach, not proofs; a
+nearly infeasible or nearly unbounded problem (or one whose data spans many
+orders of magnitude) can end at the iteration limit instead.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from keras_optlayers.solvers.qp import reduced_kkt, status as qp_status
+from keras_optlayers.solvers.qp.reduced_kkt import matvec
+
+# Threshold of the infeasibility certificates (relative, scale-free).
+INFEASIBILITY_TOL = 1e-7
+# Fractions of the step to the boundary of s, λ ≥ 0 tried, longest first,
+# and the least sᵢλᵢ / μ a step may leave (see `_centered_step`).
+STEP_CANDIDATES = (0.99, 0.9, 0.7, 0.5, 0.3, 0.1)
+CENTRALITY = 1e-3
+
+
+class InteriorPointResult(NamedTuple):
+    """Final iterate of every example and its status.
+
+    y: (B, n) primal; s: (B, m) slacks; lam: (B, m) multipliers;
+    status: (B,) int32 codes of `status.STATUS_NAMES`; iterations: scalar.
+    """
+
+    y: tf.Tensor
+    s: tf.Tensor
+    lam: tf.Tensor
+    status: tf.Tensor
+    iterations: tf.Tensor
+
+
+def _inf_norm(v: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_max(tf.abs(v), axis=-1)
+
+
+def _dot(u: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(u * v, axis=-1)
+
+
+def _step_to_boundary(v: tf.Tensor, dv: tf.Tensor) -> tf.Tensor:
+    """Largest α ≤ 1 keeping v + α dv ≥ 0, per example."""
+    ratios = tf.where(dv < 0, -v / tf.where(dv < 0, dv, -1.0), 1.0)
+    return tf.minimum(tf.reduce_min(ratios, axis=-1), 1.0)
+
+
+def _centered_step(s, lam, ds, dlam):
+    """Longest step, among fractions of the step to the boundary, that stays centered.
+
+    Taking 99% of the way to the boundary can let one sᵢλᵢ
+    collapse far below μ; the reduced matrix then loses accuracy and the
+    dual residual stalls. Among the candidate fractions, the largest one
+    keeping every sᵢλᵢ ≥ `CENTRALITY` · μ is taken (the smallest if none does).
+    """
+    longest = _step_to_boundary(tf.concat([s, lam], -1), tf.concat([ds, dlam], -1))
+    steps = longest[:, None] * tf.constant(STEP_CANDIDATES, s.dtype)  # (B, K)
+    products = (s[:, None, :] + steps[..., None] * ds[:, None, :]) * (lam[:, None, :] + steps[..., None] * dlam[:, None, :])
+    centered = tf.reduce_min(products, axis=-1) >= CENTRALITY * tf.reduce_mean(products, axis=-1)
+    # Candidates are sorted longest first; take the first centered one.
+    first_centered = tf.argmax(tf.cast(centered, tf.int32), axis=-1)
+    first_centered = tf.where(tf.reduce_any(centered, axis=-1), first_centered, len(STEP_CANDIDATES) - 1)
+    return tf.gather(steps, first_centered, batch_dims=1)
+
+
+def solve_unconstrained_qp(Q: tf.Tensor, c: tf.Tensor, tol: float) -> InteriorPointResult:
+    """minimize ½ yᵀQy + cᵀy: one factorization, one refinement step.
+
+    Dual infeasible (unbounded) when Qy + c cannot be made zero, i.e. c has a
+    component in Q's null space.
+    """
+    empty = c[:, :0]
+    inverse_factor = reduced_kkt.factor(Q, empty[:, :, None], empty[:, None, :], empty)
+    y = reduced_kkt.solve(inverse_factor, -c)
+    y += reduced_kkt.solve(inverse_factor, -(matvec(Q, y) + c))
+    stationary = _inf_norm(matvec(Q, y) + c) <= tol * (1.0 + _inf_norm(c))
+    finite = tf.reduce_all(tf.math.is_finite(y), axis=-1)
+    status = tf.where(stationary, qp_status.SOLVED, qp_status.DUAL_INFEASIBLE)
+    status = tf.where(finite, status, qp_status.NUMERICAL_ERROR)
+    return InteriorPointResult(y, empty, empty, status, tf.constant(1))
+
+
+def solve_inequality_qp(Q, c, F, g, *, tol: float, max_iter: int) -> InteriorPointResult:
+    """Runs the interior-point method on a batch of inequality-only QPs.
+
+    Args:
+        Q: (B, n, n) symmetric positive semidefinite; c: (B, n);
+            F: (B, m, n) with m ≥ 1; g: (B, m). All float64.
+        tol: relative tolerance of the stopping criteria (module docstring).
+        max_iter: most iterations for the whole batch.
+
+    Returns:
+        An `InteriorPointResult`; s and λ are strictly positive.
+    """
+    F_t = tf.linalg.matrix_transpose(F)
+    num_inequalities = tf.cast(tf.shape(F)[-2], F.dtype)
+    primal_scale = 1.0 + _inf_norm(g)
+    dual_scale = 1.0 + _inf_norm(c)
+    Q_norm = tf.reduce_max(tf.abs(Q), axis=[-2, -1])
+    F_norm = tf.reduce_max(tf.abs(F), axis=[-2, -1])
+    c_norm = _inf_norm(c)
+
+    # [Q | Fᵀ] applies the stationarity row to (y, λ) in one product. Sums of
+    # more than two terms are avoided in the loop: Grappler turns them into
+    # AddN, and AddN of large tensors into AccumulateNV2, whose temporary
+    # variable fails with AlreadyExistsError on the function's next call.
+    stationarity_operator = tf.concat([Q, F_t], axis=-1)
+
+    def stationarity(dy, dlam):
+        return matvec(stationarity_operator, tf.concat([dy, dlam], axis=-1))
+
+    def assess(status, y, s, lam, dy, F_dy):
+        """Statuses of the running examples at the iterate (y, s, λ)."""
+        dual_residual = stationarity(y, lam) + c
+        F_y = matvec(F, y)
+        primal_residual = (F_y + s) - g
+        # ½yᵀQy + cᵀy, from yᵀ(Qy + Fᵀλ + c) without another product with Q.
+        objective = 0.5 * (_dot(y, dual_residual) - _dot(F_y, lam) + _dot(c, y))
+        F_t_lam = matvec(F_t, lam)
+        solved = (
+            (_inf_norm(dual_residual) <= tol * dual_scale)
+            & (_inf_norm(primal_residual) <= tol * primal_scale)
+            & (_dot(s, lam) <= tol * (1.0 + tf.abs(objective)))
+        )
+        lam_norm = _inf_norm(lam)
+        primal_infeasible = (_inf_norm(F_t_lam) <= INFEASIBILITY_TOL * F_norm * lam_norm) & (
+            _dot(g, lam) <= -INFEASIBILITY_TOL * lam_norm
+        )
+        dy_norm = _inf_norm(dy)
+        dual_infeasible = (
+            (_inf_norm(matvec(Q, dy)) <= INFEASIBILITY_TOL * Q_norm * dy_norm)
+            & (tf.reduce_max(F_dy, axis=-1) <= INFEASIBILITY_TOL * F_norm * dy_norm)
+            & (_dot(c, dy) < -INFEASIBILITY_TOL * c_norm * dy_norm)
+        )
+        running = tf.equal(status, qp_status.RUNNING)
+        new_status = tf.where(
+            solved,
+            qp_status.SOLVED,
+            tf.where(
+                primal_infeasible,
+                qp_status.PRIMAL_INFEASIBLE,
+                tf.where(dual_infeasible, qp_status.DUAL_INFEASIBLE, qp_status.RUNNING),
+            ),
+        )
+        return tf.where(running, new_status, status), dual_residual, primal_residual
+
+    def newton_direction(inverse_factor, d, s, lam, dual_residual, primal_residual, complementarity, refine):
+        """Solves the linearized KKT system for (dy, ds, dλ) given s∘λ's target residual.
+
+        With `refine`, one step of iterative refinement against the unreduced
+        stationarity row Q dy + Fᵀdλ = −r_d: the reduced system's own residual
+        floor (about eps·‖H‖·‖dy‖, with H's entries up to λ/s ~ 1/μ) would
+        otherwise stall the dual residual near 1e-8.
+        """
+        rhs = -dual_residual - matvec(F_t, d * primal_residual - complementarity / s)
+        dy = reduced_kkt.solve(inverse_factor, rhs)
+        F_dy = matvec(F, dy)
+        if refine:
+            dlam = -(complementarity - lam * (primal_residual + F_dy)) / s
+            correction = reduced_kkt.solve(inverse_factor, -stationarity(dy, dlam) - dual_residual)
+            dy += correction
+            F_dy += matvec(F, correction)
+        ds = -primal_residual - F_dy
+        dlam = -(complementarity + lam * ds) / s
+        return dy, ds, dlam
+
+    def body(iteration, status, y, s, lam, dual_residual, primal_residual):
+        d = lam / s
+        inverse_factor = reduced_kkt.factor(Q, F, F_t, d)
+        # Predictor: the affine-scaling direction, aiming at s∘λ = 0.
+        dy, ds, dlam = newton_direction(inverse_factor, d, s, lam, dual_residual, primal_residual, s * lam, refine=False)
+        step = _step_to_boundary(tf.concat([s, lam], -1), tf.concat([ds, dlam], -1))
+        mu = _dot(s, lam) / num_inequalities
+        # σ = (1 − α_affine)³ as in Clarabel: Mehrotra's (μ_affine/μ)³ let
+        # some random QPs cycle (for QPs ds ∘ dλ can push μ_affine up).
+        centering = (1.0 - step) ** 3
+        # Corrector: second-order term ds∘dλ and centering toward σμ.
+        complementarity = s * lam + ds * dlam - (centering * mu)[:, None]
+        dy, ds, dlam = newton_direction(inverse_factor, d, s, lam, dual_residual, primal_residual, complementarity, refine=True)
+        step = _centered_step(s, lam, ds, dlam)
+        step = tf.where(tf.equal(status, qp_status.RUNNING), step, 0.0)[:, None]
+        new_y, new_s, new_lam = y + step * dy, s + step * ds, lam + step * dlam
+        finite = tf.reduce_all(tf.math.is_finite(tf.concat([new_y, new_s, new_lam], -1)), axis=-1)
+        status = tf.where(finite, status, qp_status.NUMERICAL_ERROR)
+        keep = finite[:, None]
+        y, s, lam = tf.where(keep, new_y, y), tf.where(keep, new_s, s), tf.where(keep, new_lam, lam)
+        # The step taken moved Fy by F dy = −(ds + r_p), no product needed.
+        status, dual_residual, primal_residual = assess(status, y, s, lam, dy, -(ds + primal_residual))
+        return iteration + 1, status, y, s, lam, dual_residual, primal_residual
+
+    y, s, lam = _starting_point(Q, c, F, F_t, g)
+    status = tf.fill(tf.shape(c)[:1], qp_status.RUNNING)
+    # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
+    status, dual_residual, primal_residual = assess(status, y, s, lam, tf.zeros_like(y), tf.zeros_like(s))
+    iteration, status, y, s, lam, _, _ = tf.while_loop(
+        lambda iteration, status, *_: (iteration < max_iter) & tf.reduce_any(tf.equal(status, qp_status.RUNNING)),
+        body,
+        (tf.constant(0), status, y, s, lam, dual_residual, primal_residual),
+        maximum_iterations=max_iter,
+    )
+    status = tf.where(tf.equal(status, qp_status.RUNNING), qp_status.ITERATION_LIMIT, status)
+    return InteriorPointResult(y, s, lam, status, iteration)
+
+
+def _starting_point(Q, c, F, F_t, g):
+    """CVXOPT's start: minimize ½yᵀQy + cᵀy + ½‖Fy − g‖², then shift s and λ.
+
+    z = g − Fy gives s = z and λ = −z, each shifted by (1 + its most negative
+    entry's magnitude) when not already positive.
+    """
+    inverse_factor = reduced_kkt.factor(Q, F, F_t, tf.ones_like(g))
+    y = reduced_kkt.solve(inverse_factor, matvec(F_t, g) - c)
+    z = g - matvec(F, y)
+
+    def shift_positive(v):
+        shortfall = -tf.reduce_min(v, axis=-1, keepdims=True)
+        return tf.where(shortfall >= 0, v + 1.0 + shortfall, v)
+
+    return y, shift_positive(z), shift_positive(-z)

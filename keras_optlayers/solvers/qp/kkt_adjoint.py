@@ -1,0 +1,106 @@
+"""Backward pass: implicit differentiation of the KKT conditions (OptNet).
+
+At a solution (x, ν, λ) with slacks s = h − Gx, the conditions
+
+    Px + q + Aᵀν + Gᵀλ = 0,   Ax = b,   λ ∘ (Gx − h) = 0
+
+define (x, ν, λ) as a function of (P, q, A, b, G, h). For upstream
+gradients (ḡx, ḡν, ḡλ) the adjoint system is Jᵀw = −ḡ with J their
+Jacobian in (x, ν, λ). Eliminating its λ block (v = Λ w_λ = d ∘ (G w_x + ḡλ),
+d = λ/s) leaves
+
+    (P + Gᵀ diag(d) G) w_x + Aᵀ w_ν = −ḡx − Gᵀ(d ∘ ḡλ),   A w_x = −ḡν,
+
+the matrix of the last interior-point iterations (with the weights of
+active constraints capped, see `_capped_weights`), solved here with the
+same equality elimination (A's pseudo-inverse and null-space projector from
+the forward pass) and one Cholesky factorization of the reduced matrix at
+the solution. The forward pass does not factor it at the solution, so a
+caller that never asks for gradients does not pay for it. Then
+
+    ∇q = w_x,  ∇b = −w_ν,  ∇h = −v,  ∇P = ½(w_x xᵀ + x w_xᵀ),
+    ∇A = ν w_xᵀ + w_ν xᵀ,  ∇G = λ w_xᵀ + v xᵀ.
+
+Limits: at a degenerate solution (a constraint with λ = 0 and s = 0) the
+solution map is not differentiable and this gives one generalized
+derivative; with redundant equality rows, ∇b and ∇A are those of the
+least-norm multipliers ν.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import tensorflow as tf
+
+from keras_optlayers.solvers.qp import reduced_kkt
+from keras_optlayers.solvers.qp.equality_elimination import ReducedQP
+from keras_optlayers.solvers.qp.reduced_kkt import matvec
+
+
+# Largest λ/s used, relative to Q's scale over the rows' squared norms.
+ACTIVE_WEIGHT_CAP = 1e8
+
+
+def _capped_weights(reduced: ReducedQP, d: tf.Tensor) -> tf.Tensor:
+    """λ/s with active constraints' weights (~1/tol) capped at `ACTIVE_WEIGHT_CAP`.
+
+    An active constraint's weight only needs to dominate the rest of the
+    matrix (capping changes w by about 1/`ACTIVE_WEIGHT_CAP` relative); left
+    at ~1/tol it inflates the factorization's regularization, which is
+    relative to the largest diagonal entry, until it biases the gradient.
+    """
+    q_scale = 1.0 + tf.reduce_max(tf.abs(tf.linalg.diag_part(reduced.Q)), axis=-1, keepdims=True)
+    row_scale = tf.reduce_max(tf.reduce_sum(tf.square(reduced.F), axis=-1), axis=-1, keepdims=True)
+    return tf.minimum(d, ACTIVE_WEIGHT_CAP * q_scale / tf.maximum(row_scale, 1e-30))
+
+
+def _outer(u: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
+    return u[:, :, None] * v[:, None, :]
+
+
+def kkt_adjoint(
+    reduced: ReducedQP,
+    P: tf.Tensor,
+    G: tf.Tensor,
+    x: tf.Tensor,
+    nu: tf.Tensor,
+    lam: tf.Tensor,
+    slack: tf.Tensor,
+    grad_x: tf.Tensor,
+    grad_nu: tf.Tensor,
+    grad_lam: tf.Tensor,
+) -> Tuple[tf.Tensor, ...]:
+    """Gradients of a scalar loss with respect to (P, q, A, b, G, h).
+
+    Args:
+        reduced: the forward pass's `ReducedQP`.
+        P: (B, n, n) symmetrized; G: (B, m, n).
+        x, nu, lam, slack: the solution, (B, n), (B, p), (B, m), (B, m),
+            with slack > 0 and lam > 0 (interior-point iterates).
+        grad_x, grad_nu, grad_lam: upstream gradients of x, ν, λ.
+
+    Returns:
+        (∇P, ∇q, ∇A, ∇b, ∇G, ∇h), batched like their inputs.
+    """
+    d = _capped_weights(reduced, lam / slack)
+    G_t = tf.linalg.matrix_transpose(G)
+    rhs_x = -grad_x - matvec(G_t, d * grad_lam)
+    inverse_factor = reduced_kkt.factor(reduced.Q, reduced.F, tf.linalg.matrix_transpose(reduced.F), d)
+    if reduced.nullspace_projector is None:
+        w_x = reduced_kkt.solve(inverse_factor, rhs_x)
+        w_nu = tf.zeros_like(grad_nu)  # shape (B, 0): no equalities
+    else:
+
+        def kkt_matvec(v):
+            return matvec(P, v) + matvec(G_t, d * matvec(G, v))
+
+        w_particular = matvec(reduced.pseudo_inverse, -grad_nu)
+        w_null = reduced_kkt.solve(inverse_factor, matvec(reduced.nullspace_projector, rhs_x - kkt_matvec(w_particular)))
+        w_x = w_particular + matvec(reduced.nullspace_projector, w_null)
+        w_nu = tf.linalg.matvec(reduced.pseudo_inverse, rhs_x - kkt_matvec(w_x), adjoint_a=True)
+    v = d * (matvec(G, w_x) + grad_lam)
+    grad_P = 0.5 * (_outer(w_x, x) + _outer(x, w_x))
+    grad_A = _outer(nu, w_x) + _outer(w_nu, x)
+    grad_G = _outer(lam, w_x) + _outer(v, x)
+    return grad_P, w_x, grad_A, -w_nu, grad_G, -v

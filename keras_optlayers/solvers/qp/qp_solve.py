@@ -1,0 +1,288 @@
+"""Public entry of the native QP solver: validation, batching, gradient, dispatch.
+
+    minimize ½ xᵀPx + qᵀx   subject to   Ax = b,  Gx ≤ h
+
+solved for a batch of problems with TensorFlow ops only (no host callback),
+so it runs eagerly, in `tf.function`, in Keras `model.fit`, under XLA, and in
+exported SavedModels. Eager calls run a `tf.function` traced once per input
+signature and per (tol, max_iter).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Dict, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
+
+from keras_optlayers.solvers.qp import status as qp_status
+from keras_optlayers.solvers.qp.equality_elimination import (
+    eliminate_equalities,
+    equality_multipliers,
+    primal_from_reduced,
+)
+from keras_optlayers.solvers.qp.interior_point import solve_inequality_qp, solve_unconstrained_qp
+from keras_optlayers.solvers.qp.kkt_adjoint import kkt_adjoint
+from keras_optlayers.solvers.qp.reduced_kkt import matvec
+
+DEFAULT_TOL = 1e-8
+DEFAULT_MAX_ITER = 50
+
+# Shape of each argument without its optional leading batch dimension.
+_ARGUMENT_SHAPES = {"P": ("n", "n"), "q": ("n",), "A": ("p", "n"), "b": ("p",), "G": ("m", "n"), "h": ("m",)}
+
+
+def _in_xla_context() -> bool:
+    # TensorFlow has no public query; tf.function(jit_compile=True) traces
+    # inside an XLA control-flow context, which this detects.
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def _shape_text(shape) -> str:
+    return str(tuple(shape.as_list())) if shape.rank is not None else "<unknown>"
+
+
+def _validated_inputs(P, q, A, b, G, h) -> Tuple[Dict[str, tf.Tensor], bool]:
+    """Checks shapes and batch sizes; returns the six tensors in q's dtype.
+
+    A missing (A, b) or (G, h) pair becomes zero-row tensors, so the rest of
+    the solver sees a fixed structure. Returns (tensors by name, batched).
+    """
+    if (A is None) != (b is None):
+        raise ValueError(f"Expected `A` and `b` to be both given or both None. Received: A is None={A is None}, b is None={b is None}")
+    if (G is None) != (h is None):
+        raise ValueError(f"Expected `G` and `h` to be both given or both None. Received: G is None={G is None}, h is None={h is None}")
+    q = tf.convert_to_tensor(q)
+    dtype = q.dtype if q.dtype in (tf.float32, tf.float64) else tf.float64
+    q = tf.cast(q, dtype)
+    if q.shape.rank not in (1, 2) or q.shape[-1] is None:
+        raise ValueError(f"Expected `q` to have shape (n,) or (batch, n) with n known. Received: q.shape={_shape_text(q.shape)}")
+    n = q.shape[-1]
+    tensors = {"q": q}
+    for name, value in (("P", P), ("A", A), ("b", b), ("G", G), ("h", h)):
+        tensors[name] = tf.zeros((0, n) if name in "AG" else (0,), dtype) if value is None else tf.cast(tf.convert_to_tensor(value), dtype)
+    dims = {"n": n, "p": tensors["A"].shape[-2] if tensors["A"].shape.rank else None, "m": tensors["G"].shape[-2] if tensors["G"].shape.rank else None}
+    batch_sizes = {}
+    for name, template in _ARGUMENT_SHAPES.items():
+        shape = tensors[name].shape
+        expected = tuple(dims[d] for d in template)
+        if shape.rank not in (len(template), len(template) + 1) or tuple(shape[-len(template):]) != expected or None in expected:
+            described = ", ".join(f"{d}={dims[d]}" for d in dict.fromkeys(template))
+            raise ValueError(
+                f"Expected `{name}` to have shape {tuple(template)} or (batch, {', '.join(template)}) with {described}. "
+                f"Received: {name}.shape={_shape_text(shape)}"
+            )
+        if shape.rank == len(template) + 1:
+            batch_sizes[name] = shape[0]
+    known = {size for size in batch_sizes.values() if size is not None}
+    if len(known) > 1:
+        received = ", ".join(f"{name}.shape={_shape_text(tensors[name].shape)}" for name in batch_sizes)
+        raise ValueError(f"Expected all batched arguments to have the same batch size. Received: {received}")
+    return tensors, bool(batch_sizes)
+
+
+def _check_finite(tensors: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Raises ValueError eagerly, or adds graph checks, for NaN or Inf inputs."""
+    if tf.executing_eagerly():
+        for name, tensor in tensors.items():
+            if not np.all(np.isfinite(tensor.numpy())):
+                raise ValueError(f"Expected `{name}` to contain only finite values. Received: {name} with NaN or Inf entries")
+        return tensors
+    return {name: tf.debugging.assert_all_finite(t, f"Expected `{name}` to contain only finite values") for name, t in tensors.items()}
+
+
+def _differentiable_solve(tol: float, max_iter: int):
+    """The batched float64 solve (P, q, A, b, G, h) -> (x, ν, λ, status) with its gradient."""
+
+    @tf.custom_gradient
+    def solve(P, q, A, b, G, h):
+        # Only P's symmetric part enters ½xᵀPx; the KKT system assumes it.
+        P = 0.5 * (P + tf.linalg.matrix_transpose(P))
+        reduced = eliminate_equalities(P, q, A, b, G, h)
+        if G.shape[-2] == 0:
+            result = solve_unconstrained_qp(reduced.Q, reduced.c, tol)
+        else:
+            result = solve_inequality_qp(reduced.Q, reduced.c, reduced.F, reduced.g, tol=tol, max_iter=max_iter)
+        x = primal_from_reduced(reduced, result.y)
+        lam = result.lam
+        nu = equality_multipliers(reduced, matvec(P, x) + q + tf.linalg.matvec(G, lam, adjoint_a=True))
+        status = result.status
+        if A.shape[-2] > 0:
+            b_scale = 1.0 + tf.reduce_max(tf.abs(b), axis=-1)
+            status = tf.where(reduced.equality_residual > tol * b_scale, qp_status.PRIMAL_INFEASIBLE, status)
+
+        def gradient(grad_x, grad_nu, grad_lam, _grad_status):
+            grad_nu = tf.zeros_like(nu) if grad_nu is None else grad_nu
+            grad_lam = tf.zeros_like(lam) if grad_lam is None else grad_lam
+            return kkt_adjoint(reduced, P, G, x, nu, lam, result.s, grad_x, grad_nu, grad_lam)
+
+        return (x, nu, lam, status), gradient
+
+    return solve
+
+
+def _solve_graph(P, q, A, b, G, h, *, tol: float, max_iter: int):
+    """Broadcasts shared arguments over the batch, solves in float64, casts back."""
+    tensors = {"P": P, "q": q, "A": A, "b": b, "G": G, "h": h}
+    batched = [t for name, t in tensors.items() if t.shape.rank == len(_ARGUMENT_SHAPES[name]) + 1]
+    batch_size = tf.shape(batched[0])[0] if batched else 1
+    if len(batched) > 1 and not _in_xla_context():
+        sizes = tf.stack([tf.shape(t)[0] for t in batched])
+        tf.debugging.assert_equal(sizes, batch_size, message="Expected all batched arguments to have the same batch size")
+    dtype = q.dtype
+    full = [
+        tf.cast(tf.broadcast_to(t, tf.concat([[batch_size], t.shape[-len(_ARGUMENT_SHAPES[name]):]], 0)), tf.float64)
+        for name, t in tensors.items()
+    ]
+    x, nu, lam, status = _differentiable_solve(tol, max_iter)(*full)
+    return tf.cast(x, dtype), tf.cast(nu, dtype), tf.cast(lam, dtype), status
+
+
+_COMPILED_SOLVES: Dict[tuple, tf.types.experimental.GenericFunction] = {}
+
+
+def _compiled_solve(tensors, tol: float, max_iter: int):
+    """The `tf.function` eager calls run: one per argument structure and (tol, max_iter).
+
+    Its input signature leaves the batch size free, so a new batch size does
+    not retrace; the other dimensions stay static (the solver branches on them).
+    """
+    specs = tuple(
+        tf.TensorSpec([None] + t.shape[1:].as_list() if t.shape.rank > len(_ARGUMENT_SHAPES[name]) else t.shape, t.dtype)
+        for name, t in zip(_ARGUMENT_SHAPES, tensors)
+    )
+    key = (specs, float(tol), int(max_iter))
+    if key not in _COMPILED_SOLVES:
+        _COMPILED_SOLVES[key] = tf.function(
+            lambda P, q, A, b, G, h: _solve_graph(P, q, A, b, G, h, tol=key[1], max_iter=key[2]),
+            input_signature=specs,
+            autograph=False,
+        )
+    return _COMPILED_SOLVES[key]
+
+
+def _solve(P, q, A, b, G, h, tol, max_iter, check_status):
+    if not tol > 0:
+        raise ValueError(f"Expected `tol` to be positive. Received: tol={tol}")
+    if int(max_iter) < 1:
+        raise ValueError(f"Expected `max_iter` to be at least 1. Received: max_iter={max_iter}")
+    tensors, batched = _validated_inputs(P, q, A, b, G, h)
+    xla = not tf.executing_eagerly() and _in_xla_context()
+    if not xla:
+        tensors = _check_finite(tensors)
+    args = [tensors[name] for name in _ARGUMENT_SHAPES]
+    if tf.executing_eagerly():
+        x, nu, lam, status = _compiled_solve(args, tol, max_iter)(*args)
+        if check_status:
+            qp_status.raise_for_status(status.numpy())
+    else:
+        x, nu, lam, status = _solve_graph(*args, tol=tol, max_iter=max_iter)
+        if check_status and xla:
+            warnings.warn(
+                "qp_solve cannot check solver statuses under XLA (jit_compile=True): failed examples return their "
+                "last iterate. Pass check_status=False and use qp_solve_with_status to read the statuses.",
+                stacklevel=3,
+            )
+        elif check_status:
+            with tf.control_dependencies([qp_status.assert_solved(status)]):
+                x, nu, lam = tf.identity(x), tf.identity(nu), tf.identity(lam)
+    if not batched:
+        x, nu, lam, status = x[0], nu[0], lam[0], status[0]
+    return x, nu, lam, status
+
+
+def qp_solve_with_status(
+    P,
+    q,
+    A=None,
+    b=None,
+    G=None,
+    h=None,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
+) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Solves a batch of QPs and returns each example's status; never raises for a failed solve.
+
+    Same arguments as `qp_solve`. Gradients flow through x, ν and λ.
+
+    Returns:
+        (x, nu, lam, status): x (B, n), ν (B, p), λ (B, m) in q's dtype and
+        status (B,) int32 with names in `STATUS_NAMES` (0 is solved); without
+        a batched argument the leading dimension is dropped. A failed
+        example's x, ν, λ are its last iterate, finite but not a solution.
+    """
+    return _solve(P, q, A, b, G, h, tol, max_iter, check_status=False)
+
+
+def qp_solve(
+    P,
+    q,
+    A=None,
+    b=None,
+    G=None,
+    h=None,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
+    return_duals: bool = False,
+    check_status: bool = True,
+):
+    """Solves a batch of convex QPs, differentiably, with TensorFlow ops only.
+
+        minimize ½ xᵀPx + qᵀx   subject to   Ax = b,  Gx ≤ h
+
+    Each argument is either shared, or batched with a leading batch
+    dimension (told apart by rank); shared arguments' gradients are summed
+    over the batch. Solved by a batched primal-dual interior-point method
+    (Mehrotra predictor-corrector, equalities eliminated by an SVD of A) in
+    float64 whatever the input dtype; differentiated implicitly through the
+    KKT conditions at the solution (as OptNet), not through the iterations.
+
+    Args:
+        P: (n, n) or (B, n, n), positive semidefinite (zero for an LP); only
+            its symmetric part is used.
+        q: (n,) or (B, n). Its dtype (float32 or float64; anything else
+            means float64) is the dtype of the results; other arguments are
+            cast to it.
+        A, b: (p, n) and (p,), or batched; None for no equalities. Redundant
+            rows are allowed when consistent.
+        G, h: (m, n) and (m,), or batched; None for no inequalities.
+        tol: relative tolerance on the primal and dual residuals and on the
+            duality gap (see `interior_point`).
+        max_iter: iteration limit for the whole batch (each iteration stops
+            changing the examples that are already solved).
+        return_duals: also return the multipliers ν (equalities) and λ ≥ 0
+            (inequalities) of the Lagrangian ½xᵀPx + qᵀx + νᵀ(Ax − b) +
+            λᵀ(Gx − h).
+        check_status: raise if an example is not solved (below).
+
+    Returns:
+        x of shape (B, n), or (n,) when no argument is batched; with
+        `return_duals`, (x, nu, lam) with ν (B, p) and λ (B, m) (p or m is 0
+        when that pair is None).
+
+    Raises:
+        ValueError: on a wrong shape, inconsistent batch sizes, or NaN/Inf in
+            an argument (inside a graph: a failing `tf.debugging` check).
+        keras_optlayers.errors.SolverError: eagerly, when an example is
+            primal infeasible, dual infeasible (unbounded), stopped at the
+            iteration limit, or hit a numerical error; the message lists
+            each status with its batch indices. Inside a `tf.function` an
+            `InvalidArgumentError` with the same text is raised instead
+            (tf.Assert prints it C-escaped: ' appears as \\').
+
+    Limits:
+        Under XLA (jit_compile=True) asserts are dropped and string ops do
+        not compile, so no status is checked (a warning says so at trace
+        time) and neither are NaN inputs: use `qp_solve_with_status`.
+        Infeasibility and unboundedness are detected from certificates the
+        iterates approach (see `interior_point`); badly scaled or nearly
+        infeasible problems may report the iteration limit instead. An
+        indefinite P is not detected as such (numerical error or a wrong
+        status).
+    """
+    x, nu, lam, _ = _solve(P, q, A, b, G, h, tol, max_iter, check_status)
+    return (x, nu, lam) if return_duals else x
