@@ -127,13 +127,6 @@ def main() -> None:
                 lambda: CvxpyLayer(spec.problem, parameters=spec.parameters, variables=spec.variables),
                 x, weights, slow_repeats,
             )
-            if ours_error.startswith("NotImplementedError"):
-                # The default (native QP) path is not there yet: time the cone path.
-                ours, ours_error = try_time(
-                    lambda: CvxpyLayer(spec.problem, parameters=spec.parameters, variables=spec.variables, solver="SCS"),
-                    x, weights, slow_repeats,
-                )
-                ours_error = ours_error or "default solver not implemented; timed with solver='SCS'"
             legacy, legacy_error = (float("nan"), "skipped (--skip-legacy)") if args.skip_legacy else try_time(
                 lambda: legacy_layer(spec.problem, parameters=list(spec.parameters), variables=list(spec.variables)),
                 x, weights, slow_repeats,

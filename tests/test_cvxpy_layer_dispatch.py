@@ -39,3 +39,34 @@ def test_cone_program_goes_to_scs():
     default, _ = layers_for(lml())
     assert default.solver == "SCS"
     assert default.supports_jit is False
+
+
+def test_qp_path_names_the_infeasible_example(run):
+    import cvxpy as cp
+
+    from keras_optlayers.errors import SolverError
+
+    # y >= lower and y <= upper: infeasible wherever lower > upper.
+    lower, upper, x = cp.Parameter(2), cp.Parameter(2), cp.Parameter(2)
+    y = cp.Variable(2)
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [y >= lower, y <= upper])
+    layer = CvxpyLayer(problem, [lower, upper, x], [y])
+    assert layer.solver == "QP"
+    lower_value = tf.constant([[0.0, 0.0], [2.0, 0.0], [0.0, 0.0]], tf.float64)
+    upper_value = tf.ones((3, 2), tf.float64)
+    x_value = tf.zeros((3, 2), tf.float64)
+    expected = SolverError if run.eager else tf.errors.InvalidArgumentError
+    with np.testing.assert_raises_regex(expected, r"primal infeasible.{0,4} at batch indices \[1\]"):
+        run(lambda *t: layer(*t), lower_value, upper_value, x_value)
+
+
+def test_large_quadratic_program_goes_to_scs_unless_qp_is_asked_for():
+    import cvxpy as cp
+
+    from keras_optlayers.core.compiler import AUTO_QP_MAX_VARIABLES
+
+    n = AUTO_QP_MAX_VARIABLES  # the canonical form adds variables: over the limit
+    x, y = cp.Parameter(n), cp.Variable(n)
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [y >= 0])
+    assert CvxpyLayer(problem, [x], [y]).solver == "SCS"
+    assert CvxpyLayer(problem, [x], [y], solver="QP").solver == "QP"

@@ -30,6 +30,11 @@ import scipy.sparse as sp
 
 ProgramKind = Literal["cone", "qp"]
 
+# The native QP solver factors dense matrices, O(n³) per example and
+# iteration; past this many (canonicalized) variables the automatic choice
+# prefers the sparse cone solvers. quadratic=True still forces a QP.
+AUTO_QP_MAX_VARIABLES = 1000
+
 
 @dataclasses.dataclass(frozen=True)
 class ConeDims:
@@ -363,7 +368,8 @@ def compile_problem(
         gp: compile a geometric program (the solver sees log-variables).
         quadratic: True asks for a QP (raises if the problem is not one);
             False asks for a cone program; None picks a QP when the problem
-            is one and a cone program otherwise.
+            is one with at most AUTO_QP_MAX_VARIABLES canonical variables,
+            and a cone program otherwise.
 
     Returns:
         The CompiledProblem.
@@ -382,7 +388,8 @@ def compile_problem(
             data, chain, inverse_data = _canonicalize(problem, gp, quad_obj=True)
             param_prob = data[cp.settings.PARAM_PROB]
             cones = _cone_dims(param_prob)
-            if cones.is_polyhedral:
+            too_large = quadratic is None and param_prob.x.size > AUTO_QP_MAX_VARIABLES
+            if cones.is_polyhedral and not too_large:
                 kind = "qp"
             elif quadratic:
                 raise ValueError(
