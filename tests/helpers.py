@@ -11,6 +11,7 @@ import dataclasses
 from typing import Callable, Sequence
 
 import cvxpy as cp
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -312,6 +313,19 @@ FAMILIES = {
     "sparsemax": sparsemax,
     "geometric_program": geometric_program,
 }
+
+
+# -- models ------------------------------------------------------------------
+
+
+def between_dense_layers(layer, units: int) -> keras.Sequential:
+    """Input (4,) -> Dense(3) -> `layer` -> Dense(units): a layer inside a trainable model."""
+    return keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(3),
+        layer,
+        keras.layers.Dense(units),
+    ])
 
 
 # -- process memory ---------------------------------------------------------

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import central_differences, weighted_sum
+from helpers import between_dense_layers, central_differences, weighted_sum
 
 from keras_optlayers.layers.convex_layer import ConvexLayer
 
@@ -141,12 +141,7 @@ def test_trains_between_dense_layers(make_learnable_layer, default_solver):
     x = rng.normal(size=(64, 4)).astype("float32")
     target = np.tanh(x @ rng.normal(size=(4, 1))).astype("float32")
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((4,)),
-        keras.layers.Dense(3),
-        make_learnable_layer(solver=default_solver),
-        keras.layers.Dense(1),
-    ])
+    model = between_dense_layers(make_learnable_layer(solver=default_solver), units=1)
     model.compile(optimizer=keras.optimizers.Adam(3e-2), loss="mse")
     losses = model.fit(x, target, batch_size=16, epochs=5, verbose=0).history["loss"]
     assert np.all(np.isfinite(losses))

@@ -11,6 +11,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from helpers import between_dense_layers
 
 from keras_optlayers.layers.polytope_projection import PolytopeProjection
 
@@ -42,12 +43,7 @@ def test_saved_models_predict_the_same_in_a_fresh_process(learnable_layers, defa
     predictions = {}
     for name, make_layer in learnable_layers.items():
         keras.utils.set_random_seed(0)
-        model = keras.Sequential([
-            keras.Input((4,)),
-            keras.layers.Dense(3),
-            make_layer(solver=default_solver),
-            keras.layers.Dense(2),
-        ])
+        model = between_dense_layers(make_layer(solver=default_solver), units=2)
         predictions[name] = np.asarray(model.predict(x, verbose=0))
         model.save(tmp_path / f"{name}.keras")
 

@@ -40,6 +40,13 @@ def exact_solution(problem, parameters, values, variable):
     return variable.value
 
 
+def assert_tight_solve_is_exact(layer, problem, parameters, values, variable):
+    """The layer at tight SCS settings matches CVXPY's exact solve; returns its solution."""
+    y_tight, = layer(*values, solver_args=TIGHT_SCS)
+    np.testing.assert_allclose(to_np(y_tight), exact_solution(problem, parameters, values, variable), atol=1e-6)
+    return y_tight
+
+
 def seeded_x(n):
     torch.manual_seed(0)
     return torch.randn(n)
@@ -117,8 +124,7 @@ def test_sparsemax():
     y_value, = layer(x_value)
     assert_printed(x_value, X0_PRINTED, rtol=1e-6)
     assert_printed(y_value, [9.8628241e-01, -3.9884393e-10, -8.0997226e-10, 1.3717593e-02])
-    y_tight, = layer(x_value, solver_args=TIGHT_SCS)
-    np.testing.assert_allclose(to_np(y_tight), exact_solution(prob, [x], [x_value], y), atol=1e-6)
+    assert_tight_solve_is_exact(layer, prob, [x], [x_value], y)
 
 
 def test_csoftmax():
@@ -133,8 +139,7 @@ def test_csoftmax():
     x_value = seeded_x(n)
     y_value, = layer(x_value)
     assert_printed(y_value, [0.5000002, 0.1420723, 0.02156317, 0.33636498])
-    y_tight, = layer(x_value, solver_args=TIGHT_SCS)
-    np.testing.assert_allclose(to_np(y_tight), exact_solution(prob, [x], [x_value], y), atol=1e-6)
+    assert_tight_solve_is_exact(layer, prob, [x], [x_value], y)
 
 
 def test_csparsemax():
@@ -150,8 +155,7 @@ def test_csparsemax():
     y_value, = layer(x_value)
     # SCS 3's default tolerance (1e-4) leaves about 3e-5 here; the tight solve below is exact.
     assert_printed(y_value, [5.000000e-01, 3.033220e-11, -6.598309e-12, 5.000000e-01], atol=1e-4)
-    y_tight, = layer(x_value, solver_args=TIGHT_SCS)
-    np.testing.assert_allclose(to_np(y_tight), exact_solution(prob, [x], [x_value], y), atol=1e-6)
+    assert_tight_solve_is_exact(layer, prob, [x], [x_value], y)
 
 
 def test_lml():
@@ -195,9 +199,7 @@ def test_optnet_qp():
     y, = layer(*values)
     assert_printed(y, [0.33921832, 0.3794181, 0.2201209, -0.01115552, -0.3120785,
                        -0.22344528, 0.5120355, -0.30485314, -0.11274885, 0.21256374], atol=5e-5)
-    y_tight, = layer(*values, solver_args=TIGHT_SCS)
-    exact = exact_solution(prob, [Q_sqrt, q, A, b, G, h], values, x)
-    np.testing.assert_allclose(to_np(y_tight), exact, atol=1e-6)
+    y_tight = assert_tight_solve_is_exact(layer, prob, [Q_sqrt, q, A, b, G, h], values, x)
     y_tight.sum().backward()
     assert all(v.grad is not None and torch.isfinite(v.grad).all() for v in values)
 
@@ -214,32 +216,33 @@ def polytope_layer(nx=2, ncon=10):
     return layer, prob, (_G, _h, _x), _y
 
 
-def test_polytope_projection():
-    nx, ncon = 2, 10
-    layer, prob, parameters, _y = polytope_layer(nx, ncon)
+def true_polytope(nx, ncon):
+    """The tutorial's target polytope: h = G z0 + s0, with G seeded."""
     torch.manual_seed(6)
     G = torch.FloatTensor(ncon, nx).uniform_(-4, 4)
     z0 = torch.full([nx], 0.5)
     s0 = torch.full([ncon], 0.5)
     h = G.mv(z0) + s0
+    return G, z0, s0, h
+
+
+def test_polytope_projection():
+    nx, ncon = 2, 10
+    layer, prob, parameters, _y = polytope_layer(nx, ncon)
+    G, _, _, h = true_polytope(nx, ncon)
     torch.manual_seed(0)
     x = torch.randn(nx)
     y, = layer(G, h, x)
     assert_printed(x, [1.5409961, -0.2934289], rtol=1e-6)
     assert_printed(y, [0.6635195, 0.34164992])
-    y_tight, = layer(G, h, x, solver_args=TIGHT_SCS)
-    np.testing.assert_allclose(to_np(y_tight), exact_solution(prob, parameters, [G, h, x], _y), atol=1e-6)
+    assert_tight_solve_is_exact(layer, prob, parameters, [G, h, x], _y)
 
 
 def test_polytope_learning_lowers_the_loss():
     # The tutorial's learning loop, shortened and batched (32 points a step).
     nx, ncon = 2, 10
     layer, *_ = polytope_layer(nx, ncon)
-    torch.manual_seed(6)
-    G = torch.FloatTensor(ncon, nx).uniform_(-4, 4)
-    z0 = torch.full([nx], 0.5)
-    s0 = torch.full([ncon], 0.5)
-    h = G.mv(z0) + s0
+    G, z0, s0, h = true_polytope(nx, ncon)
     torch.manual_seed(22)
     G_hat = torch.nn.Parameter(torch.FloatTensor(ncon, nx).uniform_(-4, 4).requires_grad_())
     opt = torch.optim.Adam([G_hat], lr=1e-2)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Mapping, Sequence, Union
 
 import cvxpy as cp
 import keras
 import tensorflow as tf
 
+from keras_optlayers.core import checks
 from keras_optlayers.ops.convex_problem_op import QP_SOLVER, ConvexProblemOp
 from keras_optlayers.solvers.cone_solver import solver_name
 
@@ -16,36 +16,20 @@ from keras_optlayers.solvers.cone_solver import solver_name
 # or a function of weights evaluated at every call (e.g. h = G z0 + s0).
 ParameterSource = Union[keras.Variable, Callable[[], Any]]
 
-_PLAIN_SETTING_TYPES = (bool, int, float, str)
-
-
-def _is_finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
 
 def _checked_solver(solver: str | None) -> str | None:
-    if solver is None:
-        return None
-    if not isinstance(solver, str):
-        raise ValueError(f"`solver` must be a string or None. Received: solver={solver!r}")
-    if solver.upper() != QP_SOLVER:
+    checks.check_solver_argument(solver)
+    if solver is not None and solver.upper() != QP_SOLVER:
         solver_name(solver)  # raises ValueError naming the accepted solvers
     return solver
 
 
-def _checked_solver_args(solver_args: Mapping[str, Any] | None) -> dict[str, Any]:
-    # Plain values only: the settings go into get_config and the .keras file.
-    if solver_args is None:
-        return {}
-    if not isinstance(solver_args, Mapping) or not all(
-        isinstance(key, str) and isinstance(value, _PLAIN_SETTING_TYPES)
-        for key, value in solver_args.items()
-    ):
-        raise ValueError(
-            "`solver_args` must be a dict from setting names to numbers, booleans "
-            f"or strings. Received: solver_args={solver_args!r}"
-        )
-    return dict(solver_args)
+def known_last_dimension(input_shape) -> int:
+    """The size of the last input dimension, which sets the problem's shapes."""
+    dim = input_shape[-1]
+    if dim is None:
+        raise ValueError(f"The last input dimension must be known. Received: input_shape={input_shape}")
+    return dim
 
 
 class ConvexLayer(keras.layers.Layer):
@@ -120,7 +104,7 @@ class ConvexLayer(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.solver = _checked_solver(solver)
-        self.solver_args = _checked_solver_args(solver_args)
+        self.solver_args = checks.check_solver_args(solver_args)
         self.op: ConvexProblemOp | None = None
         self._input_parameters: tuple[cp.Parameter, ...] = ()
         self._weight_sources: tuple[ParameterSource, ...] = ()

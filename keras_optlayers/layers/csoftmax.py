@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_optlayers.core.problems import ProblemSpec, csoftmax_problem
+from keras_optlayers.core.problems import csoftmax_problem
 from keras_optlayers.layers._bounded_projection import BoundedProjection
 from keras_optlayers.ops.csoftmax import csoftmax
 
@@ -51,11 +51,4 @@ class CSoftmax(BoundedProjection):
     """
 
     _op = staticmethod(csoftmax)
-
-    def cvxpy_problem(self, n: int) -> ProblemSpec:
-        """The same projection in CVXPY form, for `CvxpyLayer`.
-
-        Parameters `(x, upper)` when the layer takes bounds at call time,
-        else `(x,)`.
-        """
-        return csoftmax_problem(n, upper=self.upper)
+    _problem = staticmethod(csoftmax_problem)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_optlayers.core.problems import ProblemSpec, csparsemax_problem
+from keras_optlayers.core.problems import csparsemax_problem
 from keras_optlayers.layers._bounded_projection import BoundedProjection
 from keras_optlayers.ops.csparsemax import csparsemax
 
@@ -50,11 +50,4 @@ class CSparsemax(BoundedProjection):
     """
 
     _op = staticmethod(csparsemax)
-
-    def cvxpy_problem(self, n: int) -> ProblemSpec:
-        """The same projection in CVXPY form, for `CvxpyLayer`.
-
-        Parameters `(x, upper)` when the layer takes bounds at call time,
-        else `(x,)`.
-        """
-        return csparsemax_problem(n, upper=self.upper)
+    _problem = staticmethod(csparsemax_problem)

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import keras
 
 from keras_optlayers.core.problems.ellipsoid import ellipsoid_projection_problem
-from keras_optlayers.layers.convex_layer import ConvexLayer
+from keras_optlayers.layers.convex_layer import ConvexLayer, known_last_dimension
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")
@@ -60,9 +60,7 @@ class EllipsoidProjection(ConvexLayer):
         self.z_initializer = keras.initializers.get(z_initializer)
 
     def build(self, input_shape):
-        dim = input_shape[-1]
-        if dim is None:
-            raise ValueError(f"The last input dimension must be known. Received: input_shape={input_shape}")
+        dim = known_last_dimension(input_shape)
         self.A = self.add_weight(shape=(dim, dim), initializer=self.A_initializer, name="A")
         self.z = self.add_weight(shape=(dim,), initializer=self.z_initializer, name="z")
         spec = ellipsoid_projection_problem(dim)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_optlayers.core import checks
 from keras_optlayers.core.problems import ProblemSpec, lml_problem
-from keras_optlayers.ops._projection_utils import canonical_axis
-from keras_optlayers.ops.lml import check_k, lml
+from keras_optlayers.ops.lml import lml
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")
@@ -49,15 +49,14 @@ class LML(keras.layers.Layer):
         # The input dtype is kept: float64 callers get float64 results.
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        if isinstance(axis, bool) or not isinstance(axis, int):
-            raise ValueError(f"`axis` must be an integer. Received: axis={axis!r}")
-        check_k(k, n=None)
+        checks.check_axis_argument(axis)
+        checks.check_k(k, n=None)
         self.k = k.item() if isinstance(k, np.generic) else k
         self.axis = axis
 
     def build(self, input_shape):
-        axis = canonical_axis(self.axis, len(input_shape), name="inputs")
-        check_k(self.k, input_shape[axis])
+        axis = checks.canonical_axis(self.axis, len(input_shape), name="inputs")
+        checks.check_k(self.k, input_shape[axis])
 
     def call(self, inputs):
         return lml(inputs, self.k, axis=self.axis)

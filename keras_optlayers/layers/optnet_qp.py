@@ -6,8 +6,9 @@ from typing import Any, Mapping
 
 import keras
 
-from keras_optlayers.core.problems.optnet_qp import check_count, optnet_qp_problem
-from keras_optlayers.layers.convex_layer import ConvexLayer, _is_finite_number
+from keras_optlayers.core.problems.offsets import equality_offsets, inequality_offsets
+from keras_optlayers.core.problems.optnet_qp import check_input_size, check_optnet_qp_arguments, optnet_qp_problem
+from keras_optlayers.layers.convex_layer import ConvexLayer
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")
@@ -73,12 +74,7 @@ class OptNetQP(ConvexLayer):
         **kwargs,
     ):
         super().__init__(solver=solver, solver_args=solver_args, **kwargs)
-        check_count("num_eq", num_eq)
-        check_count("num_ineq", num_ineq)
-        if not (_is_finite_number(eps) and eps > 0):
-            raise ValueError(f"`eps` must be a positive number. Received: eps={eps!r}")
-        if not (_is_finite_number(slack) and slack > 0):
-            raise ValueError(f"`slack` must be a positive number. Received: slack={slack!r}")
+        check_optnet_qp_arguments(num_eq, num_ineq, eps, slack)
         self.num_eq = num_eq
         self.num_ineq = num_ineq
         self.eps = float(eps)
@@ -90,11 +86,7 @@ class OptNetQP(ConvexLayer):
 
     def build(self, input_shape):
         n = input_shape[-1]
-        if n is None or n <= self.num_eq:
-            raise ValueError(
-                "The last input dimension n must be known and larger than `num_eq`. "
-                f"Received: input_shape={input_shape}, num_eq={self.num_eq}"
-            )
+        check_input_size(n, self.num_eq, input_shape)
         spec = optnet_qp_problem(n, self.num_eq, self.num_ineq, self.eps)
         q, L, *constraint_parameters = spec.parameters
         self.L = self.add_weight(shape=(n, n), initializer=self.L_initializer, name="L")
@@ -102,11 +94,11 @@ class OptNetQP(ConvexLayer):
         if self.num_eq:
             A, b, *constraint_parameters = constraint_parameters
             self.A = self.add_weight(shape=(self.num_eq, n), initializer=self.A_initializer, name="A")
-            weights.update({A: self.A, b: lambda: keras.ops.matmul(self.A, self.z0)})
+            weights.update({A: self.A, b: lambda: equality_offsets(self.A, self.z0)})
         if self.num_ineq:
             G, h = constraint_parameters
             self.G = self.add_weight(shape=(self.num_ineq, n), initializer=self.G_initializer, name="G")
-            weights.update({G: self.G, h: lambda: keras.ops.matmul(self.G, self.z0) + self.slack})
+            weights.update({G: self.G, h: lambda: inequality_offsets(self.G, self.z0, self.slack)})
         self.z0 = self.add_weight(shape=(n,), initializer=self.z0_initializer, name="z0")
         self.set_problem(spec.problem, inputs=[q], weights=weights, outputs=spec.variables)
 

@@ -6,10 +6,12 @@ from typing import Any, Mapping
 
 import keras
 
-from keras_optlayers.core.problems.polytope import check_num_constraints, polytope_projection_problem
-from keras_optlayers.layers.convex_layer import ConvexLayer, _is_finite_number
-
-OFFSETS = ("interior_point", "free")
+from keras_optlayers.core.problems.offsets import inequality_offsets
+from keras_optlayers.core.problems.polytope import (
+    check_polytope_projection_arguments,
+    polytope_projection_problem,
+)
+from keras_optlayers.layers.convex_layer import ConvexLayer, known_last_dimension
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")
@@ -76,18 +78,7 @@ class PolytopeProjection(ConvexLayer):
         **kwargs,
     ):
         super().__init__(solver=solver, solver_args=solver_args, **kwargs)
-        check_num_constraints(num_constraints)
-        if offset not in OFFSETS:
-            raise ValueError(f"`offset` must be one of {OFFSETS}. Received: offset={offset!r}")
-        if not _is_finite_number(interior_point):
-            raise ValueError(f"`interior_point` must be a finite number. Received: interior_point={interior_point!r}")
-        if not (_is_finite_number(slack) and slack > 0):
-            raise ValueError(f"`slack` must be a positive number. Received: slack={slack!r}")
-        if not isinstance(trainable_interior_point, bool):
-            raise ValueError(
-                "`trainable_interior_point` must be a boolean. "
-                f"Received: trainable_interior_point={trainable_interior_point!r}"
-            )
+        check_polytope_projection_arguments(num_constraints, offset, interior_point, slack, trainable_interior_point)
         self.num_constraints = num_constraints
         self.offset = offset
         self.interior_point = float(interior_point)
@@ -97,9 +88,7 @@ class PolytopeProjection(ConvexLayer):
         self.h_initializer = keras.initializers.get(h_initializer)
 
     def build(self, input_shape):
-        dim = input_shape[-1]
-        if dim is None:
-            raise ValueError(f"The last input dimension must be known. Received: input_shape={input_shape}")
+        dim = known_last_dimension(input_shape)
         self.G = self.add_weight(
             shape=(self.num_constraints, dim), initializer=self.G_initializer, name="G")
         if self.offset == "free":
@@ -120,7 +109,7 @@ class PolytopeProjection(ConvexLayer):
     def _offsets(self):
         if self.offset == "free":
             return self.h
-        return keras.ops.matmul(self.G, self.z0) + self.slack
+        return inequality_offsets(self.G, self.z0, self.slack)
 
     def polytope(self) -> tuple[Any, Any]:
         """The current (G, h) as tensors."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from keras_optlayers.core import checks
 from keras_optlayers.core.problems import ProblemSpec, sparsemax_problem
-from keras_optlayers.ops._projection_utils import canonical_axis
 from keras_optlayers.ops.sparsemax import sparsemax
 
 
@@ -45,12 +45,11 @@ class Sparsemax(keras.layers.Layer):
         # The input dtype is kept: float64 callers get float64 results.
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        if isinstance(axis, bool) or not isinstance(axis, int):
-            raise ValueError(f"`axis` must be an integer. Received: axis={axis!r}")
+        checks.check_axis_argument(axis)
         self.axis = axis
 
     def build(self, input_shape):
-        canonical_axis(self.axis, len(input_shape), name="inputs")
+        checks.canonical_axis(self.axis, len(input_shape), name="inputs")
 
     def call(self, inputs):
         return sparsemax(inputs, axis=self.axis)

@@ -19,6 +19,8 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from keras_optlayers.core import checks
+
 # Floating dtypes below float64 are upcast for the computation.
 COMPUTE_DTYPE = tf.float64
 
@@ -31,34 +33,16 @@ def as_float_tensor(value) -> tf.Tensor:
     return tensor
 
 
-def canonical_axis(axis: int, rank: int | None, name: str = "x") -> int:
-    """Returns `axis` as a non-negative index, checking it against `rank`."""
-    if rank is None:
-        raise ValueError(f"`{name}` must have a known rank. Received: {name} with unknown rank")
-    if rank == 0:
-        raise ValueError(f"`{name}` must have at least one dimension. Received: {name} of rank 0")
-    if not -rank <= axis < rank:
-        raise ValueError(f"`axis` is out of range for an input of rank {rank}. Received: axis={axis}")
-    return axis % rank
-
-
 def check_all_finite(tensors: dict[str, tf.Tensor]) -> list[tf.Tensor]:
     """Rejects NaN and Inf; returns the checked tensors (with graph assertions attached)."""
     checked = []
     for name, tensor in tensors.items():
-        message = f"`{name}` must contain only finite values (no NaN or Inf)."
         if tf.executing_eagerly():
-            values = tensor.numpy()
-            if not np.all(np.isfinite(values)):
-                raise ValueError(f"{message} Received: {name} with {_count_non_finite(values)}")
+            checks.check_finite_values(name, tensor.numpy())
             checked.append(tensor)
         else:
-            checked.append(tf.debugging.assert_all_finite(tensor, message))
+            checked.append(tf.debugging.assert_all_finite(tensor, checks.non_finite_values_message(name)))
     return checked
-
-
-def _count_non_finite(values: np.ndarray) -> str:
-    return f"{int(np.isnan(values).sum())} NaN and {int(np.isinf(values).sum())} Inf entries"
 
 
 def check_upper_bounds(upper: tf.Tensor, axis: int, tolerance: float) -> tf.Tensor:
@@ -67,34 +51,17 @@ def check_upper_bounds(upper: tf.Tensor, axis: int, tolerance: float) -> tf.Tens
     `tolerance` absorbs rounding, e.g. u = 1/3 three times in float32.
     """
     sums = tf.reduce_sum(upper, axis=axis)
-    sum_message = "The upper bounds must sum to at least 1 along `axis`, or no point is feasible."
-    sign_message = "The upper bounds must be nonnegative."
     if tf.executing_eagerly():
-        values = upper.numpy()
-        if np.any(values < 0):
-            raise ValueError(f"{sign_message} Received: upper with minimum {values.min()!r}")
-        sum_values = sums.numpy()
-        if np.any(sum_values < 1.0 - tolerance):
-            raise ValueError(f"{sum_message} Received: upper with sum {sum_values.min()!r}")
+        checks.check_upper_signs(upper.numpy())
+        checks.check_upper_sums(sums.numpy(), tolerance)
         return upper
     one = tf.constant(1.0 - tolerance, upper.dtype)
     assertions = [
-        tf.debugging.assert_non_negative(upper, message=sign_message),
-        tf.debugging.assert_greater_equal(sums, one, message=sum_message),
+        tf.debugging.assert_non_negative(upper, message=checks.UPPER_SIGN_MESSAGE),
+        tf.debugging.assert_greater_equal(sums, one, message=checks.UPPER_SUM_MESSAGE),
     ]
     with tf.control_dependencies(assertions):
         return tf.identity(upper)
-
-
-def check_float_upper(upper: float, n: int | None) -> None:
-    """Checks a python-number upper bound: positive and n * upper >= 1."""
-    if not np.isfinite(upper) or upper <= 0:
-        raise ValueError(f"`upper` must be a positive finite number. Received: upper={upper}")
-    if n is not None and upper * n < 1.0 - n * np.finfo(np.float32).eps:
-        raise ValueError(
-            "`upper` times the size of `axis` must be at least 1, or no point is feasible. "
-            f"Received: upper={upper}, n={n}"
-        )
 
 
 def sum_tolerance(dtype: tf.DType, n: int | None) -> float:
@@ -105,7 +72,7 @@ def sum_tolerance(dtype: tf.DType, n: int | None) -> float:
 def prepare_input(x, axis: int) -> tuple[tf.Tensor, int]:
     """Converts and checks the input of an op without bounds."""
     x = as_float_tensor(x)
-    axis = canonical_axis(axis, x.shape.rank)
+    axis = checks.canonical_axis(axis, x.shape.rank)
     (x,) = check_all_finite({"x": x})
     return x, axis
 
@@ -117,10 +84,10 @@ def prepare_bounded_input(x, upper, axis: int) -> tuple[tf.Tensor, tf.Tensor, in
     broadcastable to `x` (checked per slice: nonnegative, sums to >= 1).
     """
     x = as_float_tensor(x)
-    axis = canonical_axis(axis, x.shape.rank)
+    axis = checks.canonical_axis(axis, x.shape.rank)
     n = x.shape[axis]
     if isinstance(upper, (int, float, np.floating, np.integer)):
-        check_float_upper(float(upper), n)
+        checks.check_float_upper(float(upper), n)
         (x,) = check_all_finite({"x": x})
         return x, tf.fill(tf.shape(x), tf.constant(upper, x.dtype)), axis
     upper = tf.cast(as_float_tensor(upper), x.dtype)

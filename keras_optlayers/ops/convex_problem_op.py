@@ -14,6 +14,7 @@ import cvxpy as cp
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util
 
+from keras_optlayers.core import checks
 from keras_optlayers.core.compiler import CompiledProblem, compile_problem
 from keras_optlayers.ops import affine_maps
 from keras_optlayers.ops.cone_solve import cone_solve
@@ -59,8 +60,7 @@ class ConvexProblemOp:
         solver_args: Mapping[str, Any] | None = None,
         gp: bool = False,
     ):
-        if solver is not None and not isinstance(solver, str):
-            raise ValueError(f"`solver` must be a string or None. Received: solver={solver!r}")
+        checks.check_solver_argument(solver)
         use_qp = None if solver is None else solver.upper() == QP_SOLVER
         if use_qp is False:
             solver_name(solver)  # reject unknown names before compiling
@@ -90,44 +90,24 @@ class ConvexProblemOp:
 
     def _check_inputs(self, tensors):
         infos = self.program.parameters
-        if len(tensors) != len(infos):
-            raise ValueError(
-                f"Expected {len(infos)} tensors, one per parameter "
-                f"({[p.name for p in infos]}). Received: {len(tensors)} tensors."
-            )
+        checks.check_parameter_count(infos, len(tensors))
         converted, batched = [], []
         for info, tensor in zip(infos, tensors):
             tensor = tf.convert_to_tensor(tensor)
-            if not tensor.dtype.is_floating:
-                raise ValueError(
-                    f"Parameter '{info.name}' must be a float32 or float64 tensor. "
-                    f"Received: dtype={tensor.dtype.name}"
-                )
-            rank = tensor.shape.rank
-            is_batched = rank == len(info.shape) + 1
-            trailing = tuple(tensor.shape[1:]) if is_batched else tuple(tensor.shape)
-            if rank not in (len(info.shape), len(info.shape) + 1) or any(
-                d is not None and d != e for d, e in zip(trailing, info.shape)
-            ):
-                raise ValueError(
-                    f"Parameter '{info.name}' must have shape {info.shape} or "
-                    f"(batch_size, *{info.shape}). Received: shape={tuple(tensor.shape)}"
-                )
+            checks.check_floating(info, tensor.dtype.is_floating, tensor.dtype.name)
             converted.append(tensor)
-            if is_batched:
+            if checks.is_batched(info, tuple(tensor.shape)):
                 batched.append((info.name, tensor))
         return converted, batched
 
     @staticmethod
     def _batch_size(batched):
+        """The batch size: a python int when known statically, else a tensor."""
         if not batched:
             return 1
-        static = sorted({(name, t.shape[0]) for name, t in batched if t.shape[0] is not None})
-        if len({size for _, size in static}) > 1:
-            sizes = ", ".join(f"{name}: {size}" for name, size in static)
-            raise ValueError(f"Batched parameters must share one batch size. Received: {sizes}")
+        static = [(name, t.shape[0]) for name, t in batched if t.shape[0] is not None]
         if static:
-            return static[0][1]
+            return checks.common_batch_size(static)
         return tf.shape(batched[0][1])[0]
 
     def _checked(self, tensors, batched, batch_size):
@@ -136,21 +116,21 @@ class ConvexProblemOp:
         if tf.executing_eagerly():
             for info, tensor in zip(infos, tensors):
                 if not bool(tf.reduce_all(tf.math.is_finite(tensor))):
-                    raise ValueError(f"Parameter '{info.name}' contains NaN or Inf.")
+                    raise ValueError(checks.non_finite_parameter_message(info))
             return tensors
         if _in_xla_context():
             return tensors  # XLA compiles no assertions; the QP solver says so too
-        checks = [
-            tf.debugging.assert_all_finite(t, f"Parameter '{info.name}' contains NaN or Inf.")
+        assertions = [
+            tf.debugging.assert_all_finite(t, checks.non_finite_parameter_message(info))
             for info, t in zip(infos, tensors)
         ]
-        checks += [
+        assertions += [
             tf.debugging.assert_equal(
                 tf.shape(t)[0], batch_size,
                 message=f"Batched parameters must share one batch size; '{name}' differs.")
             for name, t in batched
         ]
-        with tf.control_dependencies(checks):
+        with tf.control_dependencies(assertions):
             return [tf.identity(t) for t in tensors]
 
     # -- call --------------------------------------------------------------

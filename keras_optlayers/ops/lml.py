@@ -8,6 +8,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_optlayers.core.checks import check_k
 from keras_optlayers.ops._projection_utils import ProjectionRunner, prepare_input, safe_divide
 
 # Safeguarded Newton converges in a handful of steps once inside its basin; the
@@ -89,15 +90,6 @@ def _solve_shift(x: tf.Tensor, k: float) -> tf.Tensor:
         (tf.constant(0), start, low, high, tf.zeros_like(start, dtype=tf.bool)),
     )
     return nu
-
-
-def check_k(k, n: int | None) -> float:
-    """Checks that k is a number strictly between 0 and n; returns it as a float."""
-    if isinstance(k, bool) or not isinstance(k, (int, float, np.integer, np.floating)):
-        raise ValueError(f"`k` must be a python number. Received: k={k!r}")
-    if not math.isfinite(k) or k <= 0 or (n is not None and k >= n):
-        raise ValueError(f"`k` must be strictly between 0 and n, the size of `axis`. Received: k={k}, n={n}")
-    return float(k)
 
 
 # One runner per distinct k, so the compiled graph treats k as a constant.

@@ -2,7 +2,8 @@
 
 The same compiled problems and solvers as the Keras layers (the framework-free
 `keras_optlayers.core` and `keras_optlayers.solvers`), with torch glue around
-them; importing this package does not import TensorFlow.
+them. (Importing it imports the parent package, and with it TensorFlow;
+the torch glue itself uses only the framework-free core and solvers.)
 
 Optional: `import keras_optlayers` works without torch, and this package
 raises ImportError, saying how to install torch, when it is missing.

@@ -8,9 +8,10 @@ from typing import Any, Mapping, Sequence
 import cvxpy as cp
 import torch
 
+from keras_optlayers.core import checks
 from keras_optlayers.core.compiler import CompiledProblem, compile_problem
 from keras_optlayers.solvers.cone_solver import ConeSolver
-from keras_optlayers.torch import affine_maps, input_checks
+from keras_optlayers.torch import affine_maps
 from keras_optlayers.torch.cone_function import cone_solve
 
 
@@ -83,7 +84,7 @@ class CvxpyLayer(torch.nn.Module):
         gp: bool = False,
     ):
         super().__init__()
-        input_checks.check_solver_argument(solver)
+        checks.check_solver_argument(solver)
         self.problem = problem
         self.program: CompiledProblem = compile_problem(
             problem, parameters, variables, gp=gp, quadratic=False)
@@ -102,18 +103,18 @@ class CvxpyLayer(torch.nn.Module):
     def _check_inputs(self, tensors) -> tuple[list[torch.Tensor], int | None]:
         """Converts and checks the inputs; returns them and the batch size (None if unbatched)."""
         infos = self.program.parameters
-        input_checks.check_parameter_count(infos, len(tensors))
+        checks.check_parameter_count(infos, len(tensors))
         converted, batch_sizes = [], []
         for info, tensor in zip(infos, tensors):
             tensor = torch.as_tensor(tensor)
-            input_checks.check_floating(info, tensor.is_floating_point(), str(tensor.dtype).replace("torch.", ""))
-            if input_checks.is_batched(info, tuple(tensor.shape)):
+            checks.check_floating(info, tensor.is_floating_point(), str(tensor.dtype).replace("torch.", ""))
+            if checks.is_batched(info, tuple(tensor.shape)):
                 batch_sizes.append((info.name, tensor.shape[0]))
             converted.append(tensor)
-        batch_size = input_checks.common_batch_size(batch_sizes) if batch_sizes else None
+        batch_size = checks.common_batch_size(batch_sizes) if batch_sizes else None
         for info, tensor in zip(infos, converted):
             if not bool(torch.isfinite(tensor).all()):
-                raise ValueError(input_checks.non_finite_parameter_message(info))
+                raise ValueError(checks.non_finite_parameter_message(info))
         return converted, batch_size
 
     def forward(self, *tensors: torch.Tensor, solver_args: Mapping[str, Any] | None = None) -> tuple[torch.Tensor, ...]:

@@ -9,18 +9,18 @@ building the optimizer), then solve with the torch `CvxpyLayer`.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Mapping, Sequence, Union
 
 import torch
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
+from keras_optlayers.core import checks
 from keras_optlayers.core.problems import ProblemSpec
 from keras_optlayers.core.problems.ellipsoid import ellipsoid_projection_problem
-from keras_optlayers.core.problems.optnet_qp import check_count, optnet_qp_problem
-from keras_optlayers.core.problems.polytope import check_num_constraints, polytope_projection_problem
-from keras_optlayers.torch import input_checks
+from keras_optlayers.core.problems.offsets import equality_offsets, inequality_offsets
+from keras_optlayers.core.problems.optnet_qp import check_input_size, check_optnet_qp_arguments, optnet_qp_problem
+from keras_optlayers.core.problems.polytope import check_polytope_projection_arguments, polytope_projection_problem
 from keras_optlayers.torch.cvxpy_layer import CvxpyLayer
 
 # An initializer: a Keras name below, or a function that fills a tensor in place.
@@ -34,8 +34,6 @@ _INITIALIZERS: dict[str, Callable[[torch.Tensor], Any]] = {
     "ones": torch.nn.init.ones_,
 }
 
-OFFSETS = ("interior_point", "free")
-
 
 def _initializer(value: Initializer, name: str) -> Callable[[torch.Tensor], Any]:
     if callable(value):
@@ -48,16 +46,6 @@ def _initializer(value: Initializer, name: str) -> Callable[[torch.Tensor], Any]
     return _INITIALIZERS[value]
 
 
-def _is_finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_positive(name: str, value) -> float:
-    if not (_is_finite_number(value) and value > 0):
-        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
-    return float(value)
-
-
 class _LearnableProblem(LazyModuleMixin, torch.nn.Module):
     """A problem fed one input tensor and weights, solved by a CvxpyLayer.
 
@@ -68,7 +56,7 @@ class _LearnableProblem(LazyModuleMixin, torch.nn.Module):
 
     def __init__(self, solver: str | None, solver_args: Mapping[str, Any] | None):
         super().__init__()
-        input_checks.check_solver_argument(solver)
+        checks.check_solver_argument(solver)
         self.solver = solver
         self.solver_args = dict(solver_args or {})
         self._layers: dict[int, CvxpyLayer] = {}  # by the last input dimension
@@ -161,20 +149,11 @@ class PolytopeProjection(_LearnableProblem):
         solver_args: Mapping[str, Any] | None = None,
     ):
         super().__init__(solver, solver_args)
-        check_num_constraints(num_constraints)
-        if offset not in OFFSETS:
-            raise ValueError(f"`offset` must be one of {OFFSETS}. Received: offset={offset!r}")
-        if not _is_finite_number(interior_point):
-            raise ValueError(f"`interior_point` must be a finite number. Received: interior_point={interior_point!r}")
-        self.slack = _check_positive("slack", slack)
-        if not isinstance(trainable_interior_point, bool):
-            raise ValueError(
-                "`trainable_interior_point` must be a boolean. "
-                f"Received: trainable_interior_point={trainable_interior_point!r}"
-            )
+        check_polytope_projection_arguments(num_constraints, offset, interior_point, slack, trainable_interior_point)
         self.num_constraints = num_constraints
         self.offset = offset
         self.interior_point = float(interior_point)
+        self.slack = float(slack)
         self.trainable_interior_point = trainable_interior_point
         self.G_initializer = _initializer(G_initializer, "G_initializer")
         self.h_initializer = _initializer(h_initializer, "h_initializer")
@@ -196,7 +175,7 @@ class PolytopeProjection(_LearnableProblem):
         return polytope_projection_problem(dim, self.num_constraints)
 
     def _offsets(self) -> torch.Tensor:
-        return self.h if self.offset == "free" else self.G @ self.z0 + self.slack
+        return self.h if self.offset == "free" else inequality_offsets(self.G, self.z0, self.slack)
 
     def _weight_values(self):
         return self.G, self._offsets()
@@ -322,12 +301,11 @@ class OptNetQP(_LearnableProblem):
         solver_args: Mapping[str, Any] | None = None,
     ):
         super().__init__(solver, solver_args)
-        check_count("num_eq", num_eq)
-        check_count("num_ineq", num_ineq)
+        check_optnet_qp_arguments(num_eq, num_ineq, eps, slack)
         self.num_eq = num_eq
         self.num_ineq = num_ineq
-        self.eps = _check_positive("eps", eps)
-        self.slack = _check_positive("slack", slack)
+        self.eps = float(eps)
+        self.slack = float(slack)
         self.L_initializer = _initializer(L_initializer, "L_initializer")
         self.A_initializer = _initializer(A_initializer, "A_initializer")
         self.G_initializer = _initializer(G_initializer, "G_initializer")
@@ -339,11 +317,7 @@ class OptNetQP(_LearnableProblem):
 
     def initialize_parameters(self, inputs, *args, **kwargs) -> None:
         n = inputs.shape[-1]
-        if n <= self.num_eq:
-            raise ValueError(
-                "The last input dimension n must be known and larger than `num_eq`. "
-                f"Received: input_shape={tuple(inputs.shape)}, num_eq={self.num_eq}"
-            )
+        check_input_size(n, self.num_eq, tuple(inputs.shape))
         _materialize(self.L, (n, n), self.L_initializer)
         if self.num_eq:
             _materialize(self.A, (self.num_eq, n), self.A_initializer)
@@ -357,7 +331,7 @@ class OptNetQP(_LearnableProblem):
     def _weight_values(self):
         values = [self.L]
         if self.num_eq:
-            values += [self.A, self.A @ self.z0]
+            values += [self.A, equality_offsets(self.A, self.z0)]
         if self.num_ineq:
-            values += [self.G, self.G @ self.z0 + self.slack]
+            values += [self.G, inequality_offsets(self.G, self.z0, self.slack)]
         return values

@@ -10,11 +10,12 @@ input checks.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
+from keras_optlayers.core import checks
 from keras_optlayers.core.problems import (
     ProblemSpec,
     csoftmax_problem,
@@ -22,7 +23,6 @@ from keras_optlayers.core.problems import (
     lml_problem,
     sparsemax_problem,
 )
-from keras_optlayers.torch import input_checks
 from keras_optlayers.torch.cvxpy_layer import CvxpyLayer
 
 # The fast Keras layers are exact. SCS gets close at eps 1e-10, and its
@@ -41,7 +41,7 @@ class _ConeProjection(torch.nn.Module):
 
     def __init__(self, axis: int, solver_args: Mapping[str, Any] | None):
         super().__init__()
-        input_checks.check_axis_argument(axis)
+        checks.check_axis_argument(axis)
         self.axis = axis
         self.solver_args = {**DEFAULT_SOLVER_ARGS, **(solver_args or {})}
         self._layers: dict[int, CvxpyLayer] = {}  # by the size of `axis`
@@ -64,8 +64,8 @@ class _ConeProjection(torch.nn.Module):
 
     def _prepare(self, inputs) -> tuple[torch.Tensor, int]:
         x = self._as_float_tensor(inputs)
-        axis = input_checks.canonical_axis(self.axis, x.dim(), name="inputs")
-        input_checks.check_finite_values("x", x.detach().cpu().numpy())
+        axis = checks.canonical_axis(self.axis, x.dim(), name="inputs")
+        checks.check_finite_values("x", x.detach().cpu().numpy())
         return x, axis
 
     def _project(self, axis: int, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
@@ -115,32 +115,34 @@ class Sparsemax(_ConeProjection):
 
 
 class _BoundedProjection(_ConeProjection):
-    """A projection with per-coordinate upper bounds, fixed or fed at call time."""
+    """A projection with per-coordinate upper bounds, fixed or fed at call time.
 
-    def __init__(self, upper: float | None, axis: int, solver_args: Mapping[str, Any] | None):
+    Subclasses set `_problem`, the CVXPY builder `(n, upper=...) -> ProblemSpec`.
+    """
+
+    _problem: Callable[..., ProblemSpec]
+
+    def __init__(self, upper: float | None = None, axis: int = -1, *,
+                 solver_args: Mapping[str, Any] | None = None):
         super().__init__(axis, solver_args)
-        self.upper = input_checks.check_upper_argument(upper)
+        self.upper = checks.check_upper_argument(upper)
+
+    def cvxpy_problem(self, n: int) -> ProblemSpec:
+        """The projection in CVXPY form; parameters `(x, upper)` or `(x,)`."""
+        return type(self)._problem(n, upper=self.upper)
 
     def forward(self, inputs: torch.Tensor, upper: torch.Tensor | None = None) -> torch.Tensor:
-        if self.upper is not None and upper is not None:
-            raise ValueError(
-                f"`upper` was fixed at construction; do not pass it again at call time. Received: upper={self.upper}"
-            )
-        if self.upper is None and upper is None:
-            raise ValueError(
-                f"{type(self).__name__} was built with upper=None, so the call needs the bounds: "
-                "`layer(x, upper)`. Received: upper=None"
-            )
+        checks.check_call_upper(type(self).__name__, self.upper, upper)
         x, axis = self._prepare(inputs)
         n = x.shape[axis]
         if self.upper is not None:
-            input_checks.check_float_upper(self.upper, n)
+            checks.check_float_upper(self.upper, n)
             return self._project(axis, x)
         upper = self._as_float_tensor(upper).to(device=x.device, dtype=x.dtype)
         upper = torch.broadcast_to(upper, x.shape)
         values = torch.movedim(upper.detach(), axis, -1).cpu().numpy()
-        input_checks.check_finite_values("upper", values)
-        input_checks.check_upper_values(values, tolerance=n * float(torch.finfo(x.dtype).eps))
+        checks.check_finite_values("upper", values)
+        checks.check_upper_values(values, tolerance=n * float(torch.finfo(x.dtype).eps))
         return self._project(axis, x, upper)
 
 
@@ -180,13 +182,7 @@ class CSparsemax(_BoundedProjection):
     >>> layer(torch.tensor([1.5, -0.3, -2.2, 0.6]))  # about [0.5, 0., 0., 0.5]
     """
 
-    def __init__(self, upper: float | None = None, axis: int = -1, *,
-                 solver_args: Mapping[str, Any] | None = None):
-        super().__init__(upper, axis, solver_args)
-
-    def cvxpy_problem(self, n: int) -> ProblemSpec:
-        """The projection in CVXPY form; parameters `(x, upper)` or `(x,)`."""
-        return csparsemax_problem(n, upper=self.upper)
+    _problem = staticmethod(csparsemax_problem)
 
 
 class CSoftmax(_BoundedProjection):
@@ -225,13 +221,7 @@ class CSoftmax(_BoundedProjection):
     >>> layer(torch.tensor([1.5, -0.3, -2.2, 0.6]))  # about [0.5, 0.1385, 0.0207, 0.3407]
     """
 
-    def __init__(self, upper: float | None = None, axis: int = -1, *,
-                 solver_args: Mapping[str, Any] | None = None):
-        super().__init__(upper, axis, solver_args)
-
-    def cvxpy_problem(self, n: int) -> ProblemSpec:
-        """The projection in CVXPY form; parameters `(x, upper)` or `(x,)`."""
-        return csoftmax_problem(n, upper=self.upper)
+    _problem = staticmethod(csoftmax_problem)
 
 
 class LML(_ConeProjection):
@@ -264,7 +254,7 @@ class LML(_ConeProjection):
 
     def __init__(self, k: float, axis: int = -1, *, solver_args: Mapping[str, Any] | None = None):
         super().__init__(axis, solver_args)
-        input_checks.check_k(k, n=None)
+        checks.check_k(k, n=None)
         self.k = k.item() if isinstance(k, np.generic) else k
 
     def cvxpy_problem(self, n: int) -> ProblemSpec:
@@ -273,5 +263,5 @@ class LML(_ConeProjection):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         x, axis = self._prepare(inputs)
-        input_checks.check_k(self.k, x.shape[axis])
+        checks.check_k(self.k, x.shape[axis])
         return self._project(axis, x)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cvxpy as cp
 
+from keras_optlayers.core.checks import check_positive
 from keras_optlayers.core.problems.spec import ProblemSpec, check_size
 
 
@@ -11,6 +12,23 @@ def check_count(name: str, value: int) -> None:
     """Rejects a constraint count that is not a nonnegative integer."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"`{name}` must be a nonnegative integer. Received: {name}={value!r}")
+
+
+def check_optnet_qp_arguments(num_eq: int, num_ineq: int, eps: float, slack: float) -> None:
+    """The constructor checks of the OptNetQP layers (Keras and torch)."""
+    check_count("num_eq", num_eq)
+    check_count("num_ineq", num_ineq)
+    check_positive("eps", eps)
+    check_positive("slack", slack)
+
+
+def check_input_size(n: int | None, num_eq: int, input_shape: tuple) -> None:
+    """The size n of q must be known and leave room for more than one point."""
+    if n is None or n <= num_eq:
+        raise ValueError(
+            "The last input dimension n must be known and larger than `num_eq`. "
+            f"Received: input_shape={input_shape}, num_eq={num_eq}"
+        )
 
 
 def optnet_qp_problem(n: int, num_eq: int, num_ineq: int, eps: float = 1e-4) -> ProblemSpec:

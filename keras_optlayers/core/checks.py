@@ -1,25 +1,62 @@
-"""Framework-free input checks, with the Keras side's exact messages.
+"""Framework-free input checks, shared by the Keras and torch front ends.
 
 Nothing here imports torch or TensorFlow: the checks work on shapes, dtype
-names, python numbers and numpy arrays, so that both front ends can raise the
-same ValueError for the same mistake. (Candidate for `keras_optlayers.core`;
-the TF side keeps its own copies of these messages until it moves there.)
+names, python numbers and numpy arrays, so that both front ends raise the
+same ValueError, with the same text, for the same mistake.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from keras_optlayers.core.compiler import ParameterInfo
+if TYPE_CHECKING:
+    from keras_optlayers.core.compiler import ParameterInfo
+
+
+# -- constructor arguments ----------------------------------------------------
 
 
 def check_solver_argument(solver) -> None:
     """`solver` must be None or a name; the name itself is checked by the solver."""
     if solver is not None and not isinstance(solver, str):
         raise ValueError(f"`solver` must be a string or None. Received: solver={solver!r}")
+
+
+# Plain values only, so that a saved layer config can hold the settings.
+_PLAIN_SETTING_TYPES = (bool, int, float, str)
+
+
+def check_solver_args(solver_args: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Default solver settings as a new dict of plain values ({} for None)."""
+    if solver_args is None:
+        return {}
+    if not isinstance(solver_args, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, _PLAIN_SETTING_TYPES)
+        for key, value in solver_args.items()
+    ):
+        raise ValueError(
+            "`solver_args` must be a dict from setting names to numbers, booleans "
+            f"or strings. Received: solver_args={solver_args!r}"
+        )
+    return dict(solver_args)
+
+
+def is_finite_number(value) -> bool:
+    """A python int or float (not a bool) that is neither NaN nor infinite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_positive(name: str, value) -> float:
+    """Checks a positive finite python number; returns it as a float."""
+    if not (is_finite_number(value) and value > 0):
+        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
+    return float(value)
+
+
+# -- the parameter tensors of CvxpyLayer ---------------------------------------
 
 
 def check_parameter_count(infos: Sequence[ParameterInfo], count: int) -> None:
@@ -115,22 +152,50 @@ def check_upper_argument(upper) -> float | None:
     return upper
 
 
+def check_call_upper(layer_name: str, fixed_upper: float | None, upper) -> None:
+    """The bounds come from exactly one place: the constructor or the call."""
+    if fixed_upper is not None and upper is not None:
+        raise ValueError(
+            f"`upper` was fixed at construction; do not pass it again at call time. Received: upper={fixed_upper}"
+        )
+    if fixed_upper is None and upper is None:
+        raise ValueError(
+            f"{layer_name} was built with upper=None, so the call needs the bounds: "
+            "`layer(x, upper)`. Received: upper=None"
+        )
+
+
+# The first sentences of the data-check errors, also the texts of the graph
+# assertions that stand in for them inside a TensorFlow graph.
+UPPER_SIGN_MESSAGE = "The upper bounds must be nonnegative."
+UPPER_SUM_MESSAGE = "The upper bounds must sum to at least 1 along `axis`, or no point is feasible."
+
+
+def non_finite_values_message(name: str) -> str:
+    return f"`{name}` must contain only finite values (no NaN or Inf)."
+
+
 def check_upper_values(upper: np.ndarray, tolerance: float) -> None:
     """Call-time bounds (..., n): nonnegative, each slice summing to >= 1."""
+    check_upper_signs(upper)
+    check_upper_sums(upper.sum(axis=-1), tolerance)
+
+
+def check_upper_signs(upper: np.ndarray) -> None:
     if np.any(upper < 0):
-        raise ValueError(f"The upper bounds must be nonnegative. Received: upper with minimum {upper.min()!r}")
-    sums = upper.sum(axis=-1)
+        raise ValueError(f"{UPPER_SIGN_MESSAGE} Received: upper with minimum {upper.min()!r}")
+
+
+def check_upper_sums(sums: np.ndarray, tolerance: float) -> None:
+    """`tolerance` absorbs rounding, e.g. u = 1/3 three times in float32."""
     if np.any(sums < 1.0 - tolerance):
-        raise ValueError(
-            "The upper bounds must sum to at least 1 along `axis`, or no point is feasible. "
-            f"Received: upper with sum {sums.min()!r}"
-        )
+        raise ValueError(f"{UPPER_SUM_MESSAGE} Received: upper with sum {sums.min()!r}")
 
 
 def check_finite_values(name: str, values: np.ndarray) -> None:
     if not np.all(np.isfinite(values)):
         counts = f"{int(np.isnan(values).sum())} NaN and {int(np.isinf(values).sum())} Inf entries"
-        raise ValueError(f"`{name}` must contain only finite values (no NaN or Inf). Received: {name} with {counts}")
+        raise ValueError(f"{non_finite_values_message(name)} Received: {name} with {counts}")
 
 
 def check_k(k, n: int | None) -> float:
