@@ -146,17 +146,10 @@ def test_gradients_match_finite_differences(shared):
         np.testing.assert_allclose(analytic, expected, rtol=1e-4, atol=1e-5, err_msg=f"gradient of {name}")
 
 
-def test_gradients_match_cvxpylayers():
-    """Against cvxpylayers 1.x (torch, diffcp): P = L Lᵀ enters through L."""
-    import pathlib
-    import sys
+def test_gradients_match_the_diffcp_path():
+    """Against CvxpyLayer on diffcp (SCS, cone form): P = L Lᵀ enters through L."""
+    from keras_optlayers.layers.cvxpy_layer import CvxpyLayer
 
-    import torch
-
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
-    import baselines
-
-    TorchLayer = baselines.cvxpylayers_torch_layer()
     n, p, m, batch = 4, 1, 5, 2
     rng = np.random.default_rng(3)
     data, _ = kkt_constructed_qp(rng, batch, n, p, m, 2)
@@ -171,21 +164,24 @@ def test_gradients_match_cvxpylayers():
         cp.Minimize(0.5 * cp.sum_squares(L_param.T @ x) + q_param @ x),
         [A_param @ x == b_param, G_param @ x <= h_param],
     )
-    layer = TorchLayer(problem, parameters=[L_param, q_param, A_param, b_param, G_param, h_param], variables=[x])
-    torch_inputs = [torch.tensor(a, requires_grad=True) for a in [root, data["q"], data["A"], data["b"], data["G"], data["h"]]]
-    (x_torch,) = layer(*torch_inputs, solver_args={"eps": 1e-10})
-    (torch.tensor(weights) * x_torch).sum().backward()
-
+    diffcp_layer = CvxpyLayer(
+        problem, parameters=[L_param, q_param, A_param, b_param, G_param, h_param], variables=[x],
+        solver="SCS", solver_args={"eps": 1e-11, "max_iters": 200000},
+    )
     tensors = [tf.constant(a) for a in [root, data["q"], data["A"], data["b"], data["G"], data["h"]]]
-    with tf.GradientTape() as tape:
-        tape.watch(tensors)
-        P = tf.matmul(tensors[0], tensors[0], transpose_b=True)
-        x_ours = qp_solve(P, *tensors[1:])
-        loss = tf.reduce_sum(weights * x_ours)
-    gradients = tape.gradient(loss, tensors)
-    np.testing.assert_allclose(x_ours, x_torch.detach().numpy(), atol=1e-5)
-    for name, ours, theirs in zip(("L", "q", "A", "b", "G", "h"), gradients, torch_inputs):
-        np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-3, atol=1e-4, err_msg=f"gradient of {name}")
+
+    def gradients(solve):
+        with tf.GradientTape() as tape:
+            tape.watch(tensors)
+            solution = solve(tensors)
+            loss = tf.reduce_sum(weights * solution)
+        return solution, tape.gradient(loss, tensors)
+
+    x_ours, ours = gradients(lambda t: qp_solve(tf.matmul(t[0], t[0], transpose_b=True), *t[1:]))
+    x_diffcp, theirs = gradients(lambda t: diffcp_layer(*t)[0])
+    np.testing.assert_allclose(x_ours, x_diffcp, atol=1e-6)
+    for name, a, b in zip(("L", "q", "A", "b", "G", "h"), ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=f"gradient of {name}")
 
 
 @pytest.mark.parametrize("dtype", [tf.float64, tf.float32])
