@@ -221,8 +221,10 @@ class ConeSolver:
         Q_dual = M[:, :, n:n + m].copy()
         Q_dual[:, np.arange(n, n + m), np.arange(m)] -= 1.0  # Q - I
         M[:, :, n:n + m] = Q_dual * D.diagonal[part, None, :]
-        for block in D.blocks:
-            M[:, :, n + block.start:n + block.stop] = Q_dual[:, :, block.start:block.stop] @ block.matrix[part]
+        for group in D.groups:
+            # Columns of each block: (B, N, G, k) times the blocks (B, G, k, k).
+            M[:, :, n + group.indices] = np.einsum(
+                "bngi,bgij->bngj", Q_dual[:, :, group.indices], group.matrices[part])
         M[:, np.arange(n, n + m), np.arange(n, n + m)] += 1.0
         return M
 
