@@ -60,13 +60,23 @@ def test_qp_path_names_the_infeasible_example(run):
         run(lambda *t: layer(*t), lower_value, upper_value, x_value)
 
 
-def test_large_quadratic_program_goes_to_scs_unless_qp_is_asked_for():
+def test_large_sparse_quadratic_program_goes_to_scs_unless_qp_is_asked_for():
     import cvxpy as cp
 
-    from keras_optlayers.core.compiler import AUTO_QP_MAX_VARIABLES
+    from keras_optlayers.core.compiler import AUTO_QP_SMALL_VARIABLES
 
-    n = AUTO_QP_MAX_VARIABLES  # the canonical form adds variables: over the limit
+    n = AUTO_QP_SMALL_VARIABLES  # the canonical form adds variables: over the limit
     x, y = cp.Parameter(n), cp.Variable(n)
     problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [y >= 0])
     assert CvxpyLayer(problem, [x], [y]).solver == "SCS"
     assert CvxpyLayer(problem, [x], [y], solver="QP").solver == "QP"
+
+
+def test_dense_quadratic_program_goes_to_the_qp_solver():
+    import cvxpy as cp
+
+    n = 100  # a dense inequality matrix: the QP solver's dense factorizations pay off
+    G, h, q = cp.Parameter((n, n)), cp.Parameter(n), cp.Parameter(n)
+    x = cp.Variable(n)
+    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x) + q @ x), [G @ x <= h])
+    assert CvxpyLayer(problem, [G, h, q], [x]).solver == "QP"

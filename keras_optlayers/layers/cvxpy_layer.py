@@ -35,8 +35,8 @@ class CvxpyLayer(keras.layers.Layer):
             the layer is called with.
         variables: the `cp.Variable`s to return, in order; a constraint's dual
             variable (`constraint.dual_variables[0]`) returns its dual value.
-        solver: None (the native QP solver for QPs of up to 1000 canonical
-            variables, else SCS), "QP" (raises ValueError if
+        solver: None (the native QP solver for small or dense QPs, else
+            SCS; see "Solvers" in the README), "QP" (raises ValueError if
             the problem is not a QP), "SCS", "ECOS" or "Clarabel".
         solver_args: default settings for every call. For diffcp's solvers,
             keyword arguments of the solver (e.g. `eps`, `max_iters` for SCS)

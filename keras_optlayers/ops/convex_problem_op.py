@@ -39,8 +39,8 @@ class ConvexProblemOp:
         problem: a DPP (or, with gp=True, DGP) `cvxpy.Problem`.
         parameters: all of the problem's parameters, in call order.
         variables: the variables (or constraint dual variables) to return.
-        solver: None (native QP solver for QPs of up to
-            `compiler.AUTO_QP_MAX_VARIABLES` canonical variables, else SCS), "QP", "SCS",
+        solver: None (native QP solver for small or dense QPs, see
+            `compiler.prefers_dense_qp`, else SCS), "QP", "SCS",
             "ECOS" or "Clarabel".
         solver_args: default settings, overridden per call.
         gp: the problem is a geometric program.
