@@ -229,13 +229,17 @@ class ConeSolver:
         return M
 
     def _solve_adjoint_lsqr(self, A_values, b, c, x, v, dz):
+        """Least squares on diffcp's sparse operator (it releases the GIL)."""
         r = np.zeros_like(dz)
-        for i in range(dz.shape[0]):
-            if not np.any(dz[i]):
-                continue
-            Q = self._embedding.sparse(A_values[i], b[i], c[i])
-            M = diffcp_ext.M_operator(Q, self._cones_cpp, x[i], v[i], 1.0)
-            r[i] = diffcp_ext.lsqr(M.transpose(), dz[i]).solution
+
+        def solve_range(indices: range) -> None:
+            for i in indices:
+                if np.any(dz[i]):
+                    Q = self._embedding.sparse(A_values[i], b[i], c[i])
+                    M = diffcp_ext.M_operator(Q, self._cones_cpp, x[i], v[i], 1.0)
+                    r[i] = diffcp_ext.lsqr(M.transpose(), dz[i]).solution
+
+        _run_in_threads(solve_range, dz.shape[0])
         return r
 
 
@@ -262,7 +266,7 @@ def _run_in_threads(work, count: int) -> None:
 
 
 def _solve_consistent_singular(MT: np.ndarray, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
-    """Solves the consistent systems MT r = dz whose MT has z in its range's complement."""
+    """Solves the consistent singular systems MT r = dz, where M z = 0."""
     bordered = MT + z[:, :, None] * z[:, None, :]
     try:
         r = np.linalg.solve(bordered, dz[..., None])[..., 0]
