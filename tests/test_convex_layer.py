@@ -190,3 +190,19 @@ def test_gradients_match_central_differences(make_learnable_layer, accurate_solv
         weight.assign(value)
     for name, a, n in zip(["x"] + [w.name for w in weights], analytic, numeric):
         np.testing.assert_allclose(a, n, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_layer_built_inside_a_traced_step_works_in_later_functions():
+    """Without keras.Input, Keras builds the layer while tracing the train step;
+    predict and evaluate then run in other graphs."""
+    from keras_optlayers import PolytopeProjection
+
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.layers.Dense(2), PolytopeProjection(6)])
+    model.compile("adam", "mse")
+    x = rng.standard_normal((32, 3)).astype("float32")
+    y = 0.1 * rng.standard_normal((32, 2)).astype("float32")
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    predictions = model.predict(x[:4], verbose=0)
+    assert predictions.shape == (4, 2)
+    assert np.isfinite(model.evaluate(x, y, verbose=0))

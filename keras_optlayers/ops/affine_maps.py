@@ -18,15 +18,17 @@ class SparseMap:
     """A constant sparse matrix applied with gather and segment-sum.
 
     Gather and unsorted_segment_sum compile under XLA and run on GPUs, which
-    TensorFlow's sparse-dense matmul does not always do.
+    TensorFlow's sparse-dense matmul does not always do. The entries are kept
+    as numpy arrays and become constants of whichever graph applies the map:
+    a layer may be built inside one traced function and called in another.
     """
 
     def __init__(self, matrix: sp.spmatrix):
         coo = sp.coo_matrix(matrix)
         self.num_rows = int(coo.shape[0])
-        self.rows = tf.constant(coo.row.astype(np.int32))
-        self.cols = tf.constant(coo.col.astype(np.int32))
-        self.values = tf.constant(coo.data.astype(np.float64))
+        self.rows = coo.row.astype(np.int32)
+        self.cols = coo.col.astype(np.int32)
+        self.values = coo.data.astype(np.float64)
 
     def __call__(self, theta: tf.Tensor) -> tf.Tensor:
         """(num_rows, num_theta) map applied to theta (B, num_theta) -> (B, num_rows)."""
