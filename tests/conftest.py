@@ -7,6 +7,7 @@ from typing import Callable
 import keras
 import numpy as np
 import pytest
+from helpers import Runner
 
 from keras_optlayers.core.problems.polytope import polytope_projection_problem
 from keras_optlayers.layers.ellipsoid_projection import EllipsoidProjection
@@ -60,3 +61,9 @@ def make_learnable_layer(request) -> Callable[..., keras.layers.Layer]:
 def learnable_layers() -> dict[str, Callable[..., keras.layers.Layer]]:
     """All the learnable layers' factories, by name (for one test over all)."""
     return dict(LEARNABLE_LAYERS)
+
+
+@pytest.fixture(params=["eager", "tf_function"])
+def run(request):
+    """`run(fn, *args)`: every layer test runs both eagerly and in a graph."""
+    return Runner(eager=request.param == "eager")

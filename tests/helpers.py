@@ -13,7 +13,6 @@ from typing import Callable, Sequence
 import cvxpy as cp
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from keras_optlayers.core.problems import lml_problem, sparsemax_problem
@@ -34,11 +33,6 @@ class Runner:
     def __call__(self, function: Callable, *args):
         return function(*args) if self.eager else tf.function(function)(*args)
 
-
-@pytest.fixture(params=["eager", "tf_function"])
-def run(request) -> Runner:
-    """`run(fn, *args)`: every layer test runs both eagerly and in a graph."""
-    return Runner(eager=request.param == "eager")
 
 
 # -- gradients -------------------------------------------------------------

@@ -7,7 +7,7 @@ import cvxpy as cp
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import (  # noqa: F401 (run is a fixture)
+from helpers import (
     FAMILIES,
     TIGHT_SCS,
     cvxpy_solve_batch,
@@ -16,7 +16,6 @@ from helpers import (  # noqa: F401 (run is a fixture)
     lml,
     psd_projection,
     psd_projection_solution,
-    run,
     sparsemax,
     sparsemax_solution,
 )

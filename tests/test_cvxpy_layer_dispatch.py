@@ -6,7 +6,7 @@ SCS gives; everything else goes to SCS.
 
 import numpy as np
 import tensorflow as tf
-from helpers import TIGHT_SCS, inequality_qp, lml, loss_and_gradients, run, weights_like  # noqa: F401
+from helpers import TIGHT_SCS, inequality_qp, lml, loss_and_gradients, weights_like
 
 from keras_optlayers.layers.cvxpy_layer import CvxpyLayer
 

@@ -13,7 +13,7 @@ import cvxpy as cp
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import TIGHT_SCS, least_squares, run, sparsemax  # noqa: F401 (run is a fixture)
+from helpers import TIGHT_SCS, least_squares, sparsemax
 
 from keras_optlayers.errors import SolverError
 from keras_optlayers.layers.cvxpy_layer import CvxpyLayer

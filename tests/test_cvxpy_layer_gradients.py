@@ -9,7 +9,7 @@ and inside tf.function.
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import (  # noqa: F401 (run is a fixture)
+from helpers import (
     FAMILIES,
     TIGHT_CLARABEL,
     TIGHT_SCS,
@@ -21,7 +21,6 @@ from helpers import (  # noqa: F401 (run is a fixture)
     least_squares_gradients,
     loss_and_gradients,
     psd_projection,
-    run,
     weights_like,
 )
 

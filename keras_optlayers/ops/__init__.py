@@ -4,3 +4,5 @@ from keras_optlayers.ops.csoftmax import csoftmax
 from keras_optlayers.ops.csparsemax import csparsemax
 from keras_optlayers.ops.lml import lml
 from keras_optlayers.ops.sparsemax import sparsemax
+
+__all__ = ["csoftmax", "csparsemax", "lml", "sparsemax"]
