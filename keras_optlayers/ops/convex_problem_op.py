@@ -80,7 +80,7 @@ class ConvexProblemOp:
         }
         if self.program.P is not None:
             self._maps["P"] = affine_maps.SparseMap(self.program.P.matrix)
-        self._compiled: dict = {}  # eager QP path, one tf.function per settings
+        self._functions: dict = {}  # compiled pieces for eager callers
 
     @property
     def supports_xla(self) -> bool:
@@ -147,49 +147,65 @@ class ConvexProblemOp:
         tensors, batched = self._check_inputs(tensors)
         out_dtype = tf.float64 if any(t.dtype == tf.float64 for t in tensors) else tf.float32
         tensors = [tf.cast(t, tf.float64) for t in tensors]
-        batch_size = self._batch_size(batched)
-        tensors = self._checked(tensors, batched, batch_size)
+        tensors = self._checked(tensors, batched, self._batch_size(batched))
         settings = {**self.solver_args, **(solver_args or {})}
 
-        if self._cone_solver is None and tf.executing_eagerly():
+        # One compiled function per pattern of batched inputs: reduce_retracing
+        # relaxes sizes, and must not relax ranks, which say what is batched.
+        ranks = tuple(t.shape.rank for t in tensors)
+        if not tf.executing_eagerly():
+            # Under XLA no assertion compiles: statuses go unchecked there.
+            outputs, _ = self._solve(tensors, settings, check_status=not xla)
+        elif self._cone_solver is None:
             # Eager callers get graph speed: the whole QP path is one function,
             # traced once per input signature; the status is checked here.
-            outputs, status = self._compiled_qp_path(settings)(tensors)
+            key = ("qp", ranks, *sorted(settings.items()))
+            outputs, status = self._compiled(key, self._solve)(tensors, settings, check_status=False)
             qp_status.raise_for_status(status.numpy())
         else:
-            # Under XLA no assertion compiles: statuses go unchecked there.
-            outputs, _ = self._solve(tensors, batch_size, settings, check_status=not xla)
+            # The affine steps run compiled; the host solve between them runs
+            # as itself, so a SolverError reaches the caller unchanged.
+            _, c, A_values, b = self._compiled(("data", ranks), self._solver_data)(tensors)
+            x, y = self._solve_cone(A_values, b, c, settings)
+            outputs = self._compiled(("read",), self._read_outputs)(x, y)
         if not batched:
             outputs = [o[0] for o in outputs]
         return [tf.cast(o, out_dtype) for o in outputs]
 
-    def _solve(self, tensors, batch_size, settings, check_status):
+    def _solver_data(self, tensors):
+        """Parameters (float64) -> theta and the solver's c, A values and b."""
+        batched = [
+            (info.name, t) for info, t in zip(self.program.parameters, tensors)
+            if t.shape.rank == len(info.shape) + 1
+        ]
+        theta = affine_maps.stack_parameters(self.program, tensors, self._batch_size(batched))
+        return theta, self._maps["c"](theta), self._maps["A"](theta), self._maps["b"](theta)
+
+    def _read_outputs(self, x, y):
+        """The requested variables (B, ...) from the solution."""
+        return [affine_maps.read_output(o, x, y) for o in self.program.outputs]
+
+    def _solve(self, tensors, settings, check_status):
         """Parameters (float64) -> requested variables (B, ...), QP status."""
-        theta = affine_maps.stack_parameters(self.program, tensors, batch_size)
-        c = self._maps["c"](theta)
-        A_values = self._maps["A"](theta)
-        b = self._maps["b"](theta)
+        theta, c, A_values, b = self._solver_data(tensors)
         status = None
         if self._cone_solver is None:
             x, y, status = self._solve_qp(theta, A_values, b, c, settings, check_status)
         else:
-            settings = dict(settings)
-            mode = settings.pop("mode", "auto")
-            x, y, _ = cone_solve(self._cone_solver, A_values, b, c, settings, mode)
-        return [affine_maps.read_output(o, x, y) for o in self.program.outputs], status
+            x, y = self._solve_cone(A_values, b, c, settings)
+        return self._read_outputs(x, y), status
 
-    def _compiled_qp_path(self, settings):
-        key = tuple(sorted(settings.items()))
-        if key not in self._compiled:
-            def solve(tensors):
-                batched = [
-                    (info.name, t) for info, t in zip(self.program.parameters, tensors)
-                    if t.shape.rank == len(info.shape) + 1
-                ]
-                return self._solve(tensors, self._batch_size(batched), settings, check_status=False)
+    def _solve_cone(self, A_values, b, c, settings):
+        settings = dict(settings)
+        mode = settings.pop("mode", "auto")
+        x, y, _ = cone_solve(self._cone_solver, A_values, b, c, settings, mode)
+        return x, y
 
-            self._compiled[key] = tf.function(solve, reduce_retracing=True, autograph=False)
-        return self._compiled[key]
+    def _compiled(self, key, function):
+        """`function` as a tf.function, traced once per input signature."""
+        if key not in self._functions:
+            self._functions[key] = tf.function(function, reduce_retracing=True, autograph=False)
+        return self._functions[key]
 
     def _solve_qp(self, theta, A_values, b, c, settings, check_status):
         """The native QP solver on P, c and the rows of A, b split by cone."""
