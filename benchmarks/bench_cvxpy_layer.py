@@ -28,9 +28,7 @@ import cProfile
 import os
 import pathlib
 import pstats
-import statistics
 import sys
-import time
 import warnings
 from typing import Callable, NamedTuple
 
@@ -44,6 +42,7 @@ import torch  # noqa: E402
 BENCHMARKS_DIR = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS_DIR))
 import baselines  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 from keras_optlayers.core.problems import lml_problem, sparsemax_problem  # noqa: E402
 from keras_optlayers.layers.cvxpy_layer import CvxpyLayer  # noqa: E402
@@ -187,16 +186,6 @@ BASELINE = "cvxpylayers 0.1.9 TF"
 MODES = ("fwd+bwd", "fwd")
 
 
-def median_ms(function, repeats: int) -> float:
-    function()  # warm up: tracing, first-call caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
-
-
 def measure(batches, repeats):
     """{(benchmark name, batch, mode): {implementation: median ms}}."""
     results = {}
@@ -210,7 +199,7 @@ def measure(batches, repeats):
                 count = repeats * 4 if batch < 16 else repeats
                 for mode, function in zip(MODES, (forward_backward, forward)):
                     key = (benchmark.name, batch, mode)
-                    results.setdefault(key, {})[implementation] = median_ms(function, count)
+                    results.setdefault(key, {})[implementation] = 1e3 * median_seconds(function, count)
                 print(f"  measured {benchmark.name}, batch {batch}, {implementation}", file=sys.stderr)
     return results
 

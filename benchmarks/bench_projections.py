@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -30,6 +28,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import baselines  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 from keras_optlayers.layers.csoftmax import CSoftmax  # noqa: E402
 from keras_optlayers.layers.csparsemax import CSparsemax  # noqa: E402
@@ -73,14 +72,7 @@ def forward_backward_seconds(layer, x: tf.Tensor, weights: tf.Tensor, repeats: i
             functional = tf.reduce_sum(weights * tf.cast(y, weights.dtype))
         tape.gradient(functional, x).numpy()
 
-    if warm_up:
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(run, repeats, warm_up)
 
 
 def try_time(make_layer, x, weights, repeats):

@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -34,6 +32,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import baselines  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 from keras_optlayers.solvers.qp import qp_solve  # noqa: E402
 
@@ -52,16 +51,6 @@ def random_qp(batch: int, n: int, p: int, m: int, seed: int):
     h = np.einsum("bij,bj->bi", G, x0) + np.abs(rng.standard_normal((batch, m)))
     weights = rng.standard_normal((batch, n))
     return dict(P=P, q=q, A=A, b=b, G=G, h=h, root=root, weights=weights)
-
-
-def median_ms(run, repeats: int) -> float:
-    run()  # warm-up: tracing, caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def _qp_args(data, p: int):
@@ -191,17 +180,17 @@ def main():
         data = random_qp(batch, n, p, m, seed=batch + n)
         dense = n >= 100
         result = {
-            "eager": median_ms(ours_eager(data, p), repeats),
-            "graph": median_ms(ours_graph(data, p), repeats),
-            "qpth": median_ms(qpth_run(data, p), slow_repeats if dense else repeats),
+            "eager": 1e3 * median_seconds(ours_eager(data, p), repeats),
+            "graph": 1e3 * median_seconds(ours_graph(data, p), repeats),
+            "qpth": 1e3 * median_seconds(qpth_run(data, p), slow_repeats if dense else repeats),
         }
         # cvxpylayers at the dense size takes minutes per batch of 128.
         slow_batch = batch if not dense else (2 if options.quick else 8)
         slow = "" if slow_batch == batch else f" (batch {slow_batch})"
-        result["cvxpylayers"] = median_ms(cvxpylayers_tf_run(data, n, p, m, slow_batch), slow_repeats if dense else repeats)
+        result["cvxpylayers"] = 1e3 * median_seconds(cvxpylayers_tf_run(data, n, p, m, slow_batch), slow_repeats if dense else repeats)
         result["cvxpylayers_label"] = slow
         if have_cvxpy_layer:
-            result["scs"] = median_ms(cvxpy_layer_scs_run(data, n, p, m, slow_batch), slow_repeats if dense else repeats)
+            result["scs"] = 1e3 * median_seconds(cvxpy_layer_scs_run(data, n, p, m, slow_batch), slow_repeats if dense else repeats)
         if slow:
             notes.append(f"{label}, batch {batch}: the CVXPY-based columns were timed at batch {slow_batch}, not {batch}.")
         result["xla_diff"] = check_xla(data, p) if not dense else None

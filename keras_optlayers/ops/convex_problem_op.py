@@ -12,7 +12,6 @@ from typing import Any, Mapping, Sequence
 
 import cvxpy as cp
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util
 
 from keras_optlayers.core import checks
 from keras_optlayers.core.compiler import CompiledProblem, compile_problem
@@ -21,15 +20,10 @@ from keras_optlayers.ops.cone_solve import cone_solve
 from keras_optlayers.solvers.cone_solver import ConeSolver, solver_name
 from keras_optlayers.solvers.qp import qp_solve, qp_solve_with_status
 from keras_optlayers.solvers.qp import status as qp_status
+from keras_optlayers.xla_context import in_xla_context
 
 QP_SOLVER = "QP"
 QP_SETTINGS = ("tol", "max_iter")
-
-
-def _in_xla_context() -> bool:
-    if tf.executing_eagerly():
-        return False
-    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 class ConvexProblemOp:
@@ -118,7 +112,7 @@ class ConvexProblemOp:
                 if not bool(tf.reduce_all(tf.math.is_finite(tensor))):
                     raise ValueError(checks.non_finite_parameter_message(info))
             return tensors
-        if _in_xla_context():
+        if in_xla_context():
             return tensors  # XLA compiles no assertions; the QP solver says so too
         assertions = [
             tf.debugging.assert_all_finite(t, checks.non_finite_parameter_message(info))
@@ -137,7 +131,7 @@ class ConvexProblemOp:
 
     def __call__(self, *tensors, solver_args: Mapping[str, Any] | None = None) -> list[tf.Tensor]:
         """Solves for a batch; see `CvxpyLayer` for the conventions."""
-        xla = _in_xla_context()
+        xla = in_xla_context()
         if xla and not self.supports_xla:
             raise ValueError(
                 f"Solver '{self.solver}' runs on the host and cannot be compiled "

@@ -253,16 +253,21 @@ _RESIDUAL_TOLERANCE = 1e-9
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
+_POOL: ThreadPoolExecutor | None = None  # made on first use, shared by every call
+
+
 def _run_in_threads(work, count: int) -> None:
     """Runs work(range) over 0..count split into contiguous ranges."""
+    global _POOL
     threads = min(_THREADS, count)
     if threads <= 1:
         work(range(count))
         return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(_THREADS, thread_name_prefix="keras_optlayers")
     bounds = np.linspace(0, count, threads + 1).astype(int)
-    with ThreadPoolExecutor(threads) as pool:
-        for future in [pool.submit(work, range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]:
-            future.result()
+    for future in [_POOL.submit(work, range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]:
+        future.result()
 
 
 def _solve_consistent_singular(MT: np.ndarray, z: np.ndarray, dz: np.ndarray) -> np.ndarray:

@@ -15,7 +15,6 @@ from typing import Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util
 
 from keras_optlayers.solvers.qp import status as qp_status
 from keras_optlayers.solvers.qp.equality_elimination import (
@@ -26,18 +25,13 @@ from keras_optlayers.solvers.qp.equality_elimination import (
 from keras_optlayers.solvers.qp.interior_point import solve_inequality_qp, solve_unconstrained_qp
 from keras_optlayers.solvers.qp.kkt_adjoint import kkt_adjoint
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
+from keras_optlayers.xla_context import in_xla_context
 
 DEFAULT_TOL = 1e-8
 DEFAULT_MAX_ITER = 50
 
 # Shape of each argument without its optional leading batch dimension.
 _ARGUMENT_SHAPES = {"P": ("n", "n"), "q": ("n",), "A": ("p", "n"), "b": ("p",), "G": ("m", "n"), "h": ("m",)}
-
-
-def _in_xla_context() -> bool:
-    # TensorFlow has no public query; tf.function(jit_compile=True) traces
-    # inside an XLA control-flow context, which this detects.
-    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 def _shape_text(shape) -> str:
@@ -128,7 +122,7 @@ def _solve_graph(P, q, A, b, G, h, *, tol: float, max_iter: int):
     tensors = {"P": P, "q": q, "A": A, "b": b, "G": G, "h": h}
     batched = [t for name, t in tensors.items() if t.shape.rank == len(_ARGUMENT_SHAPES[name]) + 1]
     batch_size = tf.shape(batched[0])[0] if batched else 1
-    if len(batched) > 1 and not _in_xla_context():
+    if len(batched) > 1 and not in_xla_context():
         sizes = tf.stack([tf.shape(t)[0] for t in batched])
         tf.debugging.assert_equal(sizes, batch_size, message="Expected all batched arguments to have the same batch size")
     dtype = q.dtype
@@ -169,7 +163,7 @@ def _solve(P, q, A, b, G, h, tol, max_iter, check_status):
     if int(max_iter) < 1:
         raise ValueError(f"Expected `max_iter` to be at least 1. Received: max_iter={max_iter}")
     tensors, batched = _validated_inputs(P, q, A, b, G, h)
-    xla = not tf.executing_eagerly() and _in_xla_context()
+    xla = in_xla_context()
     if not xla:
         tensors = _check_finite(tensors)
     args = [tensors[name] for name in _ARGUMENT_SHAPES]
