@@ -6,7 +6,7 @@ import keras
 
 from keras_optlayers.core.problems import csoftmax_problem
 from keras_optlayers.layers._bounded_projection import BoundedProjection
-from keras_optlayers.ops.csoftmax import csoftmax
+from keras_optlayers.ops._csoftmax import csoftmax
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")

@@ -6,7 +6,7 @@ import keras
 
 from keras_optlayers.core.problems import csparsemax_problem
 from keras_optlayers.layers._bounded_projection import BoundedProjection
-from keras_optlayers.ops.csparsemax import csparsemax
+from keras_optlayers.ops._csparsemax import csparsemax
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")

@@ -7,7 +7,7 @@ import numpy as np
 
 from keras_optlayers.core import checks
 from keras_optlayers.core.problems import ProblemSpec, lml_problem
-from keras_optlayers.ops.lml import lml
+from keras_optlayers.ops._lml import lml
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")

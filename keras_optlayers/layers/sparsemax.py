@@ -6,7 +6,7 @@ import keras
 
 from keras_optlayers.core import checks
 from keras_optlayers.core.problems import ProblemSpec, sparsemax_problem
-from keras_optlayers.ops.sparsemax import sparsemax
+from keras_optlayers.ops._sparsemax import sparsemax
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")

@@ -1,8 +1,13 @@
-"""Functional ops: fast, exactly differentiable projections in TensorFlow."""
+"""Functional ops: fast, exactly differentiable projections in TensorFlow.
 
-from keras_optlayers.ops.csoftmax import csoftmax
-from keras_optlayers.ops.csparsemax import csparsemax
-from keras_optlayers.ops.lml import lml
-from keras_optlayers.ops.sparsemax import sparsemax
+A public facade: the implementations live in private modules
+(`_sparsemax`, `_csparsemax`, `_csoftmax`, `_lml`), so a function here never
+shadows the module it comes from.
+"""
+
+from keras_optlayers.ops._csoftmax import csoftmax
+from keras_optlayers.ops._csparsemax import csparsemax
+from keras_optlayers.ops._lml import lml
+from keras_optlayers.ops._sparsemax import sparsemax
 
 __all__ = ["csoftmax", "csparsemax", "lml", "sparsemax"]
