@@ -4,43 +4,68 @@ Layers: `CvxpyLayer` (any DPP problem), `ConvexLayer` (base of learnable
 layers), `PolytopeProjection`, `EllipsoidProjection`, `OptNetQP`, and the fast
 projections `Sparsemax`, `CSparsemax`, `CSoftmax`, `LML`. Functional entries:
 `qp_solve` and the projection ops in `keras_optlayers.ops`. The PyTorch shim
-lives in `keras_optlayers.torch` (imported only on request).
+lives in `keras_optlayers.torch`.
+
+The names below load on first use: `import keras_optlayers.torch` needs
+neither TensorFlow nor Keras, and `import keras_optlayers` never imports
+torch. The first Keras name used checks for TensorFlow and for Keras' "tensorflow"
+backend and says what is wrong.
 """
 
-from keras_optlayers._tensorflow_check import check_tensorflow
+from __future__ import annotations
 
-check_tensorflow()
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from keras_optlayers.comparison import ComparisonReport, compare_layers  # noqa: E402
-from keras_optlayers.errors import SolverError  # noqa: E402
-from keras_optlayers.layers import (  # noqa: E402
-    LML,
-    ConvexLayer,
-    CSoftmax,
-    CSparsemax,
-    CvxpyLayer,
-    EllipsoidProjection,
-    OptNetQP,
-    PolytopeProjection,
-    Sparsemax,
-)
-from keras_optlayers.solvers.qp import qp_solve, qp_solve_with_status  # noqa: E402
+from keras_optlayers.errors import SolverError
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
-    "LML",
-    "ComparisonReport",
-    "ConvexLayer",
-    "CSoftmax",
-    "CSparsemax",
-    "CvxpyLayer",
-    "EllipsoidProjection",
-    "OptNetQP",
-    "PolytopeProjection",
-    "SolverError",
-    "Sparsemax",
-    "compare_layers",
-    "qp_solve",
-    "qp_solve_with_status",
-]
+# Public name -> the module that defines it.
+_LAZY_EXPORTS = {
+    "ComparisonReport": "keras_optlayers.comparison",
+    "compare_layers": "keras_optlayers.comparison",
+    "SolverStatisticsCallback": "keras_optlayers.callbacks",
+    "ConvexLayer": "keras_optlayers.layers",
+    "CSoftmax": "keras_optlayers.layers",
+    "CSparsemax": "keras_optlayers.layers",
+    "CvxpyLayer": "keras_optlayers.layers",
+    "EllipsoidProjection": "keras_optlayers.layers",
+    "LML": "keras_optlayers.layers",
+    "OptNetQP": "keras_optlayers.layers",
+    "PolytopeProjection": "keras_optlayers.layers",
+    "Sparsemax": "keras_optlayers.layers",
+    "qp_solve": "keras_optlayers.solvers.qp",
+    "qp_solve_with_status": "keras_optlayers.solvers.qp",
+}
+
+if TYPE_CHECKING:
+    from keras_optlayers.callbacks import SolverStatisticsCallback
+    from keras_optlayers.comparison import ComparisonReport, compare_layers
+    from keras_optlayers.layers import (
+        LML,
+        ConvexLayer,
+        CSoftmax,
+        CSparsemax,
+        CvxpyLayer,
+        EllipsoidProjection,
+        OptNetQP,
+        PolytopeProjection,
+        Sparsemax,
+    )
+    from keras_optlayers.solvers.qp import qp_solve, qp_solve_with_status
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_EXPORTS:
+        value = getattr(importlib.import_module(_LAZY_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'keras_optlayers' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY_EXPORTS])
+
+
+__all__ = ["SolverError", "__version__", *sorted(_LAZY_EXPORTS)]

@@ -10,6 +10,8 @@ generic `CvxpyLayer`:
 
 from __future__ import annotations
 
+import keras_optlayers._tensorflow_check  # noqa: F401  (TensorFlow and its Keras backend first)
+
 import dataclasses
 from typing import Callable, Sequence
 

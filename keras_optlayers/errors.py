@@ -30,11 +30,13 @@ class SolverError(RuntimeError):
     # the original exception instead.
     _keras_call_info_injected = True
 
-    def __init__(self, solver: str, failures: Mapping[str, Iterable[int]]):
+    def __init__(self, solver: str, failures: Mapping[str, Iterable[int]], layer: str | None = None):
         self.solver = solver
         self.statuses = {str(s): sorted(int(i) for i in idx) for s, idx in failures.items()}
         self.batch_indices = sorted(i for idx in self.statuses.values() for i in idx)
         first = min(self.statuses, key=lambda s: self.statuses[s][0]) if self.statuses else ""
         self.status = first
         detail = "; ".join(f"status '{s}' at batch indices {idx}" for s, idx in self.statuses.items())
-        super().__init__(f"{solver} could not solve the problem: {detail}")
+        self.layer = layer
+        where = f"in layer '{layer}': " if layer else ""
+        super().__init__(f"SolverError {where}{solver} could not solve the problem: {detail}")

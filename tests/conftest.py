@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 from helpers import Runner
 
-from keras_optlayers.core.problems.polytope import polytope_projection_problem
 from keras_optlayers.layers.ellipsoid_projection import EllipsoidProjection
 from keras_optlayers.layers.optnet_qp import OptNetQP
 from keras_optlayers.layers.polytope_projection import PolytopeProjection
-from keras_optlayers.ops.convex_problem_op import ConvexProblemOp
 
 # The library's learnable layers, in small configurations, by test id.
 LEARNABLE_LAYERS: dict[str, Callable[..., keras.layers.Layer]] = {
@@ -27,16 +25,7 @@ LEARNABLE_LAYERS: dict[str, Callable[..., keras.layers.Layer]] = {
 
 @pytest.fixture(scope="session")
 def default_solver() -> str | None:
-    """None (auto: the native QP solver for QPs) once it is wired in, else "SCS".
-
-    Training tests pass this to the layers: with the QP solver they are fast;
-    until it lands, SCS keeps them running.
-    """
-    spec = polytope_projection_problem(1, 1)
-    try:
-        ConvexProblemOp(*spec)(np.zeros((1, 1)), np.ones((1, 1)), np.ones(1))
-    except NotImplementedError:
-        return "SCS"
+    """The solver the training tests pass to layers: the registry's choice."""
     return None
 
 

@@ -10,9 +10,9 @@ from keras_optlayers.core.compiler import compile_problem
 
 
 def theta_of(program, values):
-    """The stacked parameter vector, in the program's column order."""
-    columns = [np.ravel(values[i], order="F") for i in program.parameter_order]
-    return np.concatenate([*columns, [1.0]])
+    """CVXPY's parameter vector, gathered as the front ends do: row-major values, then theta_index."""
+    flat = np.concatenate([*[np.ravel(v) for v in values], [1.0]])
+    return flat[program.theta_index]
 
 
 def cvxpy_cone_data(family, values):

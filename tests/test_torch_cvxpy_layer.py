@@ -172,7 +172,7 @@ def test_infeasible_batch_member_names_its_index():
 @pytest.mark.parametrize(
     "inputs, message",
     [
-        ((), r"Expected 2 tensors, one per parameter \(\['x', 'A'\]\). Received: 0 tensors."),
+        ((), r"Expected 2 tensors, one per parameter \(\['x', 'A'\]\), in the order of `parameters`. Received: 0 tensors."),
         ((torch.zeros(3), torch.eye(2)), r"Parameter 'x' must have shape \(2,\) or \(batch_size, \*\(2,\)\). Received: shape=\(3,\)"),
         ((torch.zeros(2, 2, 2), torch.eye(2)), r"Parameter 'x' must have shape"),
         ((torch.zeros(3, 2), torch.zeros(4, 2, 2)), r"Batched parameters must share one batch size. Received: A: 4, x: 3"),
@@ -192,9 +192,9 @@ def test_construction_errors():
     x = cp.Parameter(2)
     y = cp.Variable(2)
     problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)))
-    with pytest.raises(ValueError, match="`solver` must be one of"):
+    with pytest.raises(ValueError, match="`solver` must be None or one of"):
         CvxpyLayer(problem, parameters=[x], variables=[y], solver="GUROBI")
-    with pytest.raises(ValueError, match="`solver` must be a string or None"):
+    with pytest.raises(ValueError, match=r"`solver` must be None or one of.*Received: solver=3"):
         CvxpyLayer(problem, parameters=[x], variables=[y], solver=3)
     with pytest.raises(ValueError, match="DPP"):
         z = cp.Parameter(2)

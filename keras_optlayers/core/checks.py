@@ -19,31 +19,6 @@ if TYPE_CHECKING:
 # -- constructor arguments ----------------------------------------------------
 
 
-def check_solver_argument(solver) -> None:
-    """`solver` must be None or a name; the name itself is checked by the solver."""
-    if solver is not None and not isinstance(solver, str):
-        raise ValueError(f"`solver` must be a string or None. Received: solver={solver!r}")
-
-
-# Plain values only, so that a saved layer config can hold the settings.
-_PLAIN_SETTING_TYPES = (bool, int, float, str)
-
-
-def check_solver_args(solver_args: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Default solver settings as a new dict of plain values ({} for None)."""
-    if solver_args is None:
-        return {}
-    if not isinstance(solver_args, Mapping) or not all(
-        isinstance(key, str) and isinstance(value, _PLAIN_SETTING_TYPES)
-        for key, value in solver_args.items()
-    ):
-        raise ValueError(
-            "`solver_args` must be a dict from setting names to numbers, booleans "
-            f"or strings. Received: solver_args={solver_args!r}"
-        )
-    return dict(solver_args)
-
-
 def is_finite_number(value) -> bool:
     """A python int or float (not a bool) that is neither NaN nor infinite."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -56,14 +31,29 @@ def check_positive(name: str, value) -> float:
     return float(value)
 
 
+def known_input_size(n: int | None, arguments: Any = None) -> int:
+    """The size of the last input dimension, which sets a learnable layer's problem."""
+    if n is None:
+        raise ValueError("Expected the last input dimension to be known. Received: n=None")
+    return int(n)
+
+
+def check_built_input_size(layer_name: str, built: int, received: int | None) -> None:
+    """A learnable layer's weights fix the last input dimension it accepts."""
+    if received is not None and received != built:
+        raise ValueError(
+            f"{layer_name} was built for inputs whose last dimension is {built}. "
+            f"Received: inputs with last dimension {received}")
+
+
 # -- the parameter tensors of CvxpyLayer ---------------------------------------
 
 
 def check_parameter_count(infos: Sequence[ParameterInfo], count: int) -> None:
     if count != len(infos):
         raise ValueError(
-            f"Expected {len(infos)} tensors, one per parameter "
-            f"({[p.name for p in infos]}). Received: {count} tensors."
+            f"Expected {len(infos)} tensors, one per parameter ({[p.name for p in infos]}), "
+            f"in the order of `parameters`. Received: {count} tensors."
         )
 
 
@@ -102,6 +92,27 @@ def common_batch_size(named_sizes: Sequence[tuple[str, int]]) -> int:
         sizes = ", ".join(f"{name}: {size}" for name, size in static)
         raise ValueError(f"Batched parameters must share one batch size. Received: {sizes}")
     return static[0][1]
+
+
+def check_parameter_tensors(
+    infos: Sequence[ParameterInfo], tensors: Sequence[tuple[tuple, bool, str]]
+) -> tuple[list[bool], int | None]:
+    """Checks a layer call's tensors, described as (shape, is_floating, dtype name).
+
+    Returns which tensors are batched and the batch size (None when it is
+    not known statically, 1 when nothing is batched); raises ValueError for
+    a wrong count, dtype, shape or mismatched batch sizes.
+    """
+    check_parameter_count(infos, len(tensors))
+    batched = []
+    for info, (shape, is_floating, dtype_name) in zip(infos, tensors):
+        check_floating(info, is_floating, dtype_name)
+        batched.append(is_batched(info, tuple(shape)))
+    sizes = [(info.name, shape[0]) for info, (shape, _, _), b in zip(infos, tensors, batched) if b]
+    known = [(name, size) for name, size in sizes if size is not None]
+    if known:
+        return batched, common_batch_size(known)
+    return batched, (None if sizes else 1)
 
 
 def non_finite_parameter_message(info: ParameterInfo) -> str:

@@ -100,17 +100,15 @@ class SparseDataMap:
     def indptr(self) -> np.ndarray:
         return np.searchsorted(self.cols, np.arange(self.shape[1] + 1)).astype(np.int64)
 
-    @property
-    def nnz(self) -> int:
-        return len(self.rows)
-
 
 @dataclasses.dataclass(frozen=True)
 class OutputMap:
     """Where a requested variable (or dual variable) is read from.
 
-    `value.flatten(order="F") = scales * solution[source][indices]`, then
-    `exp` is applied for geometric programs (the solver sees log-variables).
+    `value.reshape(-1) = scales * solution[source][indices]` (row-major, the
+    order every framework's reshape uses), then `exp` is applied for
+    geometric programs (the solver sees log-variables). A front end reads an
+    output with one gather, one product and one reshape.
     """
 
     name: str
@@ -139,14 +137,16 @@ class CompiledProblem:
 
     with K = cones (P only for `kind == "qp"`, where K holds only zero and
     nonnegative cones; the QP solver reads its rows as equalities and
-    inequalities). All data are affine in theta, the parameters flattened in
-    column-major order and stacked in `parameter_order`, with a trailing 1.
+    inequalities). All data are affine in theta, CVXPY's parameter vector
+    (each parameter flattened column-major, in CVXPY's order, then a 1). A
+    front end forms theta with one gather: it concatenates the parameters
+    flattened row-major in the user's order, appends a 1, and takes the
+    entries `theta_index`.
     """
 
     kind: ProgramKind
     parameters: tuple[ParameterInfo, ...]  # in the user's order
-    parameter_order: tuple[int, ...]  # user indices in theta's order
-    num_theta: int  # total parameter size + 1
+    theta_index: np.ndarray  # theta = [params flattened row-major, 1][theta_index]
     num_vars: int
     cones: ConeDims
     c: sp.csr_matrix  # (num_vars, num_theta)
@@ -314,6 +314,43 @@ def _selection(probe_a: np.ndarray, probe_b: np.ndarray, size: int, name: str) -
     return index, scales
 
 
+def _theta_index(parameters: Sequence[cp.Parameter], columns: Sequence[int]) -> np.ndarray:
+    """Positions in [params flattened row-major, in the user's order, 1] of theta's entries.
+
+    CVXPY lays the parameters out column-major at `columns`, back to back;
+    the last entry of theta is the constant 1.
+    """
+    size = sum(int(p.size) for p in parameters)
+    index = np.full(size + 1, size, dtype=np.int64)  # the trailing 1
+    offset = 0
+    for parameter, column in zip(parameters, columns):
+        if column + parameter.size > size:
+            raise ValueError("Unexpected parameter layout in CVXPY's parametrized program.")
+        row_major = offset + np.arange(parameter.size).reshape(parameter.shape or ())
+        index[column:column + parameter.size] = np.ravel(row_major, order="F")
+        offset += int(parameter.size)
+    if len(set(index[:-1].tolist())) != size:
+        raise ValueError("Unexpected parameter layout in CVXPY's parametrized program.")
+    return index
+
+
+def _dual_parts(constraint, value) -> list[np.ndarray]:
+    """A constraint's dual value split among its dual variables, flattened column-major.
+
+    Second-order and exponential cones have several dual variables; the
+    constraint itself knows how its dual vector splits among them.
+    """
+    if value is None:
+        return [None] * len(constraint.dual_variables)
+    saved = [dv.value for dv in constraint.dual_variables]
+    try:
+        constraint.save_dual_value(np.asarray(value))
+        return [np.ravel(np.asarray(dv.value, dtype=float), order="F") for dv in constraint.dual_variables]
+    finally:
+        for dv, old in zip(constraint.dual_variables, saved):
+            dv.value = old
+
+
 def _output_maps(problem, variables, chain, inverse_data, num_vars, num_rows, gp) -> tuple[OutputMap, ...]:
     reductions, inverses = list(chain.reductions), list(inverse_data)
     solver_var = {v.id: v.id for v in problem.variables()}
@@ -340,13 +377,14 @@ def _output_maps(problem, variables, chain, inverse_data, num_vars, num_rows, gp
 
     k_x, k_y = np.arange(1.0, num_vars + 1), np.arange(1.0, num_rows + 1)
     first, second = invert(k_x, k_y), invert(k_x**2, k_y**2)
-    dual_of = {dv.id: con for con in problem.constraints for dv in con.dual_variables}
+    dual_of = {dv.id: (con, k) for con in problem.constraints for k, dv in enumerate(con.dual_variables)}
     outputs = []
     for i, var in enumerate(variables):
         name = var.name() or f"variables[{i}]"
         if var.id in dual_of:
-            con = dual_of[var.id]
-            a, b = first.dual_vars.get(solver_con[con.id]), second.dual_vars.get(solver_con[con.id])
+            con, part = dual_of[var.id]
+            a = _dual_parts(con, first.dual_vars.get(solver_con[con.id]))[part]
+            b = _dual_parts(con, second.dual_vars.get(solver_con[con.id]))[part]
             source, size = "y", num_rows
         else:
             a, b = first.primal_vars.get(solver_var[var.id]), second.primal_vars.get(solver_var[var.id])
@@ -355,7 +393,13 @@ def _output_maps(problem, variables, chain, inverse_data, num_vars, num_rows, gp
             raise ValueError(f"{name} does not appear in the canonicalized problem.")
         indices, scales = _selection(a, b, size, name)
         if indices.size != var.size:
-            raise ValueError(f"Cannot read {name}: size {indices.size} != {var.size}.")
+            raise ValueError(
+                f"Cannot read {name} from the solution: CVXPY recovers {indices.size} "
+                f"entries for a variable of size {var.size}.")
+        # Column-major (CVXPY) to row-major (every front end's reshape).
+        row_major = np.arange(var.size).reshape(var.shape, order="F").ravel()
+        indices = indices[row_major]
+        scales = None if scales is None else scales[row_major]
         outputs.append(OutputMap(name=name, source=source, indices=indices, scales=scales,
                                  shape=tuple(var.shape), exp=gp and source == "x"))
     return tuple(outputs)
@@ -436,13 +480,7 @@ def compile_problem(
             f"Parameters {missing} have attributes (symmetric, PSD, diag, sparsity) "
             "that CVXPY replaces by reduced parameters; use plain parameters."
         )
-    order = tuple(sorted(range(len(parameters)), key=lambda i: col_of[solver_param[parameters[i].id]]))
-    expected = 0
-    for i in order:
-        if col_of[solver_param[parameters[i].id]] != expected:
-            raise ValueError("Unexpected parameter layout in CVXPY's parametrized program.")
-        expected += parameters[i].size
-    num_theta = expected + 1
+    theta_index = _theta_index(parameters, [col_of[solver_param[p.id]] for p in parameters])
 
     num_vars = int(param_prob.x.size)
     num_rows = cones.num_rows
@@ -464,8 +502,7 @@ def compile_problem(
     return CompiledProblem(
         kind=kind,
         parameters=infos,
-        parameter_order=order,
-        num_theta=num_theta,
+        theta_index=theta_index,
         num_vars=num_vars,
         cones=cones,
         c=sp.csr_matrix(q[:num_vars]),

@@ -1,5 +1,7 @@
 """Keras layers: thin glue over the ops and the compiled problems."""
 
+import keras_optlayers._tensorflow_check  # noqa: F401  (TensorFlow and its Keras backend first)
+
 from keras_optlayers.layers.convex_layer import ConvexLayer
 from keras_optlayers.layers.csoftmax import CSoftmax
 from keras_optlayers.layers.csparsemax import CSparsemax

@@ -8,28 +8,13 @@ import cvxpy as cp
 import keras
 import tensorflow as tf
 
-from keras_optlayers.core import checks
-from keras_optlayers.ops.convex_problem_op import QP_SOLVER, ConvexProblemOp
-from keras_optlayers.solvers.cone_solver import solver_name
+from keras_optlayers.core import checks, failure_policy
+from keras_optlayers.ops.batched_problem import BatchedProblem
+from keras_optlayers.solvers import registry
 
 # What feeds a parameter that does not come from the call's inputs: a weight,
 # or a function of weights evaluated at every call (e.g. h = G z0 + s0).
 ParameterSource = Union[keras.Variable, Callable[[], Any]]
-
-
-def _checked_solver(solver: str | None) -> str | None:
-    checks.check_solver_argument(solver)
-    if solver is not None and solver.upper() != QP_SOLVER:
-        solver_name(solver)  # raises ValueError naming the accepted solvers
-    return solver
-
-
-def known_last_dimension(input_shape) -> int:
-    """The size of the last input dimension, which sets the problem's shapes."""
-    dim = input_shape[-1]
-    if dim is None:
-        raise ValueError(f"The last input dimension must be known. Received: input_shape={input_shape}")
-    return dim
 
 
 class ConvexLayer(keras.layers.Layer):
@@ -41,18 +26,25 @@ class ConvexLayer(keras.layers.Layer):
     inputs, which from weights (or from functions of the weights, evaluated
     at every call so that gradients reach the weights), and which variables
     the layer returns. The base class compiles the problem once into a
-    `ConvexProblemOp` and does the rest: batching, dtype, gradients, solver
-    choice, output shapes and config. Because the problem is rebuilt from
-    the layer's plain constructor arguments, a model holding the layer saves
-    to and loads from `.keras` files.
+    `BatchedProblem` and does the rest: batching, dtype, gradients, solver
+    choice, failures, output shapes and config. Because the problem is
+    rebuilt from the layer's plain constructor arguments, a model holding
+    the layer saves to and loads from `.keras` files.
 
     Args:
-        solver: None (default) picks the native QP solver when the problem
-            is a quadratic program and SCS otherwise; or one of "QP", "SCS",
-            "ECOS", "Clarabel".
+        solver: None (default) lets the registry choose (the native QP
+            solver for small or dense QPs, a diffcp solver otherwise; see
+            "Solvers" in the README), or one of "QP", "SCS", "ECOS",
+            "Clarabel".
         solver_args: default solver settings for every call, as plain values
-            (e.g. `{"eps_abs": 1e-8, "eps_rel": 1e-8}` for SCS, `tol` and
-            `max_iter` for the QP solver).
+            (e.g. `{"eps": 1e-8}`; see `keras_optlayers.solvers.registry`).
+            Unknown keys raise ValueError here.
+        on_failure: what a failed solve does: "raise" (default) a
+            `SolverError` naming the layer, statuses and batch indices;
+            "warn" a warning, with the failed examples' outputs left as the
+            solver returned them and zero gradients; "nan" a warning, NaN
+            outputs and zero gradients for the failed examples, so the rest
+            of the batch trains.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -74,6 +66,7 @@ class ConvexLayer(keras.layers.Layer):
     with upper = lower + exp(log_width) so that the box is never empty:
 
     >>> import cvxpy as cp
+    >>> import keras
     >>> import numpy as np
     >>> class BoxProjection(ConvexLayer):
     ...     def build(self, input_shape):
@@ -93,24 +86,29 @@ class ConvexLayer(keras.layers.Layer):
     ...             outputs=[y],
     ...         )
     >>> layer = BoxProjection()
-    >>> y = layer(np.array([[-1.0, 0.5, 2.0]], dtype="float32"))  # ~[[0, .5, 1]]
+    >>> layer(np.array([[-1.0, 0.5, 2.0]], dtype="float32")).numpy().round(3)
+    array([[0. , 0.5, 1. ]], dtype=float32)
     """
 
     def __init__(
         self,
         solver: str | None = None,
         solver_args: Mapping[str, Any] | None = None,
+        on_failure: str = "raise",
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.solver = _checked_solver(solver)
-        self.solver_args = checks.check_solver_args(solver_args)
-        self.op: ConvexProblemOp | None = None
+        entry = registry.check_solver_argument(solver)
+        registry.check_settings(solver_args)
+        self.solver = solver
+        self.solver_args = dict(solver_args or {})
+        self.on_failure = failure_policy.check_on_failure(on_failure)
+        self.batched_problem: BatchedProblem | None = None
         self._input_parameters: tuple[cp.Parameter, ...] = ()
         self._weight_sources: tuple[ParameterSource, ...] = ()
-        # Until the problem is built only an explicit "QP" is known to compile
-        # with XLA; keep jit_compile="auto" off the layer meanwhile.
-        self.supports_jit = solver is not None and solver.upper() == QP_SOLVER
+        # Until the problem is built only an explicit native solver is known
+        # to compile with XLA; keep jit_compile="auto" off the layer meanwhile.
+        self.supports_jit = entry is not None and entry.runs_in_xla
 
     def set_problem(
         self,
@@ -143,16 +141,12 @@ class ConvexLayer(keras.layers.Layer):
                     f"`weights` must map each parameter to a keras.Variable or a "
                     f"function of no arguments. Received: {parameter.name()}={source!r}"
                 )
-        self.op = ConvexProblemOp(
-            problem,
-            [*inputs, *weights],
-            outputs,
-            solver=self.solver,
-            solver_args=self.solver_args,
-        )
+        self.batched_problem = BatchedProblem(
+            problem, [*inputs, *weights], outputs,
+            solver=self.solver, solver_args=self.solver_args, on_failure=self.on_failure)
         self._input_parameters = tuple(inputs)
         self._weight_sources = tuple(weights.values())
-        self.supports_jit = self.op.supports_xla
+        self.supports_jit = self.batched_problem.solver.runs_in_xla
 
     def build(self, input_shape):
         raise NotImplementedError(
@@ -160,22 +154,26 @@ class ConvexLayer(keras.layers.Layer):
             "weights and call self.set_problem(...)."
         )
 
+    def _built_problem(self) -> BatchedProblem:
+        if self.batched_problem is None:
+            raise RuntimeError(f"{type(self).__name__}.build did not call self.set_problem(...).")
+        return self.batched_problem
+
     def call(self, inputs, solver_args: Mapping[str, Any] | None = None):
-        if self.op is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.build did not call self.set_problem(...)."
-            )
+        problem = self._built_problem()
         tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if len(tensors) != len(self._input_parameters):
             raise ValueError(
                 f"{type(self).__name__} takes {len(self._input_parameters)} input "
                 f"tensor(s). Received: {len(tensors)} tensors."
             )
-        # The op batches over one leading dimension: fold any others into it.
+        # The problem batches over one leading dimension: fold any others into it.
         leading = None
         batched = []
         for tensor, parameter in zip(tensors, self._input_parameters):
             tensor = tf.convert_to_tensor(tensor)
+            if tensor.shape.rank is not None and len(parameter.shape) and tensor.shape.rank >= len(parameter.shape):
+                checks.check_built_input_size(type(self).__name__, parameter.shape[-1], tensor.shape[-1])
             if leading is None:
                 leading = tf.shape(tensor)[: tensor.shape.rank - len(parameter.shape)]
             batched.append(tf.reshape(tensor, (-1, *parameter.shape)))
@@ -183,28 +181,32 @@ class ConvexLayer(keras.layers.Layer):
             source if isinstance(source, keras.Variable) else source()
             for source in self._weight_sources
         ]
-        solutions = self.op(*batched, *weight_values, solver_args=solver_args)
+        solutions = problem(*batched, *weight_values, solver_args=solver_args, layer_name=self.name)
         outputs = [
             tf.cast(
                 tf.reshape(solution, tf.concat([leading, tf.constant(output.shape, tf.int32)], axis=0)),
                 self.compute_dtype,
             )
-            for solution, output in zip(solutions, self.op.program.outputs)
+            for solution, output in zip(solutions, problem.program.outputs)
         ]
         return outputs[0] if len(outputs) == 1 else outputs
 
     def compute_output_shape(self, input_shape):
-        if self.op is None:
-            raise ValueError(f"{type(self).__name__} must be built before computing output shapes.")
+        problem = self._built_problem()
         shapes = input_shape if len(self._input_parameters) > 1 else [input_shape]
         first_shape, first_parameter = tuple(shapes[0]), self._input_parameters[0]
         leading = first_shape[: len(first_shape) - len(first_parameter.shape)]
-        output_shapes = [leading + tuple(o.shape) for o in self.op.program.outputs]
+        output_shapes = [leading + tuple(o.shape) for o in problem.program.outputs]
         return output_shapes[0] if len(output_shapes) == 1 else output_shapes
+
+    def solver_statistics(self) -> dict[str, int]:
+        """Counts of solver calls, examples and failed examples since the last reset."""
+        return self._built_problem().statistics.result()
 
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "solver": self.solver,
             "solver_args": dict(self.solver_args) or None,
+            "on_failure": self.on_failure,
         }

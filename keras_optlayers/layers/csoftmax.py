@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import keras
 
-from keras_optlayers.core.problems import csoftmax_problem
-from keras_optlayers.layers._bounded_projection import BoundedProjection
-from keras_optlayers.ops._csoftmax import csoftmax
+from keras_optlayers.core.definitions import CSOFTMAX
+from keras_optlayers.layers.projection_layer import ProjectionLayer
+
+_DEFAULTS = CSOFTMAX.defaults
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")
-class CSoftmax(BoundedProjection):
+class CSoftmax(ProjectionLayer):
     """Constrained softmax: softmax with per-coordinate upper bounds.
 
     Formula:
@@ -21,7 +22,7 @@ class CSoftmax(BoundedProjection):
     y = min(upper, exp(x - tau)). With `upper=1` it is the softmax. Computed
     exactly by sorting the breakpoints, with the exact gradient, also with
     respect to call-time bounds. float32 inputs are computed in float64
-    internally. TensorFlow backend only.
+    internally.
 
     Args:
         upper: a python number bounding every coordinate (the size n of
@@ -35,6 +36,9 @@ class CSoftmax(BoundedProjection):
         upper: per-element bounds, broadcastable to `inputs`, nonnegative and
             summing to at least 1 along `axis`; only when the layer was built
             with `upper=None`.
+        mask: optional boolean tensor broadcastable to `inputs`; False
+            excludes an entry (probability 0, gradient 0), as do `-inf`
+            inputs. NaN inputs give NaN outputs, as in softmax.
 
     Input shape:
         Arbitrary, rank >= 1.
@@ -50,5 +54,7 @@ class CSoftmax(BoundedProjection):
     array([0.5   , 0.1385, 0.0207, 0.3407], dtype=float32)
     """
 
-    _op = staticmethod(csoftmax)
-    _problem = staticmethod(csoftmax_problem)
+    definition = CSOFTMAX
+
+    def __init__(self, upper: float | None = _DEFAULTS.upper, axis: int = _DEFAULTS.axis, **kwargs):
+        super().__init__(upper=upper, axis=axis, **kwargs)

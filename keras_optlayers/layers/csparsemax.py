@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import keras
 
-from keras_optlayers.core.problems import csparsemax_problem
-from keras_optlayers.layers._bounded_projection import BoundedProjection
-from keras_optlayers.ops._csparsemax import csparsemax
+from keras_optlayers.core.definitions import CSPARSEMAX
+from keras_optlayers.layers.projection_layer import ProjectionLayer
+
+_DEFAULTS = CSPARSEMAX.defaults
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")
-class CSparsemax(BoundedProjection):
+class CSparsemax(ProjectionLayer):
     """Constrained sparsemax: the Euclidean projection onto the capped simplex.
 
     Formula:
@@ -20,7 +21,7 @@ class CSparsemax(BoundedProjection):
     (Malaviya, Ferreira & Martins, 2018.) Computed exactly by a sorted sweep
     over the breakpoints of the threshold, with the exact gradient, also with
     respect to call-time bounds. float32 inputs are computed in float64
-    internally. TensorFlow backend only.
+    internally.
 
     Args:
         upper: a python number bounding every coordinate (the size n of
@@ -34,6 +35,9 @@ class CSparsemax(BoundedProjection):
         upper: per-element bounds, broadcastable to `inputs`, nonnegative and
             summing to at least 1 along `axis`; only when the layer was built
             with `upper=None`.
+        mask: optional boolean tensor broadcastable to `inputs`; False
+            excludes an entry (probability 0, gradient 0), as do `-inf`
+            inputs. NaN inputs give NaN outputs, as in softmax.
 
     Input shape:
         Arbitrary, rank >= 1.
@@ -49,5 +53,7 @@ class CSparsemax(BoundedProjection):
     array([0.5, 0. , 0. , 0.5], dtype=float32)
     """
 
-    _op = staticmethod(csparsemax)
-    _problem = staticmethod(csparsemax_problem)
+    definition = CSPARSEMAX
+
+    def __init__(self, upper: float | None = _DEFAULTS.upper, axis: int = _DEFAULTS.axis, **kwargs):
+        super().__init__(upper=upper, axis=axis, **kwargs)

@@ -8,7 +8,8 @@ import cvxpy as cp
 import keras
 import tensorflow as tf
 
-from keras_optlayers.ops.convex_problem_op import ConvexProblemOp
+from keras_optlayers.core import checks
+from keras_optlayers.ops.batched_problem import BatchedProblem
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")
@@ -35,15 +36,19 @@ class CvxpyLayer(keras.layers.Layer):
             the layer is called with.
         variables: the `cp.Variable`s to return, in order; a constraint's dual
             variable (`constraint.dual_variables[0]`) returns its dual value.
-        solver: None (the native QP solver for small or dense QPs, else
-            SCS; see "Solvers" in the README), "QP" (raises ValueError if
-            the problem is not a QP), "SCS", "ECOS" or "Clarabel".
-        solver_args: default settings for every call. For diffcp's solvers,
-            keyword arguments of the solver (e.g. `eps`, `max_iters` for SCS)
-            and `mode` ("auto", "dense" or "lsqr") for the derivative; for the
-            QP solver `tol` and `max_iter`.
+        solver: None (chosen by the registry: the native QP solver for
+            small or dense QPs, else a diffcp solver; see "Solvers" in the
+            README), "QP" (raises ValueError if the problem is not a QP),
+            "SCS", "ECOS" or "Clarabel".
+        solver_args: default settings for every call, checked here. Each
+            solver's own settings (e.g. `eps`, `max_iters` for SCS; `tol`,
+            `max_iter` for the QP solver) and `mode` ("auto", "dense" or
+            "lsqr") for diffcp's derivative. Accuracy targets and iteration
+            limits are translated to the solver that runs; another solver's
+            own setting selects that solver (with `solver=None`) or raises.
         gp: the problem is a geometric program (CVXPY's DGP); parameters must
             be positive.
+        on_failure: "raise" (default), "warn" or "nan"; see `ConvexLayer`.
         **kwargs: base layer keyword arguments (e.g. `name`).
 
     Call arguments:
@@ -85,26 +90,41 @@ class CvxpyLayer(keras.layers.Layer):
         solver: str | None = None,
         solver_args: Mapping[str, Any] | None = None,
         gp: bool = False,
+        on_failure: str = "raise",
         **kwargs,
     ):
         kwargs.setdefault("autocast", False)  # float64 inputs stay float64
         super().__init__(**kwargs)
         self.problem = problem
-        self.op = ConvexProblemOp(
-            problem, parameters, variables, solver=solver, solver_args=solver_args, gp=gp)
+        self.batched_problem = BatchedProblem(
+            problem, parameters, variables, solver=solver, solver_args=solver_args, gp=gp,
+            on_failure=on_failure)
         # A host callback cannot be compiled by XLA; keep jit_compile="auto" off it.
-        self.supports_jit = self.op.supports_xla
+        self.supports_jit = self.batched_problem.solver.runs_in_xla
         self.built = True
 
     @property
     def solver(self) -> str:
-        return self.op.solver
+        """The name of the solver that runs."""
+        return self.batched_problem.solver.name
 
     def call(self, *tensors, solver_args: Mapping[str, Any] | None = None) -> list[tf.Tensor]:
-        return self.op(*tensors, solver_args=solver_args)
+        return self.batched_problem(*tensors, solver_args=solver_args, layer_name=self.name)
 
-    def compute_output_shape(self, *input_shapes):
-        return self.op.output_shapes([tuple(s) for s in input_shapes])
+    def compute_output_spec(self, *tensors, solver_args: Mapping[str, Any] | None = None):
+        # Keras' default passes only the first of *tensors' shapes on; the
+        # outputs are batched when any input is.
+        program = self.batched_problem.program
+        batched, batch_size = checks.check_parameter_tensors(
+            program.parameters, [(tuple(t.shape), True, "float") for t in tensors])
+        dtype = "float64" if any(keras.backend.standardize_dtype(t.dtype) == "float64" for t in tensors) \
+            else "float32"
+        leading = (batch_size,) if any(batched) else ()
+        return [keras.KerasTensor(leading + tuple(o.shape), dtype=dtype) for o in program.outputs]
+
+    def solver_statistics(self) -> dict[str, int]:
+        """Counts of solver calls, examples and failed examples since the last reset."""
+        return self.batched_problem.statistics.result()
 
     def get_config(self):
         raise NotImplementedError(

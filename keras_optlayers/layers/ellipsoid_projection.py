@@ -6,12 +6,15 @@ from typing import Any, Mapping
 
 import keras
 
-from keras_optlayers.core.problems.ellipsoid import ellipsoid_projection_problem
-from keras_optlayers.layers.convex_layer import ConvexLayer, known_last_dimension
+from keras_optlayers.core.definitions import ELLIPSOID_PROJECTION
+from keras_optlayers.layers.learnable_layer import LearnableLayer, own_arguments
+
+_DEFAULTS = ELLIPSOID_PROJECTION.defaults
+Initializer = str | keras.initializers.Initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")
-class EllipsoidProjection(ConvexLayer):
+class EllipsoidProjection(LearnableLayer):
     """Euclidean projection onto a learnable ellipsoid.
 
     Formula:
@@ -20,15 +23,15 @@ class EllipsoidProjection(ConvexLayer):
     ```
     with the shape matrix A (dim, dim) and the center z (dim,) trainable.
     The ellipsoid is never empty (z is in it). The constraint is a
-    second-order cone, so the layer solves a cone program (SCS by default),
-    on the host: it does not compile with XLA (`supports_jit` is False).
+    second-order cone, so the layer solves a cone program; see `solver`.
 
     Args:
         A_initializer: initializer of A. Defaults to `"identity"`, the ball
             of radius sqrt(2) around z.
         z_initializer: initializer of z. Defaults to `"zeros"`.
-        solver: None (default: SCS) or "SCS", "Clarabel"; see `ConvexLayer`.
-        solver_args: default solver settings, see `ConvexLayer`.
+        A_regularizer, z_regularizer: regularizers of A and z. Default: none.
+        A_constraint, z_constraint: constraints of A and z. Default: none.
+        solver, solver_args, on_failure: see `ConvexLayer`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Weights:
@@ -42,37 +45,26 @@ class EllipsoidProjection(ConvexLayer):
 
     Example:
 
+    >>> import numpy as np
     >>> layer = EllipsoidProjection()
-    >>> y = layer(np.array([[3.0, 0.0], [0.5, 0.5]], dtype="float32"))
-    >>> # y ~ [[1.414, 0.], [0.5, 0.5]]: outside points land on the boundary
+    >>> layer(np.array([[3.0, 0.0], [0.5, 0.5]])).numpy().round(3)  # outside points land on the boundary
+    array([[1.414, 0.   ],
+           [0.5  , 0.5  ]], dtype=float32)
     """
+
+    definition = ELLIPSOID_PROJECTION
 
     def __init__(
         self,
-        A_initializer: str | keras.initializers.Initializer = "identity",
-        z_initializer: str | keras.initializers.Initializer = "zeros",
+        A_initializer: Initializer = _DEFAULTS.A_initializer,
+        z_initializer: Initializer = _DEFAULTS.z_initializer,
+        A_regularizer: Any = None,
+        z_regularizer: Any = None,
+        A_constraint: Any = None,
+        z_constraint: Any = None,
         solver: str | None = None,
         solver_args: Mapping[str, Any] | None = None,
+        on_failure: str = "raise",
         **kwargs,
     ):
-        super().__init__(solver=solver, solver_args=solver_args, **kwargs)
-        self.A_initializer = keras.initializers.get(A_initializer)
-        self.z_initializer = keras.initializers.get(z_initializer)
-
-    def build(self, input_shape):
-        dim = known_last_dimension(input_shape)
-        self.A = self.add_weight(shape=(dim, dim), initializer=self.A_initializer, name="A")
-        self.z = self.add_weight(shape=(dim,), initializer=self.z_initializer, name="z")
-        spec = ellipsoid_projection_problem(dim)
-        x, A, z = spec.parameters
-        self.set_problem(spec.problem, inputs=[x], weights={A: self.A, z: self.z}, outputs=spec.variables)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "A_initializer": keras.initializers.serialize(self.A_initializer),
-            "z_initializer": keras.initializers.serialize(self.z_initializer),
-        }
+        super().__init__(**own_arguments(locals()), **kwargs)

@@ -6,13 +6,15 @@ from typing import Any, Mapping
 
 import keras
 
-from keras_optlayers.core.problems.offsets import equality_offsets, inequality_offsets
-from keras_optlayers.core.problems.optnet_qp import check_input_size, check_optnet_qp_arguments, optnet_qp_problem
-from keras_optlayers.layers.convex_layer import ConvexLayer
+from keras_optlayers.core.definitions import OPTNET_QP
+from keras_optlayers.layers.learnable_layer import LearnableLayer, own_arguments
+
+_DEFAULTS = OPTNET_QP.defaults
+Initializer = str | keras.initializers.Initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")
-class OptNetQP(ConvexLayer):
+class OptNetQP(LearnableLayer):
     """OptNet: a quadratic program with learnable data, fed its linear term.
 
     Formula:
@@ -31,13 +33,15 @@ class OptNetQP(ConvexLayer):
         num_ineq: number of inequality constraints, >= 0.
         eps: the ridge eps > 0 added to L Lᵀ. Defaults to `1e-4`.
         slack: s0, a positive number. Defaults to `1.0`.
-        L_initializer: initializer of L. Defaults to `"identity"`.
-        A_initializer: initializer of A. Defaults to `"glorot_uniform"`.
-        G_initializer: initializer of G. Defaults to `"glorot_uniform"`.
-        z0_initializer: initializer of z0. Defaults to `"zeros"`.
-        solver: None (default: the native QP solver) or a solver name, see
-            `ConvexLayer`.
-        solver_args: default solver settings, see `ConvexLayer`.
+        L_initializer, A_initializer, G_initializer, z0_initializer:
+            initializers of the weights. Default: `"identity"`,
+            `"glorot_uniform"`, `"glorot_uniform"`, `"zeros"`.
+        L_regularizer, A_regularizer, G_regularizer, z0_regularizer:
+            regularizers of the weights. Default: none.
+        L_constraint, A_constraint, G_constraint, z0_constraint: constraints
+            of the weights. Default: none.
+        solver, solver_args, on_failure: see `ConvexLayer` (default: the
+            native QP solver).
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Weights:
@@ -57,63 +61,33 @@ class OptNetQP(ConvexLayer):
     ...     OptNetQP(num_eq=2, num_ineq=5),
     ...     keras.layers.Dense(1),
     ... ])
+    >>> model.output_shape
+    (None, 1)
     """
+
+    definition = OPTNET_QP
 
     def __init__(
         self,
         num_eq: int,
         num_ineq: int,
-        eps: float = 1e-4,
-        slack: float = 1.0,
-        L_initializer: str | keras.initializers.Initializer = "identity",
-        A_initializer: str | keras.initializers.Initializer = "glorot_uniform",
-        G_initializer: str | keras.initializers.Initializer = "glorot_uniform",
-        z0_initializer: str | keras.initializers.Initializer = "zeros",
+        eps: float = _DEFAULTS.eps,
+        slack: float = _DEFAULTS.slack,
+        L_initializer: Initializer = _DEFAULTS.L_initializer,
+        A_initializer: Initializer = _DEFAULTS.A_initializer,
+        G_initializer: Initializer = _DEFAULTS.G_initializer,
+        z0_initializer: Initializer = _DEFAULTS.z0_initializer,
+        L_regularizer: Any = None,
+        A_regularizer: Any = None,
+        G_regularizer: Any = None,
+        z0_regularizer: Any = None,
+        L_constraint: Any = None,
+        A_constraint: Any = None,
+        G_constraint: Any = None,
+        z0_constraint: Any = None,
         solver: str | None = None,
         solver_args: Mapping[str, Any] | None = None,
+        on_failure: str = "raise",
         **kwargs,
     ):
-        super().__init__(solver=solver, solver_args=solver_args, **kwargs)
-        check_optnet_qp_arguments(num_eq, num_ineq, eps, slack)
-        self.num_eq = num_eq
-        self.num_ineq = num_ineq
-        self.eps = float(eps)
-        self.slack = float(slack)
-        self.L_initializer = keras.initializers.get(L_initializer)
-        self.A_initializer = keras.initializers.get(A_initializer)
-        self.G_initializer = keras.initializers.get(G_initializer)
-        self.z0_initializer = keras.initializers.get(z0_initializer)
-
-    def build(self, input_shape):
-        n = input_shape[-1]
-        check_input_size(n, self.num_eq, input_shape)
-        spec = optnet_qp_problem(n, self.num_eq, self.num_ineq, self.eps)
-        q, L, *constraint_parameters = spec.parameters
-        self.L = self.add_weight(shape=(n, n), initializer=self.L_initializer, name="L")
-        weights = {L: self.L}
-        if self.num_eq:
-            A, b, *constraint_parameters = constraint_parameters
-            self.A = self.add_weight(shape=(self.num_eq, n), initializer=self.A_initializer, name="A")
-            weights.update({A: self.A, b: lambda: equality_offsets(self.A, self.z0)})
-        if self.num_ineq:
-            G, h = constraint_parameters
-            self.G = self.add_weight(shape=(self.num_ineq, n), initializer=self.G_initializer, name="G")
-            weights.update({G: self.G, h: lambda: inequality_offsets(self.G, self.z0, self.slack)})
-        self.z0 = self.add_weight(shape=(n,), initializer=self.z0_initializer, name="z0")
-        self.set_problem(spec.problem, inputs=[q], weights=weights, outputs=spec.variables)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "num_eq": self.num_eq,
-            "num_ineq": self.num_ineq,
-            "eps": self.eps,
-            "slack": self.slack,
-            "L_initializer": keras.initializers.serialize(self.L_initializer),
-            "A_initializer": keras.initializers.serialize(self.A_initializer),
-            "G_initializer": keras.initializers.serialize(self.G_initializer),
-            "z0_initializer": keras.initializers.serialize(self.z0_initializer),
-        }
+        super().__init__(**own_arguments(locals()), **kwargs)

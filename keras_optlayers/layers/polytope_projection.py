@@ -6,16 +6,15 @@ from typing import Any, Mapping
 
 import keras
 
-from keras_optlayers.core.problems.offsets import inequality_offsets
-from keras_optlayers.core.problems.polytope import (
-    check_polytope_projection_arguments,
-    polytope_projection_problem,
-)
-from keras_optlayers.layers.convex_layer import ConvexLayer, known_last_dimension
+from keras_optlayers.core.definitions import POLYTOPE_PROJECTION
+from keras_optlayers.layers.learnable_layer import LearnableLayer, own_arguments
+
+_DEFAULTS = POLYTOPE_PROJECTION.defaults
+Initializer = str | keras.initializers.Initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")
-class PolytopeProjection(ConvexLayer):
+class PolytopeProjection(LearnableLayer):
     """Euclidean projection onto a learnable polytope {y : G y <= h}.
 
     Formula:
@@ -29,7 +28,7 @@ class PolytopeProjection(ConvexLayer):
     polytope with z0 in its interior is reachable (the rows of G set the
     distances s0/||G_i|| of the faces to z0). With `offset="free"`, h is a
     trainable weight of its own; training can then empty the polytope, and
-    the solve fails with a `SolverError`.
+    the solve fails (see `on_failure`).
 
     Args:
         num_constraints: number of half-spaces (rows of G), a positive integer.
@@ -40,12 +39,15 @@ class PolytopeProjection(ConvexLayer):
             number (for `offset="interior_point"`). Defaults to `1.0`.
         trainable_interior_point: whether z0 is trained too. Defaults to
             `False`.
-        G_initializer: initializer of G. Defaults to `"glorot_uniform"`.
-        h_initializer: initializer of h (for `offset="free"`). Defaults to
-            `"ones"`, a polytope with the origin inside.
-        solver: None (default: the native QP solver) or a solver name, see
-            `ConvexLayer`.
-        solver_args: default solver settings, see `ConvexLayer`.
+        G_initializer, h_initializer: initializers of G (default
+            `"glorot_uniform"`) and h (with `offset="free"`; default `"ones"`,
+            a polytope with the origin inside).
+        G_regularizer, h_regularizer, z0_regularizer: regularizers of the
+            weights. Default: none.
+        G_constraint, h_constraint, z0_constraint: constraints of the
+            weights. Default: none.
+        solver, solver_args, on_failure: see `ConvexLayer` (default: the
+            native QP solver).
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Weights:
@@ -59,73 +61,39 @@ class PolytopeProjection(ConvexLayer):
 
     Example:
 
+    >>> import numpy as np
     >>> layer = PolytopeProjection(num_constraints=10)
     >>> y = layer(np.random.normal(size=(32, 2)).astype("float32"))
-    >>> G, h = layer.polytope()  # y[i] is feasible: G @ y[i] <= h
+    >>> G, h = layer.polytope()
+    >>> bool(np.all(np.asarray(y) @ np.asarray(G).T <= np.asarray(h) + 1e-5))
+    True
     """
+
+    definition = POLYTOPE_PROJECTION
 
     def __init__(
         self,
         num_constraints: int,
-        offset: str = "interior_point",
-        interior_point: float = 0.0,
-        slack: float = 1.0,
-        trainable_interior_point: bool = False,
-        G_initializer: str | keras.initializers.Initializer = "glorot_uniform",
-        h_initializer: str | keras.initializers.Initializer = "ones",
+        offset: str = _DEFAULTS.offset,
+        interior_point: float = _DEFAULTS.interior_point,
+        slack: float = _DEFAULTS.slack,
+        trainable_interior_point: bool = _DEFAULTS.trainable_interior_point,
+        G_initializer: Initializer = _DEFAULTS.G_initializer,
+        h_initializer: Initializer = _DEFAULTS.h_initializer,
+        G_regularizer: Any = None,
+        h_regularizer: Any = None,
+        z0_regularizer: Any = None,
+        G_constraint: Any = None,
+        h_constraint: Any = None,
+        z0_constraint: Any = None,
         solver: str | None = None,
         solver_args: Mapping[str, Any] | None = None,
+        on_failure: str = "raise",
         **kwargs,
     ):
-        super().__init__(solver=solver, solver_args=solver_args, **kwargs)
-        check_polytope_projection_arguments(num_constraints, offset, interior_point, slack, trainable_interior_point)
-        self.num_constraints = num_constraints
-        self.offset = offset
-        self.interior_point = float(interior_point)
-        self.slack = float(slack)
-        self.trainable_interior_point = trainable_interior_point
-        self.G_initializer = keras.initializers.get(G_initializer)
-        self.h_initializer = keras.initializers.get(h_initializer)
-
-    def build(self, input_shape):
-        dim = known_last_dimension(input_shape)
-        self.G = self.add_weight(
-            shape=(self.num_constraints, dim), initializer=self.G_initializer, name="G")
-        if self.offset == "free":
-            self.h = self.add_weight(
-                shape=(self.num_constraints,), initializer=self.h_initializer, name="h")
-        else:
-            self.z0 = self.add_weight(
-                shape=(dim,),
-                initializer=keras.initializers.Constant(self.interior_point),
-                trainable=self.trainable_interior_point,
-                name="z0",
-            )
-        spec = polytope_projection_problem(dim, self.num_constraints)
-        x, G, h = spec.parameters
-        self.set_problem(
-            spec.problem, inputs=[x], weights={G: self.G, h: self._offsets}, outputs=spec.variables)
-
-    def _offsets(self):
-        if self.offset == "free":
-            return self.h
-        return inequality_offsets(self.G, self.z0, self.slack)
+        super().__init__(**own_arguments(locals()), **kwargs)
 
     def polytope(self) -> tuple[Any, Any]:
         """The current (G, h) as tensors."""
-        return keras.ops.convert_to_tensor(self.G), keras.ops.convert_to_tensor(self._offsets())
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "num_constraints": self.num_constraints,
-            "offset": self.offset,
-            "interior_point": self.interior_point,
-            "slack": self.slack,
-            "trainable_interior_point": self.trainable_interior_point,
-            "G_initializer": keras.initializers.serialize(self.G_initializer),
-            "h_initializer": keras.initializers.serialize(self.h_initializer),
-        }
+        G, h = self.parameter_values()
+        return G, h

@@ -5,6 +5,8 @@ A public facade: the implementations live in private modules
 shadows the module it comes from.
 """
 
+import keras_optlayers._tensorflow_check  # noqa: F401  (TensorFlow and its Keras backend first)
+
 from keras_optlayers.ops._csoftmax import csoftmax
 from keras_optlayers.ops._csparsemax import csparsemax
 from keras_optlayers.ops._lml import lml

@@ -1,8 +1,10 @@
-"""The affine steps of affine-solve-affine, in TensorFlow ops.
+"""The affine steps of affine-solve-affine, in TensorFlow ops: gathers and sums.
 
-Parameters are stacked into theta, the compiled sparse maps turn theta into
-solver data for the whole batch at once, and requested variables are read
-back from the solution; TF autodiff differentiates all of it.
+The compiled problem carries every index array (`theta_index`, each
+output's `indices`), so forming theta is one concatenation and one gather,
+and reading an output is one gather and one reshape; the sparse maps from
+theta to solver data are gathers and segment sums. TF autodiff
+differentiates all of it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class SparseMap:
         self.values = coo.data.astype(np.float64)
 
     def __call__(self, theta: tf.Tensor) -> tf.Tensor:
-        """(num_rows, num_theta) map applied to theta (B, num_theta) -> (B, num_rows)."""
+        """(num_rows, len(theta)) map applied to theta (B, len(theta)) -> (B, num_rows)."""
         products = tf.gather(theta, self.cols, axis=1) * self.values
         return tf.transpose(tf.math.unsorted_segment_sum(tf.transpose(products), self.rows, self.num_rows))
 
@@ -44,47 +46,28 @@ def scatter_dense(values: tf.Tensor, rows: np.ndarray, cols: np.ndarray, shape: 
     return tf.transpose(dense, [2, 0, 1])
 
 
-def flatten_fortran(tensor: tf.Tensor, param_rank: int) -> tf.Tensor:
-    """(B, *shape) -> (B, size), entries in CVXPY's column-major order."""
-    if param_rank > 1:
-        perm = [0] + list(range(param_rank, 0, -1))
-        tensor = tf.transpose(tensor, perm)
-    return tf.reshape(tensor, [tf.shape(tensor)[0], -1])
-
-
-def unflatten_fortran(tensor: tf.Tensor, shape: tuple[int, ...]) -> tf.Tensor:
-    """(B, size) -> (B, *shape), inverse of `flatten_fortran`."""
-    tensor = tf.reshape(tensor, [-1, *reversed(shape)])
-    if len(shape) > 1:
-        tensor = tf.transpose(tensor, [0] + list(range(len(shape), 0, -1)))
-    return tensor
-
-
 def stack_parameters(program: CompiledProblem, tensors: list[tf.Tensor], batch_size) -> tf.Tensor:
-    """Stacks float64 parameter tensors into theta, shape (B, num_theta).
+    """Float64 parameter tensors, each (shape) or (B, *shape), -> theta (B, len(theta)).
 
-    Each tensor is (shape) or (B, *shape); unbatched ones are broadcast, so
-    their gradient is summed over the batch by autodiff.
+    Unbatched tensors are broadcast, so autodiff sums their gradient over
+    the batch.
     """
     columns = []
-    for index in program.parameter_order:
-        info = program.parameters[index]
-        tensor = tensors[index]
+    for info, tensor in zip(program.parameters, tensors):
         if tensor.shape.rank == len(info.shape):
             tensor = tf.broadcast_to(tensor[None], [batch_size, *info.shape])
         if info.log:
             tensor = tf.math.log(tensor)
-        columns.append(flatten_fortran(tensor, len(info.shape)))
+        columns.append(tf.reshape(tensor, [batch_size, info.size]))
     columns.append(tf.ones([batch_size, 1], tf.float64))
-    return tf.concat(columns, axis=1)
+    return tf.gather(tf.concat(columns, axis=1), program.theta_index, axis=1)
 
 
 def read_output(output: OutputMap, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    """Reads one requested variable (B, *shape) from the solution."""
-    source = x if output.source == "x" else y
-    value = tf.gather(source, output.indices, axis=1)
+    """One requested variable (B, *shape) from the solution."""
+    value = tf.gather(x if output.source == "x" else y, output.indices, axis=1)
     if output.scales is not None:
         value = value * output.scales
     if output.exp:
         value = tf.exp(value)
-    return unflatten_fortran(value, output.shape)
+    return tf.reshape(value, [-1, *output.shape])

@@ -1,34 +1,37 @@
 """The cone solve as one differentiable TensorFlow op that runs on the host.
 
-Forward: `ConeSolver.solve` on the batch. Backward: `ConeSolver.adjoint` at
-the solution. Inside a graph both run through `tf.numpy_function`; eagerly
-they are called directly, so a `SolverError` reaches the caller as itself.
-The solution tensors are the only thing the backward pass needs, so nothing
-is held in Python between the two and a forward pass without a gradient
-tape does no derivative work.
+Forward: `ConeSolver.solve_with_status` on the batch. Backward:
+`ConeSolver.adjoint` at the solution of the examples that were solved
+(failed examples get zero gradients). Inside a graph both run through
+`tf.numpy_function`; eagerly they are called directly, so a `SolverError`
+reaches the caller as itself. The solution tensors are the only thing the
+backward pass needs, so nothing is held in Python between the two and a
+forward pass without a gradient tape does no derivative work.
 
 Limits: a host call cannot be compiled by XLA or saved into a SavedModel
-graph; for quadratic programs the native QP solver avoids both.
+graph; the native solvers avoid both.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
 import tensorflow as tf
 
-from keras_optlayers.solvers.cone_solver import ConeSolver
+from keras_optlayers.core import failure_policy
+from keras_optlayers.solvers.cone_solver import SOLVED, ConeSolver
 
 
-def _host_call(function, inputs: list[tf.Tensor], shapes: list[tf.TensorShape]) -> list[tf.Tensor]:
-    """Runs a numpy function on float64 tensors, eagerly or inside a graph."""
+def _host_call(function, inputs: list[tf.Tensor], outputs: list[tuple[tf.DType, tf.TensorShape]]) -> list[tf.Tensor]:
+    """Runs a numpy function on tensors, eagerly or inside a graph."""
     if tf.executing_eagerly():
-        outputs = function(*[t.numpy() for t in inputs])
-        return [tf.constant(o, tf.float64) for o in outputs]
-    outputs = tf.numpy_function(function, inputs, [tf.float64] * len(shapes), stateful=False)
-    for output, shape in zip(outputs, shapes):
-        output.set_shape(shape)
-    return list(outputs)
+        results = function(*[t.numpy() for t in inputs])
+        return [tf.constant(r, dtype) for r, (dtype, _) in zip(results, outputs)]
+    results = tf.numpy_function(function, inputs, [dtype for dtype, _ in outputs], stateful=False)
+    for result, (_, shape) in zip(results, outputs):
+        result.set_shape(shape)
+    return list(results)
 
 
 def cone_solve(
@@ -36,9 +39,11 @@ def cone_solve(
     A_values: tf.Tensor,
     b: tf.Tensor,
     c: tf.Tensor,
-    settings: Mapping[str, Any] | None = None,
-    derivative_mode: str = "auto",
-):
+    settings: Mapping[str, Any],
+    derivative_mode: str,
+    raise_on_failure: bool,
+    layer_name: str | None = None,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """Solves a batch of cone programs; differentiable in A, b and c.
 
     Args:
@@ -48,33 +53,48 @@ def cone_solve(
         c: (B, n) float64.
         settings: keyword arguments for the solver (tolerances, limits).
         derivative_mode: the adjoint's linear solve, see ConeSolver.adjoint.
+        raise_on_failure: raise `SolverError` if an example fails (inside a
+            graph: a TF error with its text); otherwise failed examples come
+            back as zeros with their status.
+        layer_name: the layer named in the `SolverError`.
 
     Returns:
-        x (B, n), y (B, m), s (B, m): primal, dual and slack solutions.
+        x (B, n), y (B, m), s (B, m) and the statuses (B,) as strings
+        (`SOLVED` for a solution).
     """
-    settings = dict(settings or {})
+    settings = dict(settings)
     batch = A_values.shape[0]
-    shapes = [tf.TensorShape([batch, solver.n]), tf.TensorShape([batch, solver.m]),
-              tf.TensorShape([batch, solver.m])]
+    statuses: list[tf.Tensor] = []
 
     def solve(A_np, b_np, c_np):
-        return solver.solve(A_np, b_np, c_np, settings)
+        x, y, s, status = solver.solve_with_status(A_np, b_np, c_np, settings)
+        if raise_on_failure:
+            failure_policy.handle_failures("raise", solver.solver, failure_policy.failures_by_status(status, SOLVED),
+                                           layer_name)
+        return x, y, s, np.array(status, dtype=object).astype(bytes)
+
+    def adjoint(*arrays):
+        *data_and_grads, solved = arrays
+        return solver.adjoint(*data_and_grads, mode=derivative_mode, valid=solved)
 
     @tf.custom_gradient
     def solve_with_gradient(A_values, b, c):
-        x, y, s = _host_call(solve, [A_values, b, c], shapes)
+        x, y, s, status = _host_call(solve, [A_values, b, c], [
+            (tf.float64, tf.TensorShape([batch, solver.n])),
+            (tf.float64, tf.TensorShape([batch, solver.m])),
+            (tf.float64, tf.TensorShape([batch, solver.m])),
+            (tf.string, tf.TensorShape([batch])),
+        ])
+        statuses.append(status)
+        solved = tf.equal(status, SOLVED)
 
         def gradient(dx, dy, ds):
-            def adjoint(*arrays):
-                return solver.adjoint(*arrays, mode=derivative_mode)
-
             grads = [tf.zeros_like(t) if g is None else g for t, g in ((x, dx), (y, dy), (s, ds))]
-            dA, db, dc = _host_call(
-                adjoint, [A_values, b, c, x, y, s, *grads],
-                [A_values.shape, b.shape, c.shape])
-            return dA, db, dc
+            return _host_call(
+                adjoint, [A_values, b, c, x, y, s, *grads, solved],
+                [(tf.float64, A_values.shape), (tf.float64, b.shape), (tf.float64, c.shape)])
 
         return (x, y, s), gradient
 
-    return solve_with_gradient(A_values, b, c)
-
+    x, y, s = solve_with_gradient(A_values, b, c)
+    return x, y, s, statuses[0]

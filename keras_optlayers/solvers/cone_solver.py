@@ -47,6 +47,8 @@ DERIVATIVE_MODES = ("auto", "dense", "lsqr")
 DENSE_DERIVATIVE_MAX_SIZE = 600
 
 _SOLVED = {"solved", "optimal"}
+# The status of every example whose x, y, s are a solution.
+SOLVED = "solved"
 
 
 def solver_name(solver: str | None) -> str:
@@ -97,17 +99,31 @@ class ConeSolver:
               settings: Mapping[str, Any] | None = None):
         """Solves each example; returns x (B, n), y (B, m), s (B, m).
 
-        The examples are shared out among a few threads: the solvers release
-        the GIL while they work.
-
         Raises:
             SolverError: naming each failed status and its batch indices.
         """
+        x, y, s, statuses = self.solve_with_status(A_values, b, c, settings)
+        failures: dict[str, list[int]] = {}
+        for i, status in enumerate(statuses):
+            if status != SOLVED:
+                failures.setdefault(status, []).append(i)
+        if failures:
+            raise SolverError(self.solver, failures)
+        return x, y, s
+
+    def solve_with_status(self, A_values: np.ndarray, b: np.ndarray, c: np.ndarray,
+                          settings: Mapping[str, Any] | None = None):
+        """Solves each example; returns x, y, s and each example's status.
+
+        Never raises for a failed example: its status says what happened
+        (`SOLVED` for a solution) and its x, y, s are zeros. The examples
+        are shared out among a few threads: the solvers release the GIL.
+        """
         kwargs = dict(settings or {})
         batch = A_values.shape[0]
-        x = np.empty((batch, self.n))
-        y = np.empty((batch, self.m))
-        s = np.empty((batch, self.m))
+        x = np.zeros((batch, self.n))
+        y = np.zeros((batch, self.m))
+        s = np.zeros((batch, self.m))
         statuses = [""] * batch
 
         def solve_range(indices: range) -> None:
@@ -123,32 +139,24 @@ class ConeSolver:
                 statuses[i] = str(result["info"]["status"])
                 if _classify(statuses[i]) != "failed" and not np.all(np.isfinite(result["x"])):
                     statuses[i] = f"{statuses[i]} (non-finite solution)"
-                x[i], y[i], s[i] = result["x"], result["y"], result["s"]
+                if _classify(statuses[i]) != "failed":
+                    x[i], y[i], s[i] = result["x"], result["y"], result["s"]
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # inaccuracy is reported once per batch below
             _run_in_threads(solve_range, batch)
 
-        failures: dict[str, list[int]] = {}
-        inaccurate: list[int] = []
-        for i, status in enumerate(statuses):
-            kind = _classify(status)
-            if kind == "failed":
-                failures.setdefault(status, []).append(i)
-            elif kind == "inaccurate":
-                inaccurate.append(i)
-        if failures:
-            raise SolverError(self.solver, failures)
+        inaccurate = [i for i, status in enumerate(statuses) if _classify(status) == "inaccurate"]
         if inaccurate:
             warnings.warn(
                 f"{self.solver} solved inaccurately at batch indices {inaccurate}; "
                 "tighten its tolerances or raise its iteration limit.",
                 RuntimeWarning, stacklevel=2)
-        return x, y, s
+        return x, y, s, [SOLVED if _classify(status) != "failed" else status for status in statuses]
 
     # -- backward ----------------------------------------------------------
 
-    def adjoint(self, A_values, b, c, x, y, s, dx, dy, ds, mode: str = "auto"):
+    def adjoint(self, A_values, b, c, x, y, s, dx, dy, ds, mode: str = "auto", valid=None):
         """Applies the adjoint of the solution map at each example's solution.
 
         Args:
@@ -158,6 +166,8 @@ class ConeSolver:
             mode: "dense" (batched LU of the dense derivative), "lsqr"
                 (iterative, on diffcp's sparse operator, for large problems)
                 or "auto" (dense up to DENSE_DERIVATIVE_MAX_SIZE).
+            valid: optional (B,) booleans: only these examples are
+                differentiated; the others (failed solves) get zeros.
 
         Returns:
             dA_values (B, nnz), db (B, m), dc (B, n): gradients of the loss
@@ -165,6 +175,13 @@ class ConeSolver:
         """
         if mode not in DERIVATIVE_MODES:
             raise ValueError(f"`mode` must be one of {DERIVATIVE_MODES}. Received: mode={mode!r}")
+        if valid is not None and not np.all(valid):
+            grads = [np.zeros_like(a) for a in (A_values, b, c)]
+            if np.any(valid):
+                rows = [a[valid] for a in (A_values, b, c, x, y, s, dx, dy, ds)]
+                for grad, part in zip(grads, self.adjoint(*rows, mode=mode)):
+                    grad[valid] = part
+            return grads
         n, m = self.n, self.m
         if mode == "auto":
             mode = "dense" if n + m + 1 <= DENSE_DERIVATIVE_MAX_SIZE else "lsqr"

@@ -1,10 +1,9 @@
-"""The affine steps of affine-solve-affine, in torch ops.
+"""The affine steps of affine-solve-affine, in torch ops: gathers and sparse products.
 
-The torch twin of `keras_optlayers.ops.affine_maps`: parameters are stacked
-into theta, the compiled sparse maps turn theta into solver data for the
-whole batch at once, and requested variables are read back from the
-solution; torch autograd differentiates all of it. Everything is float64 on
-the CPU, where the solver runs.
+The compiled problem carries every index array (`theta_index`, each
+output's `indices`), so forming theta is one concatenation and one gather,
+and reading an output is one gather and one reshape. Everything is float64
+on the CPU, where the solver runs; autograd differentiates all of it.
 """
 
 from __future__ import annotations
@@ -24,51 +23,25 @@ def sparse_constant(matrix: sp.spmatrix) -> torch.Tensor:
     return torch.sparse_coo_tensor(indices, values, coo.shape, check_invariants=False).coalesce()
 
 
-def flatten_fortran(tensor: torch.Tensor, param_rank: int) -> torch.Tensor:
-    """(B, *shape) -> (B, size), entries in CVXPY's column-major order."""
-    if param_rank > 1:
-        tensor = tensor.permute(0, *range(param_rank, 0, -1))
-    return tensor.reshape(tensor.shape[0], -1)
-
-
-def unflatten_fortran(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """(B, size) -> (B, *shape), inverse of `flatten_fortran`."""
-    tensor = tensor.reshape(-1, *reversed(shape))
-    if len(shape) > 1:
-        tensor = tensor.permute(0, *range(len(shape), 0, -1))
-    return tensor
-
-
-def stack_parameters(program: CompiledProblem, tensors: list[torch.Tensor], batch_size: int) -> torch.Tensor:
-    """Stacks float64 parameter tensors into theta, shape (B, num_theta).
-
-    Each tensor is (shape) or (B, *shape); unbatched ones are broadcast, so
-    their gradient is summed over the batch by autograd.
-    """
-    columns = []
-    for index in program.parameter_order:
-        info = program.parameters[index]
-        tensor = tensors[index]
-        if tensor.dim() == len(info.shape):
-            tensor = tensor.unsqueeze(0).expand(batch_size, *info.shape)
-        if info.log:
-            tensor = torch.log(tensor)
-        columns.append(flatten_fortran(tensor, len(info.shape)))
-    columns.append(torch.ones(batch_size, 1, dtype=torch.float64))
-    return torch.cat(columns, dim=1)
-
-
 def apply_map(matrix: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """(k, num_theta) sparse map applied to theta (B, num_theta) -> (B, k)."""
+    """(k, len(theta)) sparse map applied to theta (B, len(theta)) -> (B, k)."""
     return torch.sparse.mm(matrix, theta.T).T
 
 
+def stack_parameters(program: CompiledProblem, tensors: list[torch.Tensor], batch_size: int) -> torch.Tensor:
+    """Float64 parameter tensors, each (shape) or (B, *shape), -> theta (B, len(theta))."""
+    columns = []
+    for info, tensor in zip(program.parameters, tensors):
+        if tensor.dim() == len(info.shape):
+            tensor = tensor.unsqueeze(0).expand(batch_size, *info.shape)
+        columns.append((torch.log(tensor) if info.log else tensor).reshape(batch_size, info.size))
+    columns.append(torch.ones(batch_size, 1, dtype=torch.float64))
+    return torch.cat(columns, dim=1)[:, torch.from_numpy(program.theta_index)]
+
+
 def read_output(output: OutputMap, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Reads one requested variable (B, *shape) from the solution."""
-    source = x if output.source == "x" else y
-    value = source[:, torch.from_numpy(output.indices)]
+    """One requested variable (B, *shape) from the solution."""
+    value = (x if output.source == "x" else y)[:, torch.from_numpy(output.indices)]
     if output.scales is not None:
         value = value * torch.from_numpy(output.scales)
-    if output.exp:
-        value = torch.exp(value)
-    return unflatten_fortran(value, output.shape)
+    return (torch.exp(value) if output.exp else value).reshape(-1, *output.shape)

@@ -1,18 +1,20 @@
 """The cone solve as one differentiable torch operation that runs on the host.
 
-Forward: `ConeSolver.solve` on the batch. Backward: `ConeSolver.adjoint` at
-the solution. The solution tensors are all the backward pass needs, so a
-forward pass without autograd does no derivative work.
+Forward: `ConeSolver.solve_with_status` on the batch. Backward:
+`ConeSolver.adjoint` at the solution of the solved examples (failed
+examples get zero gradients). The solution tensors are all the backward
+pass needs, so a forward pass without autograd does no derivative work.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from keras_optlayers.solvers.cone_solver import ConeSolver
+from keras_optlayers.solvers.cone_solver import SOLVED, ConeSolver
 
 
 class ConeSolveFunction(torch.autograd.Function):
@@ -25,23 +27,26 @@ class ConeSolveFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, A_values: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
-                solver: ConeSolver, settings: Mapping[str, Any], derivative_mode: str):
+                solver: ConeSolver, settings: Mapping[str, Any], derivative_mode: str, statuses: list):
         data = [t.detach().numpy() for t in (A_values, b, c)]
-        x, y, s = (torch.from_numpy(a) for a in solver.solve(*data, settings))
+        *solution, status = solver.solve_with_status(*data, settings)
+        statuses.extend(status)
+        x, y, s = (torch.from_numpy(a) for a in solution)
         ctx.save_for_backward(A_values, b, c, x, y, s)
         ctx.solver, ctx.derivative_mode = solver, derivative_mode
+        ctx.solved = np.array([name == SOLVED for name in status])
         return x, y, s
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dx: torch.Tensor, dy: torch.Tensor, ds: torch.Tensor):
         arrays = [t.numpy() for t in ctx.saved_tensors] + [g.numpy() for g in (dx, dy, ds)]
-        dA, db, dc = ctx.solver.adjoint(*arrays, mode=ctx.derivative_mode)
-        return torch.from_numpy(dA), torch.from_numpy(db), torch.from_numpy(dc), None, None, None
+        grads = ctx.solver.adjoint(*arrays, mode=ctx.derivative_mode, valid=ctx.solved)
+        return (*(torch.from_numpy(g) for g in grads), None, None, None, None)
 
 
 def cone_solve(solver: ConeSolver, A_values: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
-               settings: Mapping[str, Any] | None = None, derivative_mode: str = "auto"):
+               settings: Mapping[str, Any], derivative_mode: str):
     """Solves a batch of cone programs; differentiable in A, b and c.
 
     Args:
@@ -53,9 +58,10 @@ def cone_solve(solver: ConeSolver, A_values: torch.Tensor, b: torch.Tensor, c: t
         derivative_mode: the adjoint's linear solve, see ConeSolver.adjoint.
 
     Returns:
-        x (B, n), y (B, m), s (B, m): primal, dual and slack solutions.
-
-    Raises:
-        SolverError: naming each failed status and its batch indices.
+        x (B, n), y (B, m), s (B, m): primal, dual and slack solutions (zeros
+        for failed examples), and each example's status (`SOLVED` or what
+        went wrong).
     """
-    return ConeSolveFunction.apply(A_values, b, c, solver, dict(settings or {}), derivative_mode)
+    statuses: list[str] = []
+    x, y, s = ConeSolveFunction.apply(A_values, b, c, solver, dict(settings), derivative_mode, statuses)
+    return x, y, s, statuses

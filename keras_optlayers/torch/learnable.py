@@ -1,26 +1,28 @@
 """PolytopeProjection, EllipsoidProjection and OptNetQP as torch modules.
 
-The torch twins of the Keras layers of the same names: the same problems
-(from `keras_optlayers.core.problems`), constructor arguments, weight names,
-shapes and initializers. Like the Keras layers they create their weights
-when they first see an input (torch's lazy modules: run one batch before
-building the optimizer), then solve with the torch `CvxpyLayer`.
+The torch interpreter of the same `LearnableDefinition`s as the Keras
+layers (`keras_optlayers.core.definitions`): the same arguments, checks,
+weight names, shapes, initializers, problems and wiring. Like the Keras
+layers they create their weights when they first see an input (torch's
+lazy modules: run one batch before building the optimizer), then solve with
+the torch `CvxpyLayer`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Union
 
 import torch
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
 from keras_optlayers.core import checks
-from keras_optlayers.core.problems import ProblemSpec
-from keras_optlayers.core.problems.ellipsoid import ellipsoid_projection_problem
-from keras_optlayers.core.problems.offsets import equality_offsets, inequality_offsets
-from keras_optlayers.core.problems.optnet_qp import check_input_size, check_optnet_qp_arguments, optnet_qp_problem
-from keras_optlayers.core.problems.polytope import check_polytope_projection_arguments, polytope_projection_problem
+from keras_optlayers.core.definitions import (
+    ELLIPSOID_PROJECTION,
+    OPTNET_QP,
+    POLYTOPE_PROJECTION,
+    LearnableDefinition,
+)
 from keras_optlayers.torch.cvxpy_layer import CvxpyLayer
 
 # An initializer: a Keras name below, or a function that fills a tensor in place.
@@ -34,6 +36,13 @@ _INITIALIZERS: dict[str, Callable[[torch.Tensor], Any]] = {
     "ones": torch.nn.init.ones_,
 }
 
+# The arguments `_own_arguments` leaves out of a constructor's locals().
+_NOT_ARGUMENTS = ("self", "__class__")
+
+
+def _own_arguments(local_values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in local_values.items() if name not in _NOT_ARGUMENTS}
+
 
 def _initializer(value: Initializer, name: str) -> Callable[[torch.Tensor], Any]:
     if callable(value):
@@ -46,292 +55,171 @@ def _initializer(value: Initializer, name: str) -> Callable[[torch.Tensor], Any]
     return _INITIALIZERS[value]
 
 
-class _LearnableProblem(LazyModuleMixin, torch.nn.Module):
-    """A problem fed one input tensor and weights, solved by a CvxpyLayer.
+class LearnableModule(LazyModuleMixin, torch.nn.Module):
+    """A module whose arguments, weights, problem and wiring come from `definition`."""
 
-    Subclasses create their weights in `initialize_parameters(inputs)` (run
-    by the lazy-module machinery before the first forward) and describe the
-    problem in `_problem(dim)` and `_weight_values()`.
-    """
+    definition: LearnableDefinition
 
-    def __init__(self, solver: str | None, solver_args: Mapping[str, Any] | None):
+    def __init__(self, *, solver: str | None = None, solver_args: Mapping[str, Any] | None = None,
+                 on_failure: str = "raise", **arguments):
         super().__init__()
-        checks.check_solver_argument(solver)
-        self.solver = solver
-        self.solver_args = dict(solver_args or {})
-        self._layers: dict[int, CvxpyLayer] = {}  # by the last input dimension
+        definition = self.definition
+        own = {a.name for a in definition.arguments}
+        self.arguments = definition.bind(**{k: v for k, v in arguments.items() if k in own})
+        self.initializers = {
+            w.name: _initializer(arguments.get(w.initializer_argument, w.initializer), w.initializer_argument)
+            for w in definition.weights if w.initializer_argument
+        }
+        # Checked now, by the layer the first input builds.
+        self._layer_arguments = dict(solver=solver, solver_args=solver_args, on_failure=on_failure)
+        CvxpyLayer.check_arguments(**self._layer_arguments)
+        for weight in definition.weights:
+            present = weight.present(self.arguments)
+            setattr(self, weight.name,
+                    UninitializedParameter(requires_grad=weight.trainable(self.arguments)) if present else None)
+        self._layer: CvxpyLayer | None = None
+        self._input_size: int | None = None
 
-    def _problem(self, dim: int) -> ProblemSpec:
-        """The problem for inputs of size `dim`; its input parameter comes first."""
-        raise NotImplementedError
+    def __getattr__(self, name: str) -> Any:
+        # The definition's arguments read as attributes: module.num_constraints.
+        arguments = self.__dict__.get("arguments")
+        if arguments is not None and name in arguments:
+            return arguments[name]
+        return super().__getattr__(name)
 
-    def _weight_values(self) -> Sequence[torch.Tensor]:
-        """Values of the problem's other parameters, in order."""
-        raise NotImplementedError
+    def initialize_parameters(self, inputs, *args, **kwargs) -> None:
+        definition, arguments = self.definition, self.arguments
+        n = definition.input_size(inputs.shape[-1], arguments)
+        for weight in definition.present_weights(arguments):
+            parameter = getattr(self, weight.name)
+            parameter.materialize(weight.shape(n, arguments))
+            with torch.no_grad():
+                if weight.fill is not None:
+                    parameter.fill_(weight.fill(arguments))
+                else:
+                    self.initializers[weight.name](parameter)
+        spec = definition.problem(n, arguments)
+        self._layer = CvxpyLayer(spec.problem, spec.parameters, spec.variables, **self._layer_arguments)
+        self._input_size = n
 
-    def _layer(self, dim: int) -> CvxpyLayer:
-        if dim not in self._layers:
-            spec = self._problem(dim)
-            self._layers[dim] = CvxpyLayer(
-                spec.problem, spec.parameters, spec.variables,
-                solver=self.solver, solver_args=self.solver_args)
-        return self._layers[dim]
+    def parameter_values(self) -> tuple[torch.Tensor, ...]:
+        """The current values of the problem's parameters other than the input."""
+        weights = {w.name: getattr(self, w.name) for w in self.definition.present_weights(self.arguments)}
+        return tuple(self.definition.wiring(weights, self.arguments))
 
     def forward(self, inputs: torch.Tensor, solver_args: Mapping[str, Any] | None = None) -> torch.Tensor:
         inputs = torch.as_tensor(inputs)
-        dim = inputs.shape[-1]
+        checks.check_built_input_size(type(self).__name__, self._input_size, inputs.shape[-1])
         # The layer batches over one leading dimension: fold any others into it.
-        batched = inputs.reshape(-1, dim)
-        outputs, = self._layer(dim)(batched, *self._weight_values(), solver_args=solver_args)
+        batched = inputs.reshape(-1, self._input_size)
+        outputs, = self._layer(batched, *self.parameter_values(), solver_args=solver_args)
         return outputs.reshape(*inputs.shape[:-1], *outputs.shape[1:])
 
 
-def _materialize(parameter: torch.nn.Parameter, shape: tuple[int, ...], initializer) -> None:
-    parameter.materialize(shape)
-    with torch.no_grad():
-        initializer(parameter)
-
-
-class PolytopeProjection(_LearnableProblem):
+class PolytopeProjection(LearnableModule):
     """Euclidean projection onto a learnable polytope {y : G y <= h}.
 
-    Formula:
-    ``` python
-    y = argmin_y ½||x - y||²  s.t.  G y <= h
-    ```
-    The torch twin of the Keras `PolytopeProjection`. With
-    `offset="interior_point"` (default) h = G z0 + s0 with s0 = `slack` > 0,
-    so z0 stays strictly inside whatever G becomes; with `offset="free"`, h
-    is a parameter of its own, and an empty polytope makes the solve fail
-    with a `SolverError`.
-
-    Args:
-        num_constraints: number of half-spaces (rows of G), a positive integer.
-        offset: "interior_point" (h = G z0 + slack) or "free" (h trainable).
-        interior_point: the value of every coordinate of z0. Defaults to `0.0`.
-        slack: s0, a positive number. Defaults to `1.0`.
-        trainable_interior_point: whether z0 is trained too. Defaults to
-            `False` (z0 is then a parameter with requires_grad=False).
-        G_initializer: "glorot_uniform" (default), "identity", "zeros",
-            "ones" or a function filling a tensor in place.
-        h_initializer: initializer of h (for `offset="free"`). Defaults to
-            `"ones"`.
-        solver: None (SCS), "SCS", "ECOS" or "Clarabel".
-        solver_args: default solver settings, see `CvxpyLayer`.
-
-    Parameters:
-        `G`; `h` with `offset="free"`, else `z0`.
-
-    Input shape:
-        `(..., dim)`.
-
-    Output shape:
-        Same shape as the input; the dtype is promoted from the input's and
-        the parameters'.
+    The torch twin of the Keras `PolytopeProjection` (same definition, see
+    its docstring for the arguments), solved with diffcp's solvers.
+    Initializers are Keras names ("glorot_uniform", "identity", "zeros",
+    "ones") or functions filling a tensor in place.
 
     Example:
 
+    >>> import torch
     >>> layer = PolytopeProjection(num_constraints=10)
     >>> y = layer(torch.randn(32, 2))
-    >>> G, h = layer.polytope()  # y[i] is feasible: G @ y[i] <= h
+    >>> G, h = layer.polytope()
+    >>> bool((y @ G.T <= h + 1e-4).all())
+    True
     """
+
+    definition = POLYTOPE_PROJECTION
+    _defaults = POLYTOPE_PROJECTION.defaults
 
     def __init__(
         self,
         num_constraints: int,
-        offset: str = "interior_point",
-        interior_point: float = 0.0,
-        slack: float = 1.0,
-        trainable_interior_point: bool = False,
-        G_initializer: Initializer = "glorot_uniform",
-        h_initializer: Initializer = "ones",
+        offset: str = _defaults.offset,
+        interior_point: float = _defaults.interior_point,
+        slack: float = _defaults.slack,
+        trainable_interior_point: bool = _defaults.trainable_interior_point,
+        G_initializer: Initializer = _defaults.G_initializer,
+        h_initializer: Initializer = _defaults.h_initializer,
         solver: str | None = None,
         solver_args: Mapping[str, Any] | None = None,
+        on_failure: str = "raise",
     ):
-        super().__init__(solver, solver_args)
-        check_polytope_projection_arguments(num_constraints, offset, interior_point, slack, trainable_interior_point)
-        self.num_constraints = num_constraints
-        self.offset = offset
-        self.interior_point = float(interior_point)
-        self.slack = float(slack)
-        self.trainable_interior_point = trainable_interior_point
-        self.G_initializer = _initializer(G_initializer, "G_initializer")
-        self.h_initializer = _initializer(h_initializer, "h_initializer")
-        self.G = UninitializedParameter()
-        if offset == "free":
-            self.h = UninitializedParameter()
-        else:
-            self.z0 = UninitializedParameter(requires_grad=trainable_interior_point)
-
-    def initialize_parameters(self, inputs, *args, **kwargs) -> None:
-        dim = inputs.shape[-1]
-        _materialize(self.G, (self.num_constraints, dim), self.G_initializer)
-        if self.offset == "free":
-            _materialize(self.h, (self.num_constraints,), self.h_initializer)
-        else:
-            _materialize(self.z0, (dim,), lambda t: t.fill_(self.interior_point))
-
-    def _problem(self, dim: int) -> ProblemSpec:
-        return polytope_projection_problem(dim, self.num_constraints)
-
-    def _offsets(self) -> torch.Tensor:
-        return self.h if self.offset == "free" else inequality_offsets(self.G, self.z0, self.slack)
-
-    def _weight_values(self):
-        return self.G, self._offsets()
+        super().__init__(**_own_arguments(locals()))
 
     def polytope(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The current (G, h)."""
-        return self.G, self._offsets()
+        G, h = self.parameter_values()
+        return G, h
 
 
-class EllipsoidProjection(_LearnableProblem):
-    """Euclidean projection onto a learnable ellipsoid.
+class EllipsoidProjection(LearnableModule):
+    """Euclidean projection onto a learnable ellipsoid {y : ½||A (y - z)||² <= 1}.
 
-    Formula:
-    ``` python
-    y = argmin_y ½||x - y||²  s.t.  ½||A (y - z)||² <= 1
-    ```
-    The torch twin of the Keras `EllipsoidProjection`, with the shape matrix
-    A (dim, dim) and the center z (dim,) trainable. The ellipsoid is never
-    empty (z is in it).
-
-    Args:
-        A_initializer: "identity" (default: the ball of radius sqrt(2)
-            around z), "glorot_uniform", "zeros", "ones" or a function
-            filling a tensor in place.
-        z_initializer: initializer of z. Defaults to `"zeros"`.
-        solver: None (SCS), "SCS", "ECOS" or "Clarabel".
-        solver_args: default solver settings, see `CvxpyLayer`.
-
-    Parameters:
-        `A`, `z`.
-
-    Input shape:
-        `(..., dim)`.
-
-    Output shape:
-        Same shape as the input.
+    The torch twin of the Keras `EllipsoidProjection` (same definition, see
+    its docstring for the arguments), solved with diffcp's solvers.
 
     Example:
 
+    >>> import torch
     >>> layer = EllipsoidProjection()
-    >>> y = layer(torch.tensor([[3.0, 0.0], [0.5, 0.5]]))
-    >>> # y ~ [[1.414, 0.], [0.5, 0.5]]: outside points land on the boundary
+    >>> layer(torch.tensor([[3.0, 0.0], [0.5, 0.5]])).round(decimals=3)
+    tensor([[1.4140, 0.0000],
+            [0.5000, 0.5000]], grad_fn=<RoundBackward1>)
     """
+
+    definition = ELLIPSOID_PROJECTION
+    _defaults = ELLIPSOID_PROJECTION.defaults
 
     def __init__(
         self,
-        A_initializer: Initializer = "identity",
-        z_initializer: Initializer = "zeros",
+        A_initializer: Initializer = _defaults.A_initializer,
+        z_initializer: Initializer = _defaults.z_initializer,
         solver: str | None = None,
         solver_args: Mapping[str, Any] | None = None,
+        on_failure: str = "raise",
     ):
-        super().__init__(solver, solver_args)
-        self.A_initializer = _initializer(A_initializer, "A_initializer")
-        self.z_initializer = _initializer(z_initializer, "z_initializer")
-        self.A = UninitializedParameter()
-        self.z = UninitializedParameter()
-
-    def initialize_parameters(self, inputs, *args, **kwargs) -> None:
-        dim = inputs.shape[-1]
-        _materialize(self.A, (dim, dim), self.A_initializer)
-        _materialize(self.z, (dim,), self.z_initializer)
-
-    def _problem(self, dim: int) -> ProblemSpec:
-        return ellipsoid_projection_problem(dim)
-
-    def _weight_values(self):
-        return self.A, self.z
+        super().__init__(**_own_arguments(locals()))
 
 
-class OptNetQP(_LearnableProblem):
+class OptNetQP(LearnableModule):
     """OptNet: a quadratic program with learnable data, fed its linear term.
 
-    Formula:
-    ``` python
-    x = argmin_x ½ xᵀ(L Lᵀ + eps I)x + qᵀx  s.t.  A x = b,  G x <= h
-    ```
-    The torch twin of the Keras `OptNetQP`: the input q and trainable L
-    (n, n), A (num_eq, n), G (num_ineq, n) and z0 (n,), with b = A z0 and
-    h = G z0 + s0 (s0 = `slack` > 0), so the QP stays feasible whatever the
-    weights become. Solved in conic form.
-
-    Args:
-        num_eq: number of equality constraints, 0 <= num_eq < n.
-        num_ineq: number of inequality constraints, >= 0.
-        eps: the ridge eps > 0 added to L Lᵀ. Defaults to `1e-4`.
-        slack: s0, a positive number. Defaults to `1.0`.
-        L_initializer: initializer of L. Defaults to `"identity"`.
-        A_initializer: initializer of A. Defaults to `"glorot_uniform"`.
-        G_initializer: initializer of G. Defaults to `"glorot_uniform"`.
-        z0_initializer: initializer of z0. Defaults to `"zeros"`.
-        solver: None (SCS), "SCS", "ECOS" or "Clarabel".
-        solver_args: default solver settings, see `CvxpyLayer`.
-
-    Parameters:
-        `L`, `A` (None when num_eq == 0), `G` (None when num_ineq == 0), `z0`.
-
-    Input shape:
-        `(..., n)`: the linear term q.
-
-    Output shape:
-        `(..., n)`: the solution x.
+    The torch twin of the Keras `OptNetQP` (same definition, see its
+    docstring for the arguments), solved in conic form with diffcp's solvers.
 
     Example:
 
+    >>> import torch
     >>> model = torch.nn.Sequential(
     ...     torch.nn.Linear(20, 10),
     ...     OptNetQP(num_eq=2, num_ineq=5),
     ...     torch.nn.Linear(10, 1),
     ... )
+    >>> model(torch.randn(4, 20)).shape
+    torch.Size([4, 1])
     """
+
+    definition = OPTNET_QP
+    _defaults = OPTNET_QP.defaults
 
     def __init__(
         self,
         num_eq: int,
         num_ineq: int,
-        eps: float = 1e-4,
-        slack: float = 1.0,
-        L_initializer: Initializer = "identity",
-        A_initializer: Initializer = "glorot_uniform",
-        G_initializer: Initializer = "glorot_uniform",
-        z0_initializer: Initializer = "zeros",
+        eps: float = _defaults.eps,
+        slack: float = _defaults.slack,
+        L_initializer: Initializer = _defaults.L_initializer,
+        A_initializer: Initializer = _defaults.A_initializer,
+        G_initializer: Initializer = _defaults.G_initializer,
+        z0_initializer: Initializer = _defaults.z0_initializer,
         solver: str | None = None,
         solver_args: Mapping[str, Any] | None = None,
+        on_failure: str = "raise",
     ):
-        super().__init__(solver, solver_args)
-        check_optnet_qp_arguments(num_eq, num_ineq, eps, slack)
-        self.num_eq = num_eq
-        self.num_ineq = num_ineq
-        self.eps = float(eps)
-        self.slack = float(slack)
-        self.L_initializer = _initializer(L_initializer, "L_initializer")
-        self.A_initializer = _initializer(A_initializer, "A_initializer")
-        self.G_initializer = _initializer(G_initializer, "G_initializer")
-        self.z0_initializer = _initializer(z0_initializer, "z0_initializer")
-        self.L = UninitializedParameter()
-        self.A = UninitializedParameter() if num_eq else None
-        self.G = UninitializedParameter() if num_ineq else None
-        self.z0 = UninitializedParameter()
-
-    def initialize_parameters(self, inputs, *args, **kwargs) -> None:
-        n = inputs.shape[-1]
-        check_input_size(n, self.num_eq, tuple(inputs.shape))
-        _materialize(self.L, (n, n), self.L_initializer)
-        if self.num_eq:
-            _materialize(self.A, (self.num_eq, n), self.A_initializer)
-        if self.num_ineq:
-            _materialize(self.G, (self.num_ineq, n), self.G_initializer)
-        _materialize(self.z0, (n,), self.z0_initializer)
-
-    def _problem(self, n: int) -> ProblemSpec:
-        return optnet_qp_problem(n, self.num_eq, self.num_ineq, self.eps)
-
-    def _weight_values(self):
-        values = [self.L]
-        if self.num_eq:
-            values += [self.A, equality_offsets(self.A, self.z0)]
-        if self.num_ineq:
-            values += [self.G, inequality_offsets(self.G, self.z0, self.slack)]
-        return values
+        super().__init__(**_own_arguments(locals()))

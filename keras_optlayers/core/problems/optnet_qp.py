@@ -14,23 +14,6 @@ def check_count(name: str, value: int) -> None:
         raise ValueError(f"`{name}` must be a nonnegative integer. Received: {name}={value!r}")
 
 
-def check_optnet_qp_arguments(num_eq: int, num_ineq: int, eps: float, slack: float) -> None:
-    """The constructor checks of the OptNetQP layers (Keras and torch)."""
-    check_count("num_eq", num_eq)
-    check_count("num_ineq", num_ineq)
-    check_positive("eps", eps)
-    check_positive("slack", slack)
-
-
-def check_input_size(n: int | None, num_eq: int, input_shape: tuple) -> None:
-    """The size n of q must be known and leave room for more than one point."""
-    if n is None or n <= num_eq:
-        raise ValueError(
-            "The last input dimension n must be known and larger than `num_eq`. "
-            f"Received: input_shape={input_shape}, num_eq={num_eq}"
-        )
-
-
 def optnet_qp_problem(n: int, num_eq: int, num_ineq: int, eps: float = 1e-4) -> ProblemSpec:
     """argmin_x ½||Lᵀx||² + (eps/2)||x||² + qᵀx  s.t.  A x = b,  G x <= h.
 
@@ -49,12 +32,11 @@ def optnet_qp_problem(n: int, num_eq: int, num_ineq: int, eps: float = 1e-4) -> 
             f"`num_eq` must be smaller than n, or the equalities leave at most one "
             f"point. Received: num_eq={num_eq}, n={n}"
         )
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-        raise ValueError(f"`eps` must be a positive number. Received: eps={eps!r}")
+    eps = check_positive("eps", eps)
     q = cp.Parameter(n, name="q")
     L = cp.Parameter((n, n), name="L")
     x = cp.Variable(n, name="x")
-    objective = 0.5 * cp.sum_squares(L.T @ x) + 0.5 * float(eps) * cp.sum_squares(x) + q @ x
+    objective = 0.5 * cp.sum_squares(L.T @ x) + 0.5 * eps * cp.sum_squares(x) + q @ x
     parameters, constraints = [q, L], []
     if num_eq:
         A = cp.Parameter((num_eq, n), name="A")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import cvxpy as cp
 
+from keras_optlayers.core.checks import check_float_upper, check_k
 from keras_optlayers.core.problems.spec import ProblemSpec, check_size
 
 
@@ -16,8 +17,7 @@ def _upper_bound(n: int, upper: float | None) -> tuple[cp.Expression, tuple[cp.P
     if upper is None:
         parameter = cp.Parameter(n, name="upper")
         return parameter, (parameter,)
-    if upper * n < 1:
-        raise ValueError(f"`upper` times `n` must be at least 1, or no point is feasible. Received: upper={upper}, n={n}")
+    check_float_upper(upper, n)
     return cp.Constant(float(upper)), ()
 
 
@@ -64,8 +64,7 @@ def lml_problem(n: int, k: float) -> ProblemSpec:
     Parameters: (x,). Needs 0 < k < n.
     """
     check_size(n)
-    if not 0 < k < n:
-        raise ValueError(f"`k` must be strictly between 0 and n. Received: k={k}, n={n}")
+    k = check_k(k, n)
     x = cp.Parameter(n, name="x")
     y = cp.Variable(n, name="y")
     objective = cp.Minimize(-x @ y - cp.sum(cp.entr(y)) - cp.sum(cp.entr(1.0 - y)))

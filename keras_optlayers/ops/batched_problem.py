@@ -1,0 +1,290 @@
+"""A compiled CVXPY problem solved for batches of TensorFlow tensors, differentiably.
+
+`BatchedProblem` is the engine behind `CvxpyLayer` and every learnable
+layer: it asks the solver registry which solver runs, compiles the problem
+once, then each call checks the parameter tensors, forms the solver data
+with the compiled affine maps, solves (a native solver in TF ops, or diffcp
+on the host), applies the failure policy and reads back the requested
+variables.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Callable, Mapping, Sequence
+
+import cvxpy as cp
+import tensorflow as tf
+
+from keras_optlayers.core import checks, failure_policy
+from keras_optlayers.core.compiler import CompiledProblem, compile_problem
+from keras_optlayers.ops import affine_maps
+from keras_optlayers.ops.cone_solve import cone_solve
+from keras_optlayers.ops.solver_statistics import SolverStatistics
+from keras_optlayers.solvers import registry
+from keras_optlayers.solvers.cone_solver import SOLVED, ConeSolver
+from keras_optlayers.solvers.qp import qp_solve_with_status
+from keras_optlayers.solvers.qp import status as qp_status
+from keras_optlayers.xla_context import in_xla_context
+
+# Eager calls run compiled functions, one per (pattern of batched inputs,
+# settings); the oldest is dropped past this many, so a caller that changes
+# its settings at every call does not grow memory.
+COMPILED_FUNCTIONS_PER_PROBLEM = 8
+
+
+class BatchedProblem:
+    """Solves a parametrized CVXPY problem for a batch of parameter tensors.
+
+    Args:
+        problem: a DPP (or, with gp=True, DGP) `cvxpy.Problem`.
+        parameters: all of the problem's parameters, in call order.
+        variables: the variables (or constraint dual variables) to return.
+        solver: None (chosen by the registry: see `keras_optlayers.solvers.registry`)
+            or a registered solver's name.
+        solver_args: default settings, checked here and overridden per call.
+        gp: the problem is a geometric program.
+        on_failure: "raise", "warn" or "nan" (see `CvxpyLayer`).
+
+    Raises:
+        ValueError: for a problem, parameters, variables, solver or settings
+            the op cannot handle, before anything is solved.
+    """
+
+    def __init__(
+        self,
+        problem: cp.Problem,
+        parameters: Sequence[cp.Parameter],
+        variables: Sequence[cp.Variable],
+        *,
+        solver: str | None = None,
+        solver_args: Mapping[str, Any] | None = None,
+        gp: bool = False,
+        on_failure: str = "raise",
+    ):
+        entry = registry.check_solver_argument(solver)
+        settings = registry.check_settings(solver_args)
+        self.on_failure = failure_policy.check_on_failure(on_failure)
+        entry = entry or registry.solver_selected_by(settings)
+        quadratic = None if entry is None else entry.program == "qp"
+        self.program: CompiledProblem = compile_problem(problem, parameters, variables, gp=gp, quadratic=quadratic)
+        if entry is None:
+            entry = registry.QP if self.program.kind == "qp" else registry.default_cone_solver(self.program.cones)
+        self.solver: registry.SolverEntry = entry
+        self.settings = registry.translate_settings(entry, settings)
+        self._cone_solver = ConeSolver(self.program, entry.name) if entry.program == "cone" else None
+        self._maps = {
+            "c": affine_maps.SparseMap(self.program.c),
+            "A": affine_maps.SparseMap(self.program.A.matrix),
+            "b": affine_maps.SparseMap(self.program.b),
+        }
+        if self.program.P is not None:
+            self._maps["P"] = affine_maps.SparseMap(self.program.P.matrix)
+        self._functions: collections.OrderedDict[tuple, Callable] = collections.OrderedDict()
+        self.statistics = SolverStatistics()
+
+    # -- input checks ------------------------------------------------------
+
+    def _check_inputs(self, tensors) -> tuple[list[tf.Tensor], list[bool], Any]:
+        """Converted tensors, which are batched, and the batch size (int or tensor)."""
+        converted = []
+        for info, tensor in zip(self.program.parameters, tensors):
+            if isinstance(tensor, (tf.RaggedTensor, tf.SparseTensor)):
+                raise ValueError(
+                    f"Parameter '{info.name}' must be a dense tensor; convert ragged or sparse "
+                    f"tensors first. Received: {type(tensor).__name__}")
+            converted.append(tf.convert_to_tensor(tensor))
+        batched, batch_size = checks.check_parameter_tensors(
+            self.program.parameters,
+            [(tuple(t.shape), t.dtype.is_floating, t.dtype.name) for t in converted])
+        if batch_size is None:
+            batch_size = tf.shape(next(t for t, b in zip(converted, batched) if b))[0]
+        return converted, batched, batch_size
+
+    def _checked(self, tensors, batched, batch_size):
+        """NaN/Inf (and, in graphs, batch size) checks before any solve."""
+        infos = self.program.parameters
+        if tf.executing_eagerly():
+            for info, tensor in zip(infos, tensors):
+                if not bool(tf.reduce_all(tf.math.is_finite(tensor))):
+                    raise ValueError(checks.non_finite_parameter_message(info))
+            return tensors
+        if in_xla_context():
+            return tensors  # XLA compiles no assertions
+        assertions = [
+            tf.debugging.assert_all_finite(t, checks.non_finite_parameter_message(info))
+            for info, t in zip(infos, tensors)
+        ]
+        assertions += [
+            tf.debugging.assert_equal(
+                tf.shape(t)[0], batch_size,
+                message=f"Batched parameters must share one batch size; '{info.name}' differs.")
+            for info, t, b in zip(infos, tensors, batched) if b
+        ]
+        with tf.control_dependencies(assertions):
+            return [tf.identity(t) for t in tensors]
+
+    # -- call --------------------------------------------------------------
+
+    def call_settings(self, solver_args: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The settings of one call: the defaults, overridden by `solver_args`."""
+        if not solver_args:
+            return self.settings
+        return {**self.settings, **registry.translate_settings(self.solver, registry.check_settings(solver_args))}
+
+    def __call__(self, *tensors, solver_args: Mapping[str, Any] | None = None,
+                 layer_name: str | None = None) -> list[tf.Tensor]:
+        """Solves for a batch; see `CvxpyLayer` for the conventions."""
+        if in_xla_context() and not self.solver.runs_in_xla:
+            raise ValueError(
+                f"Solver '{self.solver.name}' runs on the host and cannot be compiled "
+                "with XLA (jit_compile=True). Use jit_compile=False (or 'auto'), "
+                "or a native solver (solver='QP' for a quadratic program).")
+        settings = self.call_settings(solver_args)
+        tensors, batched, batch_size = self._check_inputs(tensors)
+        out_dtype = tf.float64 if any(t.dtype == tf.float64 for t in tensors) else tf.float32
+        if isinstance(batch_size, int) and batch_size == 0:
+            outputs = [tf.zeros([0, *o.shape], out_dtype) for o in self.program.outputs]
+            return outputs if any(batched) else [o[0] for o in outputs]
+        tensors = [tf.cast(t, tf.float64) for t in tensors]
+        tensors = self._checked(tensors, batched, batch_size)
+        ranks = tuple(t.shape.rank for t in tensors)
+        if not tf.executing_eagerly():
+            outputs, failed, describe = self._solve(tensors, settings, layer_name)
+            outputs = self._apply_failure_policy(outputs, failed, describe, layer_name)
+        elif self._cone_solver is None:
+            # Eager callers get graph speed: the whole native path is one
+            # function, traced once per pattern of batched inputs and settings.
+            key = ("native", ranks, *sorted(settings.items()))
+            outputs, failed, describe = self._compiled(key, self._solve)(tensors, settings)
+            outputs = self._apply_failure_policy(outputs, failed, describe, layer_name)
+        else:
+            # The affine steps run compiled; the host solve between them runs
+            # as itself, so a SolverError reaches the caller unchanged.
+            data = self._compiled(("data", ranks), self._solver_data)(tensors)
+            x, y, failed, describe = self._solve_cone(data, settings, layer_name)
+            outputs = self._compiled(("read",), self._read_outputs)(x, y)
+            outputs = self._apply_failure_policy(outputs, failed, describe, layer_name)
+        if not any(batched):
+            outputs = [o[0] for o in outputs]
+        return [tf.cast(o, out_dtype) for o in outputs]
+
+    def _compiled(self, key: tuple, function: Callable) -> Callable:
+        """`function` as a tf.function; at most COMPILED_FUNCTIONS_PER_PROBLEM kept."""
+        if key in self._functions:
+            self._functions.move_to_end(key)
+        else:
+            self._functions[key] = tf.function(function, reduce_retracing=True, autograph=False)
+            if len(self._functions) > COMPILED_FUNCTIONS_PER_PROBLEM:
+                self._functions.popitem(last=False)
+        return self._functions[key]
+
+    def _solver_data(self, tensors):
+        """Parameters (float64) -> the solver data {c, A, b[, P]}, each (B, ...)."""
+        batched = [t for info, t in zip(self.program.parameters, tensors) if t.shape.rank > len(info.shape)]
+        batch_size = tf.shape(batched[0])[0] if batched else 1
+        theta = affine_maps.stack_parameters(self.program, tensors, batch_size)
+        return {name: sparse_map(theta) for name, sparse_map in self._maps.items()}
+
+    def _read_outputs(self, x, y):
+        """The requested variables (B, ...) from the solution."""
+        return [affine_maps.read_output(o, x, y) for o in self.program.outputs]
+
+    def _solve(self, tensors, settings, layer_name=None):
+        """Parameters (float64) -> requested variables, failed mask, failure description."""
+        data = self._solver_data(tensors)
+        if self._cone_solver is None:
+            x, y, failed, describe = self._solve_qp(data, settings)
+        else:
+            x, y, failed, describe = self._solve_cone(data, settings, layer_name)
+        return self._read_outputs(x, y), failed, describe
+
+    def _solve_cone(self, data, settings, layer_name):
+        settings = dict(settings)
+        mode = settings.pop("mode", "auto")
+        x, y, _, status = cone_solve(
+            self._cone_solver, data["A"], data["b"], data["c"], settings, mode,
+            raise_on_failure=self.on_failure == "raise", layer_name=layer_name)
+        return x, y, tf.not_equal(status, SOLVED), status
+
+    def _solve_qp(self, data, settings):
+        """The native QP solver on P, c and the rows of A, b split by cone."""
+        settings = {key: settings[key] for key in self.solver.settings if key in settings}
+        program = self.program
+        n, zero, rows = program.num_vars, program.cones.zero, program.num_rows
+        if "P" in data:
+            P = affine_maps.scatter_dense(data["P"], program.P.rows, program.P.cols, (n, n))
+        else:
+            P = tf.zeros([tf.shape(data["c"])[0], n, n], tf.float64)
+        A = affine_maps.scatter_dense(data["A"], program.A.rows, program.A.cols, (rows, n))
+        b = data["b"]
+        A_eq, b_eq = (A[:, :zero], b[:, :zero]) if zero else (None, None)
+        G, h = (A[:, zero:], b[:, zero:]) if rows > zero else (None, None)
+        failed_rows: list[tf.Tensor] = []
+        P, c, A_eq, b_eq, G, h = _without_gradient_where(failed_rows, P, data["c"], A_eq, b_eq, G, h)
+        x, nu, lam, status = qp_solve_with_status(P, c, A_eq, b_eq, G, h, **settings)
+        failed = tf.not_equal(status, qp_status.SOLVED)
+        failed_rows.append(failed)
+        return x, tf.concat([nu, lam], axis=1), failed, status
+
+    # -- failures ------------------------------------------------------------
+
+    def _failures(self, describe) -> dict[str, list[int]]:
+        """{status name: batch indices} of the failed examples (eager)."""
+        if self._cone_solver is None:
+            return qp_status.failures_by_status(describe.numpy())
+        return failure_policy.failures_by_status([name.decode() for name in describe.numpy()], SOLVED)
+
+    def _apply_failure_policy(self, outputs, failed, describe, layer_name):
+        """Raises, or warns and masks, for the failed examples (see `on_failure`)."""
+        self.statistics.record(tf.shape(failed)[0], failed)
+        if tf.executing_eagerly():
+            if bool(tf.reduce_any(failed)):
+                failure_policy.handle_failures(self.on_failure, self.solver.name, self._failures(describe), layer_name)
+        elif self.on_failure == "raise":
+            if self._cone_solver is None and not in_xla_context():
+                with tf.control_dependencies([qp_status.assert_solved(describe)]):
+                    outputs = [tf.identity(o) for o in outputs]
+            # The host path raised in its own callback; XLA compiles no assertion.
+        elif not in_xla_context():
+            message = f"{layer_name or 'keras_optlayers'}: {self.solver.name} failed at batch indices"
+            report = tf.cond(
+                tf.reduce_any(failed),
+                lambda: tf.print("WARNING:", message, tf.where(failed)[:, 0],
+                                 f"({failure_policy.EFFECTS[self.on_failure]})", output_stream="file://stderr"),
+                lambda: tf.no_op())
+            with tf.control_dependencies([report]):
+                outputs = [tf.identity(o) for o in outputs]
+        return [_mask_failed(o, failed, self.on_failure) for o in outputs]
+
+
+def _mask_failed(output: tf.Tensor, failed: tf.Tensor, on_failure: str) -> tf.Tensor:
+    """NaN (on_failure="nan") or frozen (="warn") outputs with zero gradients where failed."""
+    if on_failure == "raise":
+        return output
+    mask = tf.reshape(failed, [-1] + [1] * (output.shape.rank - 1))
+    replacement = tf.fill(tf.shape(output), tf.constant(float("nan"), output.dtype)) if on_failure == "nan" \
+        else tf.stop_gradient(output)
+    return tf.where(mask, replacement, output)
+
+
+def _without_gradient_where(failed_rows: list[tf.Tensor], *tensors):
+    """Identity on `tensors` whose gradient is zeroed in the rows of failed examples.
+
+    The failed mask is only known after the solve, so it is read from
+    `failed_rows` (filled in by then) when the gradient runs: a failed
+    example's KKT system can be singular, and its gradient must not spread
+    NaN into shared parameters.
+    """
+    present = [t for t in tensors if t is not None]
+
+    @tf.custom_gradient
+    def identity(*values):
+        def gradient(*upstream):
+            failed = failed_rows[0]
+            return [tf.where(tf.reshape(failed, [-1] + [1] * (g.shape.rank - 1)), tf.zeros_like(g), g)
+                    for g in upstream]
+        return list(values), gradient
+
+    passed = iter(identity(*present))
+    return [None if t is None else next(passed) for t in tensors]

@@ -1,0 +1,48 @@
+"""Counters of a layer's solves that a Keras callback can read between epochs."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+class SolverStatistics:
+    """How many calls, examples and failed examples a layer's solver has seen.
+
+    The counters are TF variables, updated inside graphs, under XLA and
+    across replicas (summed on read, as Keras metrics are).
+    `keras_optlayers.callbacks.SolverStatisticsCallback` reads and resets them.
+
+    Limits: tf.function forbids creating variables in a function it may
+    trace again, so a layer constructed inside a traced function (rather
+    than eagerly, as Keras builds models) keeps no statistics: `result()`
+    is then empty.
+    """
+
+    NAMES = ("calls", "examples", "failures")
+
+    def __init__(self):
+        self._counters: dict[str, tf.Variable] = {}
+        if tf.inside_function():
+            return
+        self._counters = {
+            name: tf.Variable(
+                0, dtype=tf.int64, trainable=False, name=f"solver_{name}",
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.SUM)
+            for name in self.NAMES
+        }
+
+    def record(self, batch_size, failed: tf.Tensor) -> None:
+        """Counts one call on `batch_size` examples, `failed` (B,) bool."""
+        if not self._counters:
+            return
+        self._counters["calls"].assign_add(1)
+        self._counters["examples"].assign_add(tf.cast(batch_size, tf.int64))
+        self._counters["failures"].assign_add(tf.reduce_sum(tf.cast(failed, tf.int64)))
+
+    def result(self) -> dict[str, int]:
+        return {name: int(counter.numpy()) for name, counter in self._counters.items()}
+
+    def reset(self) -> None:
+        for counter in self._counters.values():
+            counter.assign(0)

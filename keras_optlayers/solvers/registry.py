@@ -1,0 +1,276 @@
+"""The solvers, each declared once: name, settings, where it runs, how it differentiates.
+
+Every front end asks this registry; nothing else names a solver or checks a
+setting. Adding a solver is adding one `SolverEntry` to `SOLVERS`.
+
+Settings follow a solver, not the other way round:
+
+* each key must be a setting of some solver (else `ValueError` listing them);
+* accuracy targets and iteration limits (`eps`, `tol_gap_abs`, `max_iters`,
+  `tol`, ...) mean the same thing to every solver, so they are translated
+  to the solver that runs (`translate_settings`);
+* any other key belongs to the solvers that own it: with `solver=None` it
+  selects one of them (`solver_selected_by`), and a solver that does not own
+  it rejects it, naming its owners.
+
+Framework-free: no TensorFlow, no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Literal, Mapping
+
+# What a setting's value must be.
+SettingKind = Literal["tolerance", "count", "number", "flag", "text", "derivative_mode"]
+
+# The derivative of the diffcp path: see ConeSolver.adjoint.
+DERIVATIVE_MODES = ("auto", "dense", "lsqr")
+
+# Settings every solver accepts; the native solvers ignore them.
+COMMON_SETTINGS: dict[str, SettingKind] = {"verbose": "flag"}
+
+# Keys that name an accuracy target or an iteration limit, in any solver's
+# vocabulary; translated to the running solver's own keys.
+ACCURACY_KEYS = ("eps", "eps_abs", "eps_rel", "tol", "tol_gap_abs", "tol_gap_rel", "tol_feas",
+                 "abstol", "reltol", "feastol")
+ITERATION_KEYS = ("max_iters", "max_iter")
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverEntry:
+    """One solver: what it solves, its settings, where it runs, how it differentiates.
+
+    Attributes:
+        name: the name users pass as `solver` (matched case-insensitively).
+        program: the compiled form it solves: "qp" (quadratic objective,
+            zero and nonnegative cones) or "cone" (linear objective, any of
+            `cones`).
+        cones: the cone kinds it accepts ("zero", "nonneg", "soc", "exp", "psd").
+        settings: its settings and their kinds.
+        accuracy_settings: its keys an accuracy target is translated to.
+        iteration_setting: its key an iteration limit is translated to.
+        runs_in_xla: compiles under `jit_compile=True` (no host callback).
+        exportable: is saved into `model.export()` / SavedModel graphs.
+        differentiation: how its gradient is computed, in one line.
+    """
+
+    name: str
+    program: Literal["qp", "cone"]
+    cones: frozenset[str]
+    settings: Mapping[str, SettingKind]
+    accuracy_settings: tuple[str, ...]
+    iteration_setting: str
+    runs_in_xla: bool
+    exportable: bool
+    differentiation: str
+
+
+_DIFFCP_DIFFERENTIATION = (
+    "implicit differentiation of the cone program's residual map at the solution "
+    "(diffcp's formulas, batched; solvers/cone_solver.py)")
+
+_SCS_SETTINGS: dict[str, SettingKind] = {
+    "eps": "tolerance", "eps_abs": "tolerance", "eps_rel": "tolerance", "eps_infeas": "tolerance",
+    "max_iters": "count", "time_limit_secs": "number", "normalize": "flag", "scale": "number",
+    "adaptive_scale": "flag", "rho_x": "number", "alpha": "number",
+    "acceleration_lookback": "number", "acceleration_interval": "count",
+    "write_data_filename": "text", "log_csv_filename": "text", "mode": "derivative_mode",
+}
+_ECOS_SETTINGS: dict[str, SettingKind] = {
+    "feastol": "tolerance", "abstol": "tolerance", "reltol": "tolerance",
+    "feastol_inacc": "tolerance", "abstol_inacc": "tolerance", "reltol_inacc": "tolerance",
+    "max_iters": "count", "nitref": "count", "mode": "derivative_mode",
+}
+_CLARABEL_SETTINGS: dict[str, SettingKind] = {
+    "max_iter": "count", "time_limit": "number",
+    "tol_gap_abs": "tolerance", "tol_gap_rel": "tolerance", "tol_feas": "tolerance",
+    "tol_infeas_abs": "tolerance", "tol_infeas_rel": "tolerance", "tol_ktratio": "tolerance",
+    "reduced_tol_gap_abs": "tolerance", "reduced_tol_gap_rel": "tolerance", "reduced_tol_feas": "tolerance",
+    "reduced_tol_infeas_abs": "tolerance", "reduced_tol_infeas_rel": "tolerance",
+    "reduced_tol_ktratio": "tolerance", "equilibrate_enable": "flag", "equilibrate_max_iter": "count",
+    "equilibrate_min_scaling": "number", "equilibrate_max_scaling": "number",
+    "max_step_fraction": "number", "direct_kkt_solver": "flag", "direct_solve_method": "text",
+    "static_regularization_enable": "flag", "static_regularization_constant": "number",
+    "static_regularization_proportional": "number", "dynamic_regularization_enable": "flag",
+    "dynamic_regularization_eps": "number", "dynamic_regularization_delta": "number",
+    "iterative_refinement_enable": "flag", "iterative_refinement_reltol": "tolerance",
+    "iterative_refinement_abstol": "tolerance", "iterative_refinement_max_iter": "count",
+    "iterative_refinement_stop_ratio": "number", "presolve_enable": "flag", "max_threads": "count",
+    "mode": "derivative_mode",
+}
+
+QP = SolverEntry(
+    name="QP",
+    program="qp",
+    cones=frozenset({"zero", "nonneg"}),
+    settings={"tol": "tolerance", "max_iter": "count"},
+    accuracy_settings=("tol",),
+    iteration_setting="max_iter",
+    runs_in_xla=True,
+    exportable=True,
+    differentiation="implicit differentiation of the KKT conditions at the solution (solvers/qp/kkt_adjoint.py)",
+)
+SCS = SolverEntry(
+    name="SCS", program="cone", cones=frozenset({"zero", "nonneg", "soc", "exp", "psd"}),
+    settings=_SCS_SETTINGS, accuracy_settings=("eps_abs", "eps_rel"), iteration_setting="max_iters",
+    runs_in_xla=False, exportable=False, differentiation=_DIFFCP_DIFFERENTIATION,
+)
+ECOS = SolverEntry(
+    name="ECOS", program="cone", cones=frozenset({"zero", "nonneg", "soc", "exp"}),
+    settings=_ECOS_SETTINGS, accuracy_settings=("abstol", "reltol", "feastol"), iteration_setting="max_iters",
+    runs_in_xla=False, exportable=False, differentiation=_DIFFCP_DIFFERENTIATION,
+)
+CLARABEL = SolverEntry(
+    name="Clarabel", program="cone", cones=frozenset({"zero", "nonneg", "soc", "exp", "psd"}),
+    settings=_CLARABEL_SETTINGS, accuracy_settings=("tol_gap_abs", "tol_gap_rel", "tol_feas"),
+    iteration_setting="max_iter", runs_in_xla=False, exportable=False,
+    differentiation=_DIFFCP_DIFFERENTIATION,
+)
+
+SOLVERS: dict[str, SolverEntry] = {entry.name.upper(): entry for entry in (QP, SCS, ECOS, CLARABEL)}
+
+# cvxpylayers 0.1.9 passed solver_args on to diffcp, whose `solve_method`
+# names the solver; code written for it keeps working.
+SOLVE_METHOD_KEY = "solve_method"
+
+
+def default_cone_solver(cones) -> SolverEntry:
+    """The diffcp solver `solver=None` uses for a cone program with these `ConeDims`."""
+    return SCS
+
+
+def solver_names() -> list[str]:
+    return [entry.name for entry in SOLVERS.values()]
+
+
+def cone_solver_names() -> list[str]:
+    """The solvers of cone programs (diffcp's), which every front end has."""
+    return [entry.name for entry in SOLVERS.values() if entry.program == "cone"]
+
+
+def get_solver(name: str) -> SolverEntry:
+    """The entry for `name` (any case); ValueError listing the solvers otherwise."""
+    if not isinstance(name, str) or name.upper() not in SOLVERS:
+        raise ValueError(f"`solver` must be None or one of {solver_names()}. Received: solver={name!r}")
+    return SOLVERS[name.upper()]
+
+
+def check_solver_argument(solver: Any) -> SolverEntry | None:
+    """`solver` as given to a layer: None, or a known name."""
+    return None if solver is None else get_solver(solver)
+
+
+def _owners(key: str) -> list[SolverEntry]:
+    return [entry for entry in SOLVERS.values() if key in entry.settings]
+
+
+def _check_value(key: str, kind: SettingKind, value: Any, settings: Mapping[str, Any]) -> None:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = {
+        "tolerance": number and math.isfinite(value) and value > 0,
+        "count": isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+        "number": number and math.isfinite(value),
+        "flag": isinstance(value, bool),
+        "text": isinstance(value, str),
+        "derivative_mode": value in DERIVATIVE_MODES,
+    }[kind]
+    if not ok:
+        expected = {
+            "tolerance": "a positive finite number",
+            "count": "a positive integer",
+            "number": "a finite number",
+            "flag": "a boolean",
+            "text": "a string",
+            "derivative_mode": f"one of {list(DERIVATIVE_MODES)}",
+        }[kind]
+        raise ValueError(f"Solver setting `{key}` must be {expected}. Received: solver_args={dict(settings)!r}")
+
+
+def check_settings(solver_args: Any) -> dict[str, Any]:
+    """Checks `solver_args` as given (construction or call): a dict of known keys with valid values.
+
+    Returns a new dict ({} for None). Does not yet say which solver takes them.
+    """
+    if solver_args is None:
+        return {}
+    if not isinstance(solver_args, Mapping) or not all(isinstance(k, str) for k in solver_args):
+        raise ValueError(
+            "`solver_args` must be a dict from setting names to values. "
+            f"Received: solver_args={solver_args!r}")
+    settings = dict(solver_args)
+    for key, value in settings.items():
+        if key == SOLVE_METHOD_KEY:
+            get_solver(value)
+            continue
+        kinds = {entry.settings[key] for entry in _owners(key)} or (
+            {COMMON_SETTINGS[key]} if key in COMMON_SETTINGS else set())
+        if not kinds:
+            valid = {entry.name: sorted(entry.settings) for entry in SOLVERS.values()}
+            raise ValueError(
+                f"Unknown solver setting `{key}`. Each solver's settings: {valid}, and "
+                f"{sorted(COMMON_SETTINGS)} for all. Received: solver_args={settings!r}")
+        for kind in kinds:
+            _check_value(key, kind, value, settings)
+    return settings
+
+
+def _translatable(key: str) -> bool:
+    return key in ACCURACY_KEYS or key in ITERATION_KEYS or key in COMMON_SETTINGS
+
+
+def solver_selected_by(settings: Mapping[str, Any]) -> SolverEntry | None:
+    """The solver that `solver=None` must use because a setting belongs to it, or None.
+
+    `solve_method` names it; otherwise a key that only some solvers own (and
+    that is not an accuracy target or iteration limit) selects the first of
+    its owners that owns every such key.
+    """
+    if SOLVE_METHOD_KEY in settings:
+        return get_solver(settings[SOLVE_METHOD_KEY])
+    specific = [key for key in settings if not _translatable(key)]
+    if not specific:
+        return None
+    for entry in SOLVERS.values():
+        if all(key in entry.settings for key in specific):
+            return entry
+    owners = {key: [entry.name for entry in _owners(key)] for key in specific}
+    raise ValueError(
+        f"These solver settings belong to different solvers, so no one solver takes them all: "
+        f"{owners}. Received: solver_args={dict(settings)!r}")
+
+
+def translate_settings(entry: SolverEntry, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """`settings` in `entry`'s vocabulary, checked.
+
+    An accuracy target given in another solver's words sets all of `entry`'s
+    accuracy settings (the smallest target wins); an iteration limit sets its
+    iteration setting. Raises ValueError for a key `entry` does not take.
+    """
+    native: dict[str, Any] = {}
+    accuracy: list[float] = []
+    for key, value in settings.items():
+        if key == SOLVE_METHOD_KEY:
+            if get_solver(value) is not entry:
+                raise ValueError(
+                    f"`solve_method` names {value!r}, but the layer's solver is '{entry.name}'. "
+                    f"Received: solver_args={dict(settings)!r}")
+        elif key in entry.settings or key in COMMON_SETTINGS:
+            native[key] = value
+        elif key in ACCURACY_KEYS:
+            accuracy.append(float(value))
+        elif key in ITERATION_KEYS:
+            native.setdefault(entry.iteration_setting, int(value))
+        else:
+            owners = [owner.name for owner in _owners(key)]
+            raise ValueError(
+                f"Solver '{entry.name}' does not take the setting `{key}` (a setting of "
+                f"{owners}). Its settings: {sorted(entry.settings)}; accuracy targets "
+                f"({', '.join(ACCURACY_KEYS)}) and iteration limits ({', '.join(ITERATION_KEYS)}) "
+                f"are translated. Pass solver={owners[0]!r} to use {owners[0]}. "
+                f"Received: solver_args={dict(settings)!r}")
+    if accuracy:
+        for key in entry.accuracy_settings:
+            native.setdefault(key, min(accuracy))
+    return native
