@@ -31,11 +31,11 @@ def check_positive(name: str, value) -> float:
     return float(value)
 
 
-def known_input_size(n: int | None, arguments: Any = None) -> int:
+def known_input_size(input_shape: Sequence[int | None], arguments: Any = None) -> int:
     """The size of the last input dimension, which sets a learnable layer's problem."""
-    if n is None:
-        raise ValueError("Expected the last input dimension to be known. Received: n=None")
-    return int(n)
+    if not len(input_shape) or input_shape[-1] is None:
+        raise ValueError(f"Expected the last input dimension to be known. Received: input_shape={tuple(input_shape)}")
+    return int(input_shape[-1])
 
 
 def check_built_input_size(layer_name: str, built: int, received: int | None) -> None:

@@ -98,8 +98,7 @@ class ConvexLayer(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        entry = registry.check_solver_argument(solver)
-        registry.check_settings(solver_args)
+        entry, _ = registry.check_solver_and_settings(solver, solver_args)
         self.solver = solver
         self.solver_args = dict(solver_args or {})
         self.on_failure = failure_policy.check_on_failure(on_failure)

@@ -60,8 +60,9 @@ class CvxpyLayer(keras.layers.Layer):
     Returns:
         A list with one tensor per requested variable, of the variable's shape
         with a leading batch dimension whenever an input had one. The dtype is
-        float64 if any input is float64, else float32; the solve runs in
-        float64.
+        the inputs' widest floating dtype (float64 if any input is float64,
+        else float32, else float16 or bfloat16 under mixed precision); the
+        solve runs in float64.
 
     Raises:
         ValueError: at construction, for a problem that is not DPP, parameters
@@ -117,8 +118,8 @@ class CvxpyLayer(keras.layers.Layer):
         program = self.batched_problem.program
         batched, batch_size = checks.check_parameter_tensors(
             program.parameters, [(tuple(t.shape), True, "float") for t in tensors])
-        dtype = "float64" if any(keras.backend.standardize_dtype(t.dtype) == "float64" for t in tensors) \
-            else "float32"
+        dtypes = [keras.backend.standardize_dtype(t.dtype) for t in tensors]
+        dtype = next((wide for wide in ("float64", "float32") if wide in dtypes), dtypes[0])
         leading = (batch_size,) if any(batched) else ()
         return [keras.KerasTensor(leading + tuple(o.shape), dtype=dtype) for o in program.outputs]
 

@@ -72,7 +72,7 @@ class LearnableLayer(ConvexLayer):
 
     def build(self, input_shape):
         definition, arguments = self.definition, self.arguments
-        n = definition.input_size(input_shape[-1], arguments)
+        n = definition.input_size(tuple(input_shape), arguments)
         for weight in definition.present_weights(arguments):
             initializer = (
                 keras.initializers.Constant(weight.fill(arguments)) if weight.fill is not None

@@ -62,10 +62,8 @@ class BatchedProblem:
         gp: bool = False,
         on_failure: str = "raise",
     ):
-        entry = registry.check_solver_argument(solver)
-        settings = registry.check_settings(solver_args)
+        entry, settings = registry.check_solver_and_settings(solver, solver_args)
         self.on_failure = failure_policy.check_on_failure(on_failure)
-        entry = entry or registry.solver_selected_by(settings)
         quadratic = None if entry is None else entry.program == "qp"
         self.program: CompiledProblem = compile_problem(problem, parameters, variables, gp=gp, quadratic=quadratic)
         if entry is None:
@@ -142,7 +140,7 @@ class BatchedProblem:
                 "or a native solver (solver='QP' for a quadratic program).")
         settings = self.call_settings(solver_args)
         tensors, batched, batch_size = self._check_inputs(tensors)
-        out_dtype = tf.float64 if any(t.dtype == tf.float64 for t in tensors) else tf.float32
+        out_dtype = _result_dtype([t.dtype for t in tensors])
         if isinstance(batch_size, int) and batch_size == 0:
             outputs = [tf.zeros([0, *o.shape], out_dtype) for o in self.program.outputs]
             return outputs if any(batched) else [o[0] for o in outputs]
@@ -256,6 +254,14 @@ class BatchedProblem:
             with tf.control_dependencies([report]):
                 outputs = [tf.identity(o) for o in outputs]
         return [_mask_failed(o, failed, self.on_failure) for o in outputs]
+
+
+def _result_dtype(dtypes: Sequence[tf.DType]) -> tf.DType:
+    """The inputs' widest floating dtype: float64, float32, or (mixed precision) float16/bfloat16."""
+    for wide in (tf.float64, tf.float32):
+        if wide in dtypes:
+            return wide
+    return dtypes[0]
 
 
 def _mask_failed(output: tf.Tensor, failed: tf.Tensor, on_failure: str) -> tf.Tensor:

@@ -241,6 +241,23 @@ def solver_selected_by(settings: Mapping[str, Any]) -> SolverEntry | None:
         f"{owners}. Received: solver_args={dict(settings)!r}")
 
 
+def check_solver_and_settings(solver: Any, solver_args: Any) -> tuple[SolverEntry | None, dict[str, Any]]:
+    """A layer's `solver` and `solver_args`, checked together at construction.
+
+    Returns the solver they fix (None when the problem decides: see
+    `compile_problem`'s `quadratic`) and the settings as a new dict. Raises
+    ValueError for an unknown solver or setting, a bad value, settings of
+    different solvers, or a setting the named solver does not take.
+    """
+    entry = check_solver_argument(solver)
+    settings = check_settings(solver_args)
+    if entry is None:
+        entry = solver_selected_by(settings)
+    else:
+        translate_settings(entry, settings)
+    return entry, settings
+
+
 def translate_settings(entry: SolverEntry, settings: Mapping[str, Any]) -> dict[str, Any]:
     """`settings` in `entry`'s vocabulary, checked.
 

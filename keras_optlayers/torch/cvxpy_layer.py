@@ -96,7 +96,7 @@ class CvxpyLayer(torch.nn.Module):
     ):
         super().__init__()
         entry = self.check_arguments(solver, solver_args, on_failure)
-        settings = registry.check_settings(solver_args)
+        settings = dict(solver_args or {})
         self.problem = problem
         self.on_failure = on_failure
         self.program: CompiledProblem = compile_problem(problem, parameters, variables, gp=gp, quadratic=False)
@@ -113,8 +113,7 @@ class CvxpyLayer(torch.nn.Module):
     def check_arguments(solver: str | None = None, solver_args: Mapping[str, Any] | None = None,
                         on_failure: str = "raise") -> registry.SolverEntry | None:
         """Checks the solver arguments; returns the solver they select, if any."""
-        entry = registry.check_solver_argument(solver) or registry.solver_selected_by(
-            registry.check_settings(solver_args))
+        entry, _ = registry.check_solver_and_settings(solver, solver_args)
         if entry is not None and entry.program != "cone":
             raise ValueError(
                 f"The torch front end solves with diffcp's solvers {registry.cone_solver_names()}; "

@@ -89,7 +89,7 @@ class LearnableModule(LazyModuleMixin, torch.nn.Module):
 
     def initialize_parameters(self, inputs, *args, **kwargs) -> None:
         definition, arguments = self.definition, self.arguments
-        n = definition.input_size(inputs.shape[-1], arguments)
+        n = definition.input_size(tuple(inputs.shape), arguments)
         for weight in definition.present_weights(arguments):
             parameter = getattr(self, weight.name)
             parameter.materialize(weight.shape(n, arguments))

@@ -96,8 +96,9 @@ class LearnableDefinition:
         arguments: the layer's own constructor arguments (the front ends add
             initializers, solver settings and framework arguments).
         weights: the weights, in creation order.
-        input_size: (last input dimension or None, arguments) -> n, after
-            checking it (ValueError naming expected and received).
+        input_size: (input shape, arguments) -> n, the last input
+            dimension, after checking it (ValueError naming expected and
+            received).
         problem: (n, arguments) -> ProblemSpec whose first parameter is fed
             the input and whose variables are the outputs.
         wiring: (weights by name, arguments) -> the values of the problem's
@@ -109,7 +110,7 @@ class LearnableDefinition:
     name: str
     arguments: tuple[Argument, ...]
     weights: tuple[Weight, ...]
-    input_size: Callable[[int | None, Arguments], int]
+    input_size: Callable[[Sequence[int | None], Arguments], int]
     problem: Callable[[int, Arguments], ProblemSpec]
     wiring: Callable[[Mapping[str, Any], Arguments], Sequence[Any]]
 

@@ -15,12 +15,12 @@ def _count(name):
     return check
 
 
-def _input_size(n, arguments) -> int:
-    n = checks.known_input_size(n, arguments)
+def _input_size(input_shape, arguments) -> int:
+    n = checks.known_input_size(input_shape, arguments)
     if n <= arguments["num_eq"]:
         raise ValueError(
-            "Expected the last input dimension n to be larger than `num_eq`, or the "
-            f"equalities leave at most one point. Received: n={n}, num_eq={arguments['num_eq']}")
+            "Expected the last input dimension n to be larger than `num_eq`, or the equalities "
+            f"leave at most one point. Received: input_shape={tuple(input_shape)}, num_eq={arguments['num_eq']}")
     return n
 
 
