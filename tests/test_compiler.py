@@ -70,14 +70,6 @@ def test_outputs_read_requested_variables_and_duals():
     assert np.all(dual_output.indices >= program.cones.zero)
 
 
-def test_parameters_with_attributes_are_rejected():
-    P = cp.Parameter((2, 2), PSD=True, name="P")
-    x = cp.Variable(2, name="x")
-    problem = cp.Problem(cp.Minimize(cp.sum_squares(x) + cp.sum(P @ x)))
-    with pytest.raises(ValueError, match=r"\['P'\] have attributes"):
-        compile_problem(problem, [P], [x], quadratic=False)
-
-
 def test_parameter_order_is_the_users_order():
     family = ellipsoid_projection()
     reordered = list(reversed(family.parameters))

@@ -119,6 +119,11 @@ def non_finite_parameter_message(info: ParameterInfo) -> str:
     return f"Parameter '{info.name}' contains NaN or Inf."
 
 
+def non_positive_parameter_message(info: ParameterInfo) -> str:
+    return (f"Parameter '{info.name}' must be positive: a geometric program (gp=True) "
+            "takes the logarithm of its parameters.")
+
+
 # -- the projection layers (Sparsemax, CSparsemax, CSoftmax, LML) -----------
 
 

@@ -27,6 +27,7 @@ from typing import Literal, Sequence
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
+from cvxpy.reductions.cvx_attr2constr import CvxAttr2Constr, lower_value
 
 ProgramKind = Literal["cone", "qp"]
 
@@ -195,6 +196,12 @@ def check_problem(
             reason = "it is not DCP (check the curvature of its objective and constraints)"
         raise ValueError(f"The problem must be DPP, but {reason}.")
 
+    discrete = [v.name() for v in problem.variables() if v.attributes.get("integer") or v.attributes.get("boolean")]
+    if discrete:
+        raise ValueError(
+            "The problem must be convex, but it has integer or boolean variables, which "
+            f"have no derivative. Received: variables {discrete} with integer=True or boolean=True")
+
     params = list(parameters)
     if any(not isinstance(p, cp.Parameter) for p in params):
         bad = [p for p in params if not isinstance(p, cp.Parameter)]
@@ -314,22 +321,50 @@ def _selection(probe_a: np.ndarray, probe_b: np.ndarray, size: int, name: str) -
     return index, scales
 
 
-def _theta_index(parameters: Sequence[cp.Parameter], columns: Sequence[int]) -> np.ndarray:
+def _reduced_parameters(chain) -> dict[int, tuple[int, np.ndarray]]:
+    """{parameter id: (reduced parameter id, selection)} for parameters with attributes.
+
+    CVXPY replaces a symmetric, PSD, NSD or diagonal parameter by a vector of
+    its free entries (`CvxAttr2Constr`); `selection` lists, in the reduced
+    parameter's order, the row-major positions of those entries in the
+    user's array. Reductions that are not selections are left out (and
+    rejected by the caller).
+    """
+    reduced: dict[int, tuple[int, np.ndarray]] = {}
+    for reduction in chain.reductions:
+        if not isinstance(reduction, CvxAttr2Constr):
+            continue
+        for parameter, reduced_parameter in reduction._parameters.items():
+            labels = np.ravel(np.asarray(lower_value(parameter, np.arange(1.0, parameter.size + 1).reshape(
+                parameter.shape)), dtype=float))
+            index = np.rint(labels).astype(np.int64) - 1
+            if labels.size == reduced_parameter.size and np.allclose(labels, index + 1) and \
+                    np.all((index >= 0) & (index < parameter.size)):
+                reduced[parameter.id] = (reduced_parameter.id, index)
+    return reduced
+
+
+def _theta_index(parameters: Sequence[cp.Parameter], placements: Sequence[tuple[int, np.ndarray]]) -> np.ndarray:
     """Positions in [params flattened row-major, in the user's order, 1] of theta's entries.
 
-    CVXPY lays the parameters out column-major at `columns`, back to back;
-    the last entry of theta is the constant 1.
+    Each parameter fills theta from its column with the entries its
+    `selection` names (row-major positions in the user's array): all of
+    them in column-major order for a plain parameter, the free entries for
+    one CVXPY reduced (symmetric, diagonal). The last entry of theta is the
+    constant 1.
     """
-    size = sum(int(p.size) for p in parameters)
-    index = np.full(size + 1, size, dtype=np.int64)  # the trailing 1
+    total = sum(int(p.size) for p in parameters)
+    size = sum(len(selection) for _, selection in placements)
+    index = np.full(size + 1, total, dtype=np.int64)  # the trailing 1
+    filled = np.zeros(size, dtype=bool)
     offset = 0
-    for parameter, column in zip(parameters, columns):
-        if column + parameter.size > size:
+    for parameter, (column, selection) in zip(parameters, placements):
+        if column + len(selection) > size or filled[column:column + len(selection)].any():
             raise ValueError("Unexpected parameter layout in CVXPY's parametrized program.")
-        row_major = offset + np.arange(parameter.size).reshape(parameter.shape or ())
-        index[column:column + parameter.size] = np.ravel(row_major, order="F")
+        index[column:column + len(selection)] = offset + selection
+        filled[column:column + len(selection)] = True
         offset += int(parameter.size)
-    if len(set(index[:-1].tolist())) != size:
+    if not filled.all():
         raise ValueError("Unexpected parameter layout in CVXPY's parametrized program.")
     return index
 
@@ -474,13 +509,20 @@ def compile_problem(
     else:
         solver_param = {p.id: p.id for p in parameters}
     col_of = param_prob.param_id_to_col
-    missing = [_param_name(p, i) for i, p in enumerate(parameters) if solver_param[p.id] not in col_of]
-    if missing:
-        raise ValueError(
-            f"Parameters {missing} have attributes (symmetric, PSD, diag, sparsity) "
-            "that CVXPY replaces by reduced parameters; use plain parameters."
-        )
-    theta_index = _theta_index(parameters, [col_of[solver_param[p.id]] for p in parameters])
+    reduced = _reduced_parameters(chain)
+    placements = []
+    for i, p in enumerate(parameters):
+        solver_id = solver_param[p.id]
+        if solver_id in col_of:
+            placements.append((col_of[solver_id], np.ravel(np.arange(p.size).reshape(p.shape), order="F")))
+        elif solver_id in reduced and reduced[solver_id][0] in col_of:
+            reduced_id, selection = reduced[solver_id]
+            placements.append((col_of[reduced_id], selection))
+        else:
+            raise ValueError(
+                f"Parameter {_param_name(p, i)!r} has attributes that CVXPY replaces by a "
+                "reduced parameter this library cannot read; use a plain parameter and constrain it.")
+    theta_index = _theta_index(parameters, placements)
 
     num_vars = int(param_prob.x.size)
     num_rows = cones.num_rows

@@ -202,6 +202,9 @@ class ConvexLayer(keras.layers.Layer):
         """Counts of solver calls, examples and failed examples since the last reset."""
         return self._built_problem().statistics.result()
 
+    def reset_solver_statistics(self) -> None:
+        self._built_problem().statistics.reset()
+
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),

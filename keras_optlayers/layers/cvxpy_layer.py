@@ -127,6 +127,9 @@ class CvxpyLayer(keras.layers.Layer):
         """Counts of solver calls, examples and failed examples since the last reset."""
         return self.batched_problem.statistics.result()
 
+    def reset_solver_statistics(self) -> None:
+        self.batched_problem.statistics.reset()
+
     def get_config(self):
         raise NotImplementedError(
             "CvxpyLayer holds a CVXPY problem, which has no plain-value config, so a "

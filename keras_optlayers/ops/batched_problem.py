@@ -105,13 +105,21 @@ class BatchedProblem:
         if tf.executing_eagerly():
             for info, tensor in zip(infos, tensors):
                 if not bool(tf.reduce_all(tf.math.is_finite(tensor))):
-                    raise ValueError(checks.non_finite_parameter_message(info))
+                    raise ValueError(f"{checks.non_finite_parameter_message(info)} Received: {info.name}={tensor.numpy()!r}")
+                if info.log and not bool(tf.reduce_all(tensor > 0)):
+                    raise ValueError(
+                        f"{checks.non_positive_parameter_message(info)} Received: {info.name} with minimum "
+                        f"{float(tf.reduce_min(tensor))}")
             return tensors
         if in_xla_context():
             return tensors  # XLA compiles no assertions
         assertions = [
             tf.debugging.assert_all_finite(t, checks.non_finite_parameter_message(info))
             for info, t in zip(infos, tensors)
+        ]
+        assertions += [
+            tf.debugging.assert_positive(t, message=checks.non_positive_parameter_message(info))
+            for info, t in zip(infos, tensors) if info.log
         ]
         assertions += [
             tf.debugging.assert_equal(

@@ -141,6 +141,9 @@ class CvxpyLayer(torch.nn.Module):
         for info, tensor in zip(infos, converted):
             if not bool(torch.isfinite(tensor).all()):
                 raise ValueError(checks.non_finite_parameter_message(info))
+            if info.log and not bool((tensor > 0).all()):
+                raise ValueError(f"{checks.non_positive_parameter_message(info)} Received: {info.name} with "
+                                 f"minimum {float(tensor.min())}")
         return converted, any(batched), batch_size
 
     def forward(self, *tensors: torch.Tensor, solver_args: Mapping[str, Any] | None = None) -> tuple[torch.Tensor, ...]:

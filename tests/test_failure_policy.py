@@ -1,0 +1,98 @@
+"""on_failure: "raise", "warn" or "nan", on the native and the host path, eagerly and in graphs."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_optlayers as kol
+from keras_optlayers.errors import SolverError
+
+
+def interval_layer(solver, on_failure):
+    """argmin ||y - x||² s.t. lower <= y <= upper: infeasible where lower > upper."""
+    x, lower, upper = cp.Parameter(2), cp.Parameter(2), cp.Parameter(2)
+    y = cp.Variable(2)
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [lower <= y, y <= upper])
+    return kol.CvxpyLayer(problem, [x, lower, upper], [y], solver=solver, on_failure=on_failure)
+
+
+X = np.array([[2.0, -2.0], [0.5, 0.5], [3.0, 3.0]])
+LOWER = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+UPPER = np.array([[1.0, 1.0], [0.0, 0.0], [1.0, 1.0]])  # example 1 is infeasible
+SOLVERS = [None, "Clarabel"]  # the native QP path, the host path
+
+
+@pytest.fixture(params=["eager", "tf_function"])
+def call(request):
+    def run(layer, *args):
+        if request.param == "eager":
+            return layer(*args)
+        return tf.function(lambda *a: layer(*a))(*args)
+    run.eager = request.param == "eager"
+    return run
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_raise_names_the_layer_status_and_index(solver, call):
+    layer = interval_layer(solver, "raise")
+    expected = SolverError if call.eager else (SolverError, tf.errors.InvalidArgumentError, tf.errors.UnknownError)
+    with pytest.raises(expected, match=r"batch indices \[1\]"):
+        call(layer, X, LOWER, UPPER)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_nan_fails_only_the_failed_example_and_trains_the_rest(solver, call):
+    layer = interval_layer(solver, "nan")
+    x = tf.Variable(X)
+    with pytest.warns(RuntimeWarning, match=r"batch indices \[1\]") if call.eager else _no_check():
+        def loss_and_grad(x_value):
+            with tf.GradientTape() as tape:
+                y, = layer(x_value, LOWER, UPPER)
+                finite = tf.where(tf.math.is_finite(y), y, tf.zeros_like(y))
+                loss = tf.reduce_sum(finite * tf.constant([[1.0, 2.0]], tf.float64))
+            return y, tape.gradient(loss, x_value)
+        y, grad = loss_and_grad(x) if call.eager else tf.function(loss_and_grad)(x)
+    y, grad = y.numpy(), grad.numpy()
+    assert np.all(np.isnan(y[1]))
+    np.testing.assert_allclose(y[[0, 2]], [[1.0, 0.0], [1.0, 1.0]], atol=1e-6)
+    np.testing.assert_array_equal(grad[1], 0.0)
+    np.testing.assert_allclose(grad[[0, 2]], [[0.0, 0.0], [0.0, 0.0]], atol=1e-6)  # all clipped
+    assert np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_warn_keeps_the_solvers_output_with_zero_gradient(solver):
+    layer = interval_layer(solver, "warn")
+    x = tf.constant(X)
+    with pytest.warns(RuntimeWarning, match="solver's last iterates"):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y, = layer(x, LOWER, UPPER)
+            loss = tf.reduce_sum(y)
+    assert np.all(np.isfinite(y.numpy()))
+    np.testing.assert_array_equal(tape.gradient(loss, x).numpy()[1], 0.0)
+
+
+def test_statistics_count_failures_and_the_callback_logs_them():
+    layer = interval_layer(None, "nan")
+    x = keras.Input((2,))
+    y = layer(x, np.array([1.0, 1.0]), np.array([0.0, 0.0]))[0]  # always infeasible
+    model = keras.Model(x, keras.layers.Lambda(lambda t: tf.where(tf.math.is_nan(t), tf.zeros_like(t), t))(y))
+    model.compile(optimizer="sgd", loss="mse")
+    history = model.fit(np.zeros((8, 2)), np.zeros((8, 2)), batch_size=4, epochs=2, verbose=0,
+                        callbacks=[kol.SolverStatisticsCallback()])
+    name = layer.name
+    assert history.history[f"{name}/solver_failures"] == [8, 8]
+    assert history.history[f"{name}/solver_examples"] == [8, 8]
+
+
+class _no_check:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
