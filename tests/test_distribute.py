@@ -55,6 +55,8 @@ def training_data() -> tuple[np.ndarray, np.ndarray]:
 
 def make_model(kind: str) -> keras.Model:
     """A float64 model with seeded initial weights (no global seed is set)."""
+    # Imported here, after a worker has configured its logical devices, which
+    # must happen before anything starts TensorFlow's runtime.
     from keras_optlayers import EllipsoidProjection, PolytopeProjection
 
     if kind == "polytope":
@@ -131,10 +133,12 @@ def assert_same_weights(actual: list[np.ndarray], expected: list[np.ndarray], ki
 
 
 def _worker_env(**extra: str) -> dict[str, str]:
-    """The test's environment, with the repository importable and TF quiet."""
+    """The test's environment, with the repository importable, TF quiet, localhost unproxied."""
     path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
-    return {**env, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
+    # gRPC, which carries the workers' all-reduce, honours proxy variables.
+    no_proxy = ",".join(p for p in (env.get("no_proxy", ""), "localhost", "127.0.0.1") if p)
+    return {**env, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "2", "no_proxy": no_proxy, **extra}
 
 
 def _free_ports(count: int) -> list[int]:
