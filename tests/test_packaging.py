@@ -226,6 +226,32 @@ def test_wheel_has_the_license_py_typed_and_metadata(distributions):
     assert required == set(declared())
 
 
+@pytest.mark.slow
+def test_wheel_installs_and_imports_on_its_own(distributions, tmp_path):
+    """Installed into an empty directory, away from the checkout: every module of the checkout imports."""
+    target = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target", str(target),
+         str(distributions["wheel"])],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    package = REPO_ROOT / "keras_optlayers"
+    modules = sorted(".".join(path.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__")
+                     for path in package.rglob("*.py"))
+    code = (
+        "import importlib, importlib.resources, sys\n"
+        f"for name in {modules!r}:\n"
+        "    assert importlib.import_module(name).__file__.startswith(sys.argv[1]), name\n"
+        "print(importlib.resources.files('keras_optlayers').joinpath('py.typed').is_file())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-1] == "True", "py.typed is not where type checkers look"
+
+
 # -- .ci/run --------------------------------------------------------------------------
 
 
