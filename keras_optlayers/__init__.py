@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from keras_optlayers.errors import SolverError
 
-__version__ = "0.1.0.dev0"
+from keras_optlayers._version import __version__ as __version__
 
 # Public name -> the module that defines it.
 _LAZY_EXPORTS = {
@@ -68,4 +68,21 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY_EXPORTS])
 
 
-__all__ = ["SolverError", "__version__", *sorted(_LAZY_EXPORTS)]
+__all__ = [
+    "LML",
+    "ComparisonReport",
+    "ConvexLayer",
+    "CSoftmax",
+    "CSparsemax",
+    "CvxpyLayer",
+    "EllipsoidProjection",
+    "OptNetQP",
+    "PolytopeProjection",
+    "SolverError",
+    "SolverStatisticsCallback",
+    "Sparsemax",
+    "__version__",
+    "compare_layers",
+    "qp_solve",
+    "qp_solve_with_status",
+]

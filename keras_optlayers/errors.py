@@ -38,5 +38,5 @@ class SolverError(RuntimeError):
         self.status = first
         detail = "; ".join(f"status '{s}' at batch indices {idx}" for s, idx in self.statuses.items())
         self.layer = layer
-        where = f"in layer '{layer}': " if layer else ""
-        super().__init__(f"SolverError {where}{solver} could not solve the problem: {detail}")
+        where = f"SolverError in layer '{layer}': " if layer else ""
+        super().__init__(f"{where}{solver} could not solve the problem: {detail}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Callable
 
 import keras
-import numpy as np
 import pytest
 from helpers import Runner
 

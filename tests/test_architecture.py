@@ -98,3 +98,11 @@ def test_modules_are_not_shadowed_by_functions():
     result = run(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+def test_lazy_exports_match_all():
+    import keras_optlayers
+
+    assert set(keras_optlayers.__all__) == set(keras_optlayers._LAZY_EXPORTS) | {"SolverError", "__version__"}
+    for name in keras_optlayers.__all__:
+        assert getattr(keras_optlayers, name) is not None

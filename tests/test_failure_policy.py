@@ -60,7 +60,8 @@ def test_nan_fails_only_the_failed_example_and_trains_the_rest(solver, call):
     assert np.all(np.isnan(y[1]))
     np.testing.assert_allclose(y[[0, 2]], [[1.0, 0.0], [1.0, 1.0]], atol=1e-6)
     np.testing.assert_array_equal(grad[1], 0.0)
-    np.testing.assert_allclose(grad[[0, 2]], [[0.0, 0.0], [0.0, 0.0]], atol=1e-6)  # all clipped
+    # Every coordinate is at a bound: the gradient vanishes (to the interior-point solvers' accuracy).
+    np.testing.assert_allclose(grad[[0, 2]], [[0.0, 0.0], [0.0, 0.0]], atol=1e-4)
     assert np.all(np.isfinite(grad))
 
 

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from keras_optlayers.core import checks, failure_policy
 from keras_optlayers.ops.batched_problem import BatchedProblem
+from keras_optlayers.ops.solver_statistics import ReportsSolverStatistics
 from keras_optlayers.solvers import registry
 
 # What feeds a parameter that does not come from the call's inputs: a weight,
@@ -17,7 +18,7 @@ from keras_optlayers.solvers import registry
 ParameterSource = Union[keras.Variable, Callable[[], Any]]
 
 
-class ConvexLayer(keras.layers.Layer):
+class ConvexLayer(ReportsSolverStatistics, keras.layers.Layer):
     """Base class of layers that solve a convex problem with learnable data.
 
     A subclass describes its problem in `build(input_shape)`: it creates its
@@ -198,12 +199,6 @@ class ConvexLayer(keras.layers.Layer):
         output_shapes = [leading + tuple(o.shape) for o in problem.program.outputs]
         return output_shapes[0] if len(output_shapes) == 1 else output_shapes
 
-    def solver_statistics(self) -> dict[str, int]:
-        """Counts of solver calls, examples and failed examples since the last reset."""
-        return self._built_problem().statistics.result()
-
-    def reset_solver_statistics(self) -> None:
-        self._built_problem().statistics.reset()
 
     def get_config(self) -> dict[str, Any]:
         return {

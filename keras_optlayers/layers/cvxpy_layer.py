@@ -10,10 +10,11 @@ import tensorflow as tf
 
 from keras_optlayers.core import checks
 from keras_optlayers.ops.batched_problem import BatchedProblem
+from keras_optlayers.ops.solver_statistics import ReportsSolverStatistics
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")
-class CvxpyLayer(keras.layers.Layer):
+class CvxpyLayer(ReportsSolverStatistics, keras.layers.Layer):
     """A differentiable layer that solves a parametrized convex problem.
 
     The problem is compiled once, at construction, into affine maps around a
@@ -123,12 +124,6 @@ class CvxpyLayer(keras.layers.Layer):
         leading = (batch_size,) if any(batched) else ()
         return [keras.KerasTensor(leading + tuple(o.shape), dtype=dtype) for o in program.outputs]
 
-    def solver_statistics(self) -> dict[str, int]:
-        """Counts of solver calls, examples and failed examples since the last reset."""
-        return self.batched_problem.statistics.result()
-
-    def reset_solver_statistics(self) -> None:
-        self.batched_problem.statistics.reset()
 
     def get_config(self):
         raise NotImplementedError(

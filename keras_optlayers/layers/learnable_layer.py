@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import keras
 
-from keras_optlayers.core.definitions import LearnableDefinition
+from keras_optlayers.core.definitions import ArgumentAttributes, LearnableDefinition
 from keras_optlayers.layers.convex_layer import ConvexLayer
 
 # The arguments `own_arguments` leaves out of a constructor's locals().
@@ -25,7 +25,7 @@ def own_arguments(local_values: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in local_values.items() if name not in _NOT_ARGUMENTS}
 
 
-class LearnableLayer(ConvexLayer):
+class LearnableLayer(ArgumentAttributes, ConvexLayer):
     """A `ConvexLayer` whose arguments, weights, problem and wiring come from `definition`.
 
     Subclasses set `definition` and pass their constructor's arguments up:
@@ -62,13 +62,6 @@ class LearnableLayer(ConvexLayer):
             if weight.initializer_argument:
                 names.add(weight.initializer_argument)
         return names
-
-    def __getattr__(self, name: str) -> Any:
-        # The definition's arguments read as attributes: layer.num_constraints.
-        arguments = self.__dict__.get("arguments")
-        if arguments is not None and name in arguments:
-            return arguments[name]
-        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def build(self, input_shape):
         definition, arguments = self.definition, self.arguments

@@ -14,11 +14,11 @@ import keras
 
 from keras_optlayers import ops
 from keras_optlayers.core import checks
-from keras_optlayers.core.definitions import ProjectionDefinition
+from keras_optlayers.core.definitions import ArgumentAttributes, ProjectionDefinition
 from keras_optlayers.core.problems import ProblemSpec
 
 
-class ProjectionLayer(keras.layers.Layer):
+class ProjectionLayer(ArgumentAttributes, keras.layers.Layer):
     """A fast projection along `axis`; its arguments and CVXPY form come from `definition`."""
 
     definition: ProjectionDefinition
@@ -31,13 +31,6 @@ class ProjectionLayer(keras.layers.Layer):
         super().__init__(**layer_kwargs)
         self.arguments = self.definition.bind(**arguments)
         self.supports_masking = True
-
-    def __getattr__(self, name: str) -> Any:
-        # The definition's arguments read as attributes: layer.axis, layer.k.
-        arguments = self.__dict__.get("arguments")
-        if arguments is not None and name in arguments:
-            return arguments[name]
-        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def build(self, inputs_shape, upper_shape=None):
         axis = checks.canonical_axis(self.arguments["axis"], len(inputs_shape), name="inputs")

@@ -21,7 +21,6 @@ class Sparsemax(ProjectionLayer):
     Like softmax it returns a probability vector, but with exact zeros
     (Martins & Astudillo, 2016). Computed by sorting and thresholding, with
     the exact gradient; float32 inputs are computed in float64 internally.
-   
 
     Args:
         axis: the axis to project along. Defaults to `-1`.

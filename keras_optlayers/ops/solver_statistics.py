@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
 
@@ -46,3 +48,19 @@ class SolverStatistics:
     def reset(self) -> None:
         for counter in self._counters.values():
             counter.assign(0)
+
+
+class ReportsSolverStatistics:
+    """Mixin of the layers holding a `batched_problem`: their solver statistics."""
+
+    batched_problem: Any
+
+    def solver_statistics(self) -> dict[str, int]:
+        """Counts of solver calls, examples and failed examples since the last reset."""
+        if self.batched_problem is None:
+            raise ValueError(f"{type(self).__name__} must be built before it has solver statistics.")
+        return self.batched_problem.statistics.result()
+
+    def reset_solver_statistics(self) -> None:
+        if self.batched_problem is not None:
+            self.batched_problem.statistics.reset()

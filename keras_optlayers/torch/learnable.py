@@ -18,6 +18,7 @@ from torch.nn.parameter import UninitializedParameter
 
 from keras_optlayers.core import checks
 from keras_optlayers.core.definitions import (
+    ArgumentAttributes,
     ELLIPSOID_PROJECTION,
     OPTNET_QP,
     POLYTOPE_PROJECTION,
@@ -55,7 +56,7 @@ def _initializer(value: Initializer, name: str) -> Callable[[torch.Tensor], Any]
     return _INITIALIZERS[value]
 
 
-class LearnableModule(LazyModuleMixin, torch.nn.Module):
+class LearnableModule(ArgumentAttributes, LazyModuleMixin, torch.nn.Module):
     """A module whose arguments, weights, problem and wiring come from `definition`."""
 
     definition: LearnableDefinition
@@ -79,13 +80,6 @@ class LearnableModule(LazyModuleMixin, torch.nn.Module):
                     UninitializedParameter(requires_grad=weight.trainable(self.arguments)) if present else None)
         self._layer: CvxpyLayer | None = None
         self._input_size: int | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        # The definition's arguments read as attributes: module.num_constraints.
-        arguments = self.__dict__.get("arguments")
-        if arguments is not None and name in arguments:
-            return arguments[name]
-        return super().__getattr__(name)
 
     def initialize_parameters(self, inputs, *args, **kwargs) -> None:
         definition, arguments = self.definition, self.arguments

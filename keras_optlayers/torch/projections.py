@@ -15,7 +15,8 @@ from typing import Any, Mapping
 import torch
 
 from keras_optlayers.core import checks
-from keras_optlayers.core.definitions import CSOFTMAX, CSPARSEMAX, LML as LML_DEFINITION, SPARSEMAX, ProjectionDefinition
+from keras_optlayers.core.definitions import CSOFTMAX, CSPARSEMAX, SPARSEMAX, ArgumentAttributes, ProjectionDefinition
+from keras_optlayers.core.definitions import LML as LML_DEFINITION
 from keras_optlayers.core.problems import ProblemSpec
 from keras_optlayers.torch.cvxpy_layer import CvxpyLayer
 
@@ -29,7 +30,7 @@ DEFAULT_SOLVER_ARGS = {"eps": 1e-10, "max_iters": 100_000}
 LAYERS_PER_MODULE = 8
 
 
-class ProjectionModule(torch.nn.Module):
+class ProjectionModule(ArgumentAttributes, torch.nn.Module):
     """A projection along `axis`, solved as one CvxpyLayer call per input.
 
     The axis is moved last and the other dimensions flattened into the
@@ -44,12 +45,6 @@ class ProjectionModule(torch.nn.Module):
         self.solver_args = {**DEFAULT_SOLVER_ARGS, **(solver_args or {})}
         CvxpyLayer.check_arguments(SOLVER, self.solver_args)
         self._layers: dict[int, CvxpyLayer] = {}  # by the size of `axis`, oldest first
-
-    def __getattr__(self, name: str) -> Any:
-        arguments = self.__dict__.get("arguments")
-        if arguments is not None and name in arguments:
-            return arguments[name]
-        return super().__getattr__(name)
 
     def cvxpy_problem(self, n: int) -> ProblemSpec:
         """The projection in CVXPY form; parameters `(x, upper)` or `(x,)`."""

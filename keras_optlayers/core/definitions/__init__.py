@@ -7,6 +7,7 @@ The Keras layers and the torch modules interpret these definitions; see
 from keras_optlayers.core.definitions.base import (
     REQUIRED,
     Argument,
+    ArgumentAttributes,
     LearnableDefinition,
     ProjectionDefinition,
     Weight,
@@ -26,6 +27,7 @@ __all__ = [
     "REQUIRED",
     "SPARSEMAX",
     "Argument",
+    "ArgumentAttributes",
     "LearnableDefinition",
     "ProjectionDefinition",
     "Weight",

@@ -167,6 +167,22 @@ class ProjectionDefinition:
         return types.SimpleNamespace(**{a.name: a.default for a in (*self.arguments, AXIS)})
 
 
+class ArgumentAttributes:
+    """Mixin: a layer's bound definition arguments (`self.arguments`) read as attributes.
+
+    `layer.num_constraints`, `layer.k`, `layer.axis`: in both front ends.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        arguments = self.__dict__.get("arguments")
+        if arguments is not None and name in arguments:
+            return arguments[name]
+        parent = getattr(super(), "__getattr__", None)  # torch modules look up their parameters there
+        if parent is not None:
+            return parent(name)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+
 def _check_axis(axis: Any) -> int:
     if isinstance(axis, bool) or not isinstance(axis, int):
         raise ValueError(f"`axis` must be an integer. Received: axis={axis!r}")
