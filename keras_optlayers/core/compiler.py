@@ -369,7 +369,7 @@ def _theta_index(parameters: Sequence[cp.Parameter], placements: Sequence[tuple[
     return index
 
 
-def _dual_parts(constraint, value) -> list[np.ndarray]:
+def _dual_parts(constraint, value) -> list[np.ndarray | None]:
     """A constraint's dual value split among its dual variables, flattened column-major.
 
     Second-order and exponential cones have several dual variables; the
@@ -420,11 +420,12 @@ def _output_maps(problem, variables, chain, inverse_data, num_vars, num_rows, gp
             con, part = dual_of[var.id]
             a = _dual_parts(con, first.dual_vars.get(solver_con[con.id]))[part]
             b = _dual_parts(con, second.dual_vars.get(solver_con[con.id]))[part]
-            source, size = "y", num_rows
+            source: Literal["x", "y"] = "y"
+            size = num_rows
         else:
             a, b = first.primal_vars.get(solver_var[var.id]), second.primal_vars.get(solver_var[var.id])
             source, size = "x", num_vars
-        if a is None:
+        if a is None or b is None:
             raise ValueError(f"{name} does not appear in the canonicalized problem.")
         indices, scales = _selection(a, b, size, name)
         if indices.size != var.size:

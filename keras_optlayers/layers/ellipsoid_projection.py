@@ -7,10 +7,9 @@ from typing import Any, Mapping
 import keras
 
 from keras_optlayers.core.definitions import ELLIPSOID_PROJECTION
-from keras_optlayers.layers.learnable_layer import LearnableLayer, own_arguments
+from keras_optlayers.layers.learnable_layer import Initializer, LearnableLayer, own_arguments
 
 _DEFAULTS = ELLIPSOID_PROJECTION.defaults
-Initializer = str | keras.initializers.Initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")

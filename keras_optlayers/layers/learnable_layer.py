@@ -9,12 +9,15 @@ definition, shared with the torch modules.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias, Union
 
 import keras
 
 from keras_optlayers.core.definitions import ArgumentAttributes, LearnableDefinition
 from keras_optlayers.layers.convex_layer import ConvexLayer
+
+# A weight's initializer: a Keras name, config or Initializer.
+Initializer: TypeAlias = Union[str, dict, keras.initializers.Initializer]
 
 # The arguments `own_arguments` leaves out of a constructor's locals().
 _NOT_ARGUMENTS = ("self", "kwargs", "__class__")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import keras
 
-from keras_optlayers.core.definitions import LML
+from keras_optlayers.core.definitions import LML as LML_DEFINITION
 from keras_optlayers.layers.projection_layer import ProjectionLayer
 
-_DEFAULTS = LML.defaults
+_DEFAULTS = LML_DEFINITION.defaults
 
 
 @keras.saving.register_keras_serializable(package="keras_optlayers")
@@ -51,7 +51,7 @@ class LML(ProjectionLayer):
     array([0.82  , 0.4295, 0.1012, 0.6493], dtype=float32)
     """
 
-    definition = LML
+    definition = LML_DEFINITION
 
     def __init__(self, k: float, axis: int = _DEFAULTS.axis, **kwargs):
         super().__init__(k=k, axis=axis, **kwargs)

@@ -147,27 +147,27 @@ class BatchedProblem:
                 "with XLA (jit_compile=True). Use jit_compile=False (or 'auto'), "
                 "or a native solver (solver='QP' for a quadratic program).")
         settings = self.call_settings(solver_args)
-        tensors, batched, batch_size = self._check_inputs(tensors)
-        out_dtype = _result_dtype([t.dtype for t in tensors])
+        checked, batched, batch_size = self._check_inputs(tensors)
+        out_dtype = _result_dtype([t.dtype for t in checked])
         if isinstance(batch_size, int) and batch_size == 0:
             outputs = [tf.zeros([0, *o.shape], out_dtype) for o in self.program.outputs]
             return outputs if any(batched) else [o[0] for o in outputs]
-        tensors = [tf.cast(t, tf.float64) for t in tensors]
-        tensors = self._checked(tensors, batched, batch_size)
-        ranks = tuple(t.shape.rank for t in tensors)
+        checked = [tf.cast(t, tf.float64) for t in checked]
+        checked = self._checked(checked, batched, batch_size)
+        ranks = tuple(t.shape.rank for t in checked)
         if not tf.executing_eagerly():
-            outputs, failed, describe = self._solve(tensors, settings, layer_name)
+            outputs, failed, describe = self._solve(checked, settings, layer_name)
             outputs = self._apply_failure_policy(outputs, failed, describe, layer_name)
         elif self._cone_solver is None:
             # Eager callers get graph speed: the whole native path is one
             # function, traced once per pattern of batched inputs and settings.
             key = ("native", ranks, *sorted(settings.items()))
-            outputs, failed, describe = self._compiled(key, self._solve)(tensors, settings)
+            outputs, failed, describe = self._compiled(key, self._solve)(checked, settings)
             outputs = self._apply_failure_policy(outputs, failed, describe, layer_name)
         else:
             # The affine steps run compiled; the host solve between them runs
             # as itself, so a SolverError reaches the caller unchanged.
-            data = self._compiled(("data", ranks), self._solver_data)(tensors)
+            data = self._compiled(("data", ranks), self._solver_data)(checked)
             x, y, failed, describe = self._solve_cone(data, settings, layer_name)
             outputs = self._compiled(("read",), self._read_outputs)(x, y)
             outputs = self._apply_failure_policy(outputs, failed, describe, layer_name)

@@ -178,8 +178,9 @@ class ConeSolver:
         if valid is not None and not np.all(valid):
             grads = [np.zeros_like(a) for a in (A_values, b, c)]
             if np.any(valid):
-                rows = [a[valid] for a in (A_values, b, c, x, y, s, dx, dy, ds)]
-                for grad, part in zip(grads, self.adjoint(*rows, mode=mode)):
+                parts = self.adjoint(A_values[valid], b[valid], c[valid], x[valid], y[valid], s[valid],
+                                     dx[valid], dy[valid], ds[valid], mode=mode)
+                for grad, part in zip(grads, parts):
                     grad[valid] = part
             return grads
         n, m = self.n, self.m

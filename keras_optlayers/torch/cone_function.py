@@ -28,8 +28,8 @@ class ConeSolveFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, A_values: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
                 solver: ConeSolver, settings: Mapping[str, Any], derivative_mode: str, statuses: list):
-        data = [t.detach().numpy() for t in (A_values, b, c)]
-        *solution, status = solver.solve_with_status(*data, settings)
+        *solution, status = solver.solve_with_status(
+            A_values.detach().numpy(), b.detach().numpy(), c.detach().numpy(), settings)
         statuses.extend(status)
         x, y, s = (torch.from_numpy(a) for a in solution)
         ctx.save_for_backward(A_values, b, c, x, y, s)

@@ -144,18 +144,18 @@ class CvxpyLayer(torch.nn.Module):
             if info.log and not bool((tensor > 0).all()):
                 raise ValueError(f"{checks.non_positive_parameter_message(info)} Received: {info.name} with "
                                  f"minimum {float(tensor.min())}")
-        return converted, any(batched), batch_size
+        return converted, any(batched), batch_size or 1
 
     def forward(self, *tensors: torch.Tensor, solver_args: Mapping[str, Any] | None = None) -> tuple[torch.Tensor, ...]:
-        tensors, batched, batch_size = self._check_inputs(tensors)
-        out_dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors])
-        device = tensors[0].device
-        tensors = [t.to(device="cpu", dtype=torch.float64) for t in tensors]
+        checked, batched, batch_size = self._check_inputs(tensors)
+        out_dtype = functools.reduce(torch.promote_types, [t.dtype for t in checked])
+        device = checked[0].device
+        on_host = [t.to(device="cpu", dtype=torch.float64) for t in checked]
 
         settings = {**self.solver_args,
                     **registry.translate_settings(self._entry, registry.check_settings(solver_args))}
         derivative_mode = settings.pop("mode", "auto")
-        theta = affine_maps.stack_parameters(self.program, tensors, batch_size)
+        theta = affine_maps.stack_parameters(self.program, on_host, batch_size)
         A_values, b, c = (affine_maps.apply_map(self._maps[name], theta) for name in ("A", "b", "c"))
         x, y, _, statuses = cone_solve(self._cone_solver, A_values, b, c, settings, derivative_mode)
         failures = failure_policy.failures_by_status(statuses, SOLVED)

@@ -45,7 +45,7 @@ def _own_arguments(local_values: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in local_values.items() if name not in _NOT_ARGUMENTS}
 
 
-def _initializer(value: Initializer, name: str) -> Callable[[torch.Tensor], Any]:
+def _initializer(value: Any, name: str) -> Callable[[torch.Tensor], Any]:
     if callable(value):
         return value
     if value not in _INITIALIZERS:
@@ -68,12 +68,12 @@ class LearnableModule(ArgumentAttributes, LazyModuleMixin, torch.nn.Module):
         own = {a.name for a in definition.arguments}
         self.arguments = definition.bind(**{k: v for k, v in arguments.items() if k in own})
         self.initializers = {
-            w.name: _initializer(arguments.get(w.initializer_argument, w.initializer), w.initializer_argument)
+            w.name: _initializer(arguments.get(w.initializer_argument, w.initializer), str(w.initializer_argument))
             for w in definition.weights if w.initializer_argument
         }
-        # Checked now, by the layer the first input builds.
-        self._layer_arguments = dict(solver=solver, solver_args=solver_args, on_failure=on_failure)
-        CvxpyLayer.check_arguments(**self._layer_arguments)
+        # Checked now, used by the layer the first input builds.
+        CvxpyLayer.check_arguments(solver, solver_args, on_failure)
+        self.solver, self.solver_args, self.on_failure = solver, solver_args, on_failure
         for weight in definition.weights:
             present = weight.present(self.arguments)
             setattr(self, weight.name,
@@ -93,7 +93,8 @@ class LearnableModule(ArgumentAttributes, LazyModuleMixin, torch.nn.Module):
                 else:
                     self.initializers[weight.name](parameter)
         spec = definition.problem(n, arguments)
-        self._layer = CvxpyLayer(spec.problem, spec.parameters, spec.variables, **self._layer_arguments)
+        self._layer = CvxpyLayer(spec.problem, spec.parameters, spec.variables, solver=self.solver,
+                                 solver_args=self.solver_args, on_failure=self.on_failure)
         self._input_size = n
 
     def parameter_values(self) -> tuple[torch.Tensor, ...]:
@@ -103,6 +104,8 @@ class LearnableModule(ArgumentAttributes, LazyModuleMixin, torch.nn.Module):
 
     def forward(self, inputs: torch.Tensor, solver_args: Mapping[str, Any] | None = None) -> torch.Tensor:
         inputs = torch.as_tensor(inputs)
+        # Built by initialize_parameters before the first forward.
+        assert self._layer is not None and self._input_size is not None
         checks.check_built_input_size(type(self).__name__, self._input_size, inputs.shape[-1])
         # The layer batches over one leading dimension: fold any others into it.
         batched = inputs.reshape(-1, self._input_size)

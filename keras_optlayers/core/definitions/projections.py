@@ -19,6 +19,11 @@ def _check_upper_size(n, arguments) -> None:
         checks.check_float_upper(arguments["upper"], n)
 
 
+def _check_k_size(n, arguments) -> None:
+    if n is not None:
+        checks.check_k(arguments["k"], n)
+
+
 def _check_k(k):
     checks.check_k(k, n=None)
     return k.item() if isinstance(k, np.generic) else k
@@ -56,6 +61,6 @@ LML = ProjectionDefinition(
     name="LML",
     arguments=(Argument("k", check=_check_k),),
     op="lml",
-    check_size=lambda n, a: None if n is None else checks.check_k(a["k"], n),
+    check_size=_check_k_size,
     problem=lambda n, a: lml_problem(n, a["k"]),
 )
