@@ -24,7 +24,9 @@ inexact) solution; at points where the solution map is not differentiable
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping
@@ -36,8 +38,11 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from keras_optlayers.core.compiler import CompiledProblem
+from keras_optlayers.core.compiler import CompiledProblem, ConeDims
 from keras_optlayers.errors import SolverError
+from keras_optlayers.solvers import cone_status
+from keras_optlayers.solvers.cone_scaling import DataScaling
+from keras_optlayers.solvers.cone_solution_check import MEASURES, ConeSolutionChecker
 from keras_optlayers.solvers.dual_cone_projection import DualConeDerivative
 
 SOLVERS = {"SCS": "SCS", "ECOS": "ECOS", "CLARABEL": "Clarabel"}
@@ -46,7 +51,17 @@ DERIVATIVE_MODES = ("auto", "dense", "lsqr")
 # LSQR on a sparse operator instead of a dense factorization.
 DENSE_DERIVATIVE_MAX_SIZE = 600
 
-_SOLVED = {"solved", "optimal"}
+# Settings each solver starts from; the user's settings override them
+# (benchmarks/bench_cone_accuracy.py measured them). At their own defaults
+# SCS (eps 1e-4) is off by ~1e-4 with implicit gradients off by O(1), and
+# ECOS and Clarabel (1e-8) by up to 1e-4 where CVXPY writes a squared norm as
+# a second-order cone (the solution error is about the square root of the
+# objective's): sparsemax of the README's input, 0.98640 for 0.98628.
+ACCURATE_SETTINGS: dict[str, dict[str, Any]] = {
+    "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 100_000},
+    "ECOS": {"abstol": 1e-11, "reltol": 1e-11, "feastol": 1e-11},
+    "Clarabel": {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12},
+}
 
 
 def solver_name(solver: str | None) -> str:
@@ -60,26 +75,41 @@ def solver_name(solver: str | None) -> str:
     return SOLVERS[key]
 
 
-def _classify(status: str) -> str:
-    """'ok', 'inaccurate' or 'failed' for a status diffcp reports."""
-    text = status.lower()
-    if text in _SOLVED:
-        return "ok"
-    if "inaccurate" in text and (text.startswith("solved") or text.startswith("optimal")):
-        return "inaccurate"
-    return "failed"
+def default_solver(cones: ConeDims) -> tuple[str, dict[str, Any]]:
+    """The solver and settings the host path uses when the user names none.
+
+    Chosen by measurement (benchmarks/bench_cone_accuracy.py) as the fastest
+    whose gradients match central differences to 1e-4 on the library's
+    problems of each cone class at its default settings.
+
+    Returns:
+        (solver name, settings), to pass to `ConeSolver` and its solves.
+    """
+    if cones.psd:
+        return "SCS", dict(ACCURATE_SETTINGS["SCS"])  # ECOS has no PSD cone
+    return "Clarabel", dict(ACCURATE_SETTINGS["Clarabel"])
 
 
 class ConeSolver:
     """Solves and differentiates a compiled cone program for whole batches.
 
+    Every solve is scaled to unit size first (`cone_scaling`) and every
+    returned point is checked afterwards (`cone_solution_check`): a point
+    that fails the check is reported as "inaccurate", never returned as a
+    solution, whatever the solver's status and the user's tolerances.
+
     Args:
         program: a CompiledProblem of kind "cone".
-        solver: "SCS", "ECOS" or "Clarabel".
+        solver: "SCS", "ECOS" or "Clarabel"; None picks `default_solver`.
     """
 
-    def __init__(self, program: CompiledProblem, solver: str = "SCS"):
-        self.solver = solver_name(solver)
+    def __init__(self, program: CompiledProblem, solver: str | None = None):
+        if solver is None:
+            solver, self.default_settings = default_solver(program.cones)
+        else:
+            solver = solver_name(solver)
+            self.default_settings = dict(ACCURATE_SETTINGS[solver])
+        self.solver = solver
         if self.solver == "ECOS" and program.cones.psd:
             raise ValueError("ECOS cannot solve problems with PSD cones; use SCS or Clarabel.")
         self.n = program.num_vars
@@ -90,6 +120,7 @@ class ConeSolver:
         self.indptr = program.A.indptr
         self._embedding = _EmbeddingPattern(self.rows, self.cols, self.n, self.m)
         self._dual_derivative = DualConeDerivative(program.cones)
+        self._checker = ConeSolutionChecker(program.cones, self.rows, self.cols, self.n, self.m)
 
     # -- forward -----------------------------------------------------------
 
@@ -97,59 +128,122 @@ class ConeSolver:
               settings: Mapping[str, Any] | None = None):
         """Solves each example; returns x (B, n), y (B, m), s (B, m).
 
-        The examples are shared out among a few threads: the solvers release
-        the GIL while they work.
-
         Raises:
             SolverError: naming each failed status and its batch indices.
         """
-        kwargs = dict(settings or {})
+        x, y, s, statuses, _ = self.solve_with_status(A_values, b, c, settings)
+        failures: dict[str, list[int]] = {}
+        for i, status in enumerate(statuses):
+            if status != cone_status.SOLVED:
+                failures.setdefault(status, []).append(i)
+        if failures:
+            raise SolverError(self.solver, failures)
+        return x, y, s
+
+    def solve_with_status(self, A_values: np.ndarray, b: np.ndarray, c: np.ndarray,
+                          settings: Mapping[str, Any] | None = None):
+        """Solves each example and reports how each ended; never raises for one.
+
+        Each example is solved as given; the examples that fail (any status
+        but "solved") are solved once more with their data scaled to unit
+        size (`cone_scaling`), which rescues data of extreme magnitude, and
+        keep that second outcome. The examples are shared out among a few
+        threads: the solvers release the GIL while they work.
+
+        Args:
+            A_values (B, nnz), b (B, m), c (B, n): the batch's data.
+            settings: the solver's own settings, over `default_settings`.
+
+        Returns:
+            x (B, n), y (B, m), s (B, m): the solutions; zeros for examples
+                that failed.
+            statuses: list of B status strings (see `cone_status`), "solved"
+                exactly for the examples that passed the optimality check.
+            info: dict of (B,) float arrays: "iterations", "solve_time"
+                (seconds, wall clock; both summed over the two attempts),
+                and the check's relative measures "primal_residual",
+                "dual_residual", "gap", "primal_cone", "dual_cone" (NaN where
+                the solver returned no point).
+        """
+        kwargs = {**self.default_settings, **(settings or {})}
+        outcome = self._solve_and_check(A_values, b, c, kwargs, scaling=None)
+        retry = np.flatnonzero([status != cone_status.SOLVED for status in outcome.statuses])
+        if retry.size:
+            data = (A_values[retry], b[retry], c[retry])
+            second = self._solve_and_check(*data, kwargs, scaling=DataScaling.of(*data))
+            outcome.update(retry, second)
+        solved = np.array([status == cone_status.SOLVED for status in outcome.statuses], dtype=bool)
+        for array in (outcome.x, outcome.y, outcome.s):
+            array[~solved] = 0.0
+        return outcome.x, outcome.y, outcome.s, outcome.statuses, outcome.info
+
+    def _solve_and_check(self, A_values, b, c, kwargs, scaling: DataScaling | None) -> "_Outcome":
+        """One attempt at every example: solve (scaled if asked), then check."""
         batch = A_values.shape[0]
-        x = np.empty((batch, self.n))
-        y = np.empty((batch, self.m))
-        s = np.empty((batch, self.m))
-        statuses = [""] * batch
+        if scaling is not None:
+            A_solver, b_solver, c_solver = scaling.data(A_values, b, c)
+        else:
+            A_solver, b_solver, c_solver = A_values, b, c
+        x = np.zeros((batch, self.n))
+        y = np.zeros((batch, self.m))
+        s = np.zeros((batch, self.m))
+        statuses = [""] * batch  # "" while the point is a candidate to check
+        raw_statuses = [""] * batch
+        iterations = np.full(batch, np.nan)
+        solve_time = np.full(batch, np.nan)
 
         def solve_range(indices: range) -> None:
             for i in indices:
-                A = sp.csc_matrix((A_values[i], self.rows, self.indptr), shape=(self.m, self.n))
+                A = sp.csc_matrix((A_solver[i], self.rows, self.indptr), shape=(self.m, self.n))
+                start = time.perf_counter()
                 try:
                     result = diffcp.solve_internal(
-                        A, b[i].copy(), c[i].copy(), self.cone_dict, solve_method=self.solver,
-                        raise_on_error=False, **kwargs)
+                        A, b_solver[i].copy(), c_solver[i].copy(), self.cone_dict,
+                        solve_method=self.solver, raise_on_error=False, **kwargs)
                 except diffcp.SolverError as err:  # ECOS raises instead of returning a status
-                    statuses[i] = str(err).replace("Solver ecos returned status ", "")
+                    statuses[i] = cone_status.from_ecos_error(str(err))
                     continue
-                statuses[i] = str(result["info"]["status"])
-                if _classify(statuses[i]) != "failed" and not np.all(np.isfinite(result["x"])):
-                    statuses[i] = f"{statuses[i]} (non-finite solution)"
-                x[i], y[i], s[i] = result["x"], result["y"], result["s"]
+                finally:
+                    solve_time[i] = time.perf_counter() - start
+                raw = raw_statuses[i] = str(result["info"]["status"])
+                iterations[i] = result["info"].get("iter", np.nan)
+                if not cone_status.is_candidate(raw):
+                    statuses[i] = cone_status.from_solver(self.solver, raw, iterations[i], kwargs)
+                elif not all(np.all(np.isfinite(result[k])) for k in "xys"):
+                    statuses[i] = cone_status.solver_error(f"{self.solver} returned a non-finite point")
+                else:
+                    x[i], y[i], s[i] = result["x"], result["y"], result["s"]
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # inaccuracy is reported once per batch below
+            warnings.simplefilter("ignore")  # diffcp's "Solved/Inaccurate": the check below decides
             _run_in_threads(solve_range, batch)
 
-        failures: dict[str, list[int]] = {}
-        inaccurate: list[int] = []
-        for i, status in enumerate(statuses):
-            kind = _classify(status)
-            if kind == "failed":
-                failures.setdefault(status, []).append(i)
-            elif kind == "inaccurate":
-                inaccurate.append(i)
-        if failures:
-            raise SolverError(self.solver, failures)
-        if inaccurate:
-            warnings.warn(
-                f"{self.solver} solved inaccurately at batch indices {inaccurate}; "
-                "tighten its tolerances or raise its iteration limit.",
-                RuntimeWarning, stacklevel=2)
-        return x, y, s
+        candidates = np.array([status == "" for status in statuses], dtype=bool)
+        if scaling is not None:
+            x, y, s = scaling.solution(x, y, s)
+        check = self._checker(A_values, b, c, x, y, s)
+        passed = check.passed()
+        for i in np.flatnonzero(candidates):
+            if passed[i]:
+                statuses[i] = cone_status.SOLVED
+            elif cone_status.hit_iteration_limit(self.solver, raw_statuses[i], iterations[i], kwargs):
+                statuses[i] = cone_status.ITERATION_LIMIT
+            else:
+                statuses[i] = cone_status.inaccurate(check.reason(i))
+        info = {"iterations": iterations, "solve_time": solve_time}
+        for name, values in zip(MEASURES, check.measures()):
+            info[name.replace(" ", "_")] = np.where(candidates, values, np.nan)
+        return _Outcome(x, y, s, statuses, info)
 
     # -- backward ----------------------------------------------------------
 
-    def adjoint(self, A_values, b, c, x, y, s, dx, dy, ds, mode: str = "auto"):
+    def adjoint(self, A_values, b, c, x, y, s, dx, dy, ds, mode: str = "auto",
+                valid: np.ndarray | None = None):
         """Applies the adjoint of the solution map at each example's solution.
+
+        The derivative is taken in the units `solve_with_status` solved in
+        (data scaled to unit size, see `cone_scaling`), where it is better
+        conditioned, and carried back to the original units exactly.
 
         Args:
             A_values, b, c: the batch's data, as passed to `solve`.
@@ -158,6 +252,8 @@ class ConeSolver:
             mode: "dense" (batched LU of the dense derivative), "lsqr"
                 (iterative, on diffcp's sparse operator, for large problems)
                 or "auto" (dense up to DENSE_DERIVATIVE_MAX_SIZE).
+            valid: optional (B,) bool: examples marked False (failed solves)
+                get zero gradients and cost nothing.
 
         Returns:
             dA_values (B, nnz), db (B, m), dc (B, n): gradients of the loss
@@ -165,6 +261,18 @@ class ConeSolver:
         """
         if mode not in DERIVATIVE_MODES:
             raise ValueError(f"`mode` must be one of {DERIVATIVE_MODES}. Received: mode={mode!r}")
+        if valid is not None:
+            valid = np.asarray(valid, dtype=bool)
+            gradients = [np.zeros_like(A_values), np.zeros_like(b), np.zeros_like(c)]
+            if valid.any():
+                arrays = [a[valid] for a in (A_values, b, c, x, y, s, dx, dy, ds)]
+                for gradient, part in zip(gradients, self.adjoint(*arrays, mode=mode)):
+                    gradient[valid] = part
+            return tuple(gradients)
+        scaling = DataScaling.of(A_values, b, c)
+        A_values, b, c = scaling.data(A_values, b, c)
+        x, y, s = scaling.scaled_solution(x, y, s)
+        dx, dy, ds = scaling.solution_cotangents(dx, dy, ds)
         n, m = self.n, self.m
         if mode == "auto":
             mode = "dense" if n + m + 1 <= DENSE_DERIVATIVE_MAX_SIZE else "lsqr"
@@ -182,7 +290,7 @@ class ConeSolver:
         dA = pi_z[:, cols] * r[:, n + rows] - pi_z[:, n + rows] * r[:, cols]
         db = pi_z[:, n:n + m] * r[:, -1:] - r[:, n:n + m]
         dc = pi_z[:, :n] * r[:, -1:] - r[:, :n]
-        return dA, db, dc
+        return scaling.data_gradients(dA, db, dc)
 
     def _solve_adjoint_dense(self, A_values, b, c, D, z, dz):
         """Solves Mᵀ r = dz with M = (Q - I) DΠ(z) + I, batched.
@@ -251,6 +359,29 @@ _TIKHONOV = 1e-12
 # A bordered solve is accepted when its residual is this small relative to dz.
 _RESIDUAL_TOLERANCE = 1e-9
 _THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """Solutions, statuses and info of one attempt at a batch (see solve_with_status)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    s: np.ndarray
+    statuses: list[str]
+    info: dict[str, np.ndarray]
+
+    def update(self, indices: np.ndarray, retry: "_Outcome") -> None:
+        """Takes a retry's outcome for `indices`; time and iterations add up."""
+        for name in ("x", "y", "s"):
+            getattr(self, name)[indices] = getattr(retry, name)
+        for position, i in enumerate(indices):
+            self.statuses[i] = retry.statuses[position]
+        for name, values in retry.info.items():
+            if name in ("iterations", "solve_time"):
+                self.info[name][indices] = np.nansum([self.info[name][indices], values], axis=0)
+            else:
+                self.info[name][indices] = values
 
 
 _POOL: ThreadPoolExecutor | None = None  # made on first use, shared by every call
