@@ -78,16 +78,23 @@ def solver_name(solver: str | None) -> str:
 def default_solver(cones: ConeDims) -> tuple[str, dict[str, Any]]:
     """The solver and settings the host path uses when the user names none.
 
-    Chosen by measurement (benchmarks/bench_cone_accuracy.py) as the fastest
-    whose gradients match central differences to 1e-4 on the library's
-    problems of each cone class at its default settings.
+    Chosen by measurement (benchmarks/bench_cone_accuracy.py): Clarabel at
+    tolerances 1e-12 gives gradients within 1e-5 of central differences on
+    the library's polyhedral, second-order and exponential cone problems, and
+    is the fastest or close to it there (ECOS is 5 to 50 times slower on
+    exponential cones). SCS's solutions of degenerate canonical forms (an
+    inactive `½‖At‖² <= 1`, whose auxiliary variable is not unique) sit at an
+    extreme point where the implicit derivative is ill-posed: EllipsoidProjection's
+    gradient was off by 1e-3 at eps 1e-9, against 1e-8 for interior-point
+    solutions. PSD cones go to SCS: diffcp 1.1.9 returns Clarabel's PSD
+    solutions in the wrong layout (they fail the optimality check), and ECOS
+    has no PSD cone.
 
     Returns:
         (solver name, settings), to pass to `ConeSolver` and its solves.
     """
-    if cones.psd:
-        return "SCS", dict(ACCURATE_SETTINGS["SCS"])  # ECOS has no PSD cone
-    return "Clarabel", dict(ACCURATE_SETTINGS["Clarabel"])
+    solver = "SCS" if cones.psd else "Clarabel"
+    return solver, dict(ACCURATE_SETTINGS[solver])
 
 
 class ConeSolver:
