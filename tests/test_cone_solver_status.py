@@ -9,12 +9,14 @@ import re
 
 import cvxpy as cp
 import diffcp
+import diffcp.cones as diffcp_cones
 import numpy as np
 import pytest
 from helpers import sparsemax, sparsemax_solution
 
-from keras_optlayers.core.compiler import compile_problem
+from keras_optlayers.core.compiler import ConeDims, compile_problem
 from keras_optlayers.errors import SolverError
+from keras_optlayers.solvers.cone_projection import ConeProjection
 from keras_optlayers.solvers.cone_solution_check import ACCEPTANCE_TOLERANCE, ConeSolutionChecker
 from keras_optlayers.solvers.cone_solver import ConeSolver, default_solver
 
@@ -171,6 +173,19 @@ def test_adjoint_gives_invalid_examples_zero_gradients_and_others_their_own():
         assert not np.any(part[~valid])
     nothing = solver.adjoint(*data, x, y, s, *cotangents, valid=np.zeros(3, bool))
     assert all(not np.any(g) for g in nothing)
+
+
+def test_batched_projections_match_diffcp():
+    cones = ConeDims(zero=2, nonneg=3, soc=(3, 4, 3), psd=(3, 2), exp=4)
+    layout = [(diffcp_cones.ZERO, cones.zero), (diffcp_cones.POS, cones.nonneg), (diffcp_cones.SOC, list(cones.soc)),
+              (diffcp_cones.PSD, list(cones.psd)), (diffcp_cones.EXP, cones.exp)]
+    v = np.random.default_rng(0).standard_normal((6, cones.num_rows))
+    v[0, -3:] = [0.1, 0.5, 2.0]  # inside an exponential cone
+    v[1, -3:] = [-1.0, 0.0, 0.0]  # on its boundary
+    projection = ConeProjection(cones)
+    for dual, projected in ((False, projection.primal(v)), (True, projection.dual(v))):
+        expected = np.stack([diffcp_cones.pi(row, layout, dual=dual) for row in v])
+        np.testing.assert_allclose(projected, expected, atol=1e-12)
 
 
 def test_default_solver_per_cone_class():
