@@ -28,16 +28,16 @@ import dataclasses
 import pathlib
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import cvxpy as cp
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from timing import median_seconds  # noqa: E402
+from timing import median_seconds
 
-from keras_optlayers.core.compiler import CompiledProblem, compile_problem  # noqa: E402
-from keras_optlayers.core.problems import (  # noqa: E402
+from keras_optlayers.core.compiler import CompiledProblem, compile_problem
+from keras_optlayers.core.problems import (
     ProblemSpec,
     ellipsoid_projection_problem,
     lml_problem,
@@ -45,7 +45,7 @@ from keras_optlayers.core.problems import (  # noqa: E402
     softmax_problem,
     sparsemax_problem,
 )
-from keras_optlayers.solvers.cone_solver import ConeSolver  # noqa: E402
+from keras_optlayers.solvers.cone_solver import ConeSolver
 
 CONFIGS: dict[str, tuple[str, dict]] = {
     "SCS eps 1e-4 (SCS's default)": ("SCS", {"eps_abs": 1e-4, "eps_rel": 1e-4}),
@@ -92,7 +92,7 @@ def cases() -> list[Case]:
     A_eq = rng.standard_normal((eq, n_qp))
     G = rng.standard_normal((ineq, n_qp))
     z0 = rng.standard_normal(n_qp)
-    normal = lambda size: lambda r, batch: r.standard_normal((batch, size))  # noqa: E731
+    normal = lambda size: lambda r, batch: r.standard_normal((batch, size))
     least_squares = soc_least_squares(30, 10)
     return [
         Case("ellipsoid n=20 (SOC)", ellipsoid_projection_problem(20), [np.eye(20), np.zeros(20)], ellipsoid_points),
@@ -173,7 +173,7 @@ class NumpyLayer:
 
     def forward(self, inputs, settings):
         _, A_values, b, c = self.data(inputs)
-        x, y, s, statuses, info = self.solver.solve_with_status(A_values, b, c, settings)
+        x, y, s, statuses, _ = self.solver.solve_with_status(A_values, b, c, settings)
         return self.read(x), (A_values, b, c, x, y, s), statuses
 
     def read(self, x):

@@ -17,7 +17,10 @@ from helpers import sparsemax, sparsemax_solution
 from keras_optlayers.core.compiler import ConeDims, compile_problem
 from keras_optlayers.errors import SolverError
 from keras_optlayers.solvers.cone_projection import ConeProjection
-from keras_optlayers.solvers.cone_solution_check import ACCEPTANCE_TOLERANCE, ConeSolutionChecker
+from keras_optlayers.solvers.cone_solution_check import (
+    ACCEPTANCE_TOLERANCE,
+    ConeSolutionChecker,
+)
 from keras_optlayers.solvers.cone_solver import ConeSolver, default_solver
 
 SOLVERS = ["SCS", "ECOS", "Clarabel"]

@@ -44,7 +44,7 @@ class DataScaling:
     gamma: np.ndarray
 
     @classmethod
-    def of(cls, A_values: np.ndarray, b: np.ndarray, c: np.ndarray) -> "DataScaling":
+    def of(cls, A_values: np.ndarray, b: np.ndarray, c: np.ndarray) -> DataScaling:
         return cls(_largest_entry(A_values), _largest_entry(b), _largest_entry(c))
 
     def data(self, A_values, b, c):

@@ -17,9 +17,17 @@ skew-symmetric embedding Q is scattered into place from precomputed indices
 instead of being assembled with `scipy.sparse.bmat` per example. The solution
 is all the state the backward pass needs, so nothing is kept between the two.
 
-Limits: the derivative is that of the solution map at the returned (possibly
-inexact) solution; at points where the solution map is not differentiable
-(degenerate problems) it is a generalized derivative, as in diffcp.
+Every example is checked after its solve (`cone_solution_check`), whatever
+the solver said: a point that fails is reported, never returned. Examples
+that fail are solved once more with their data scaled to unit size
+(`cone_scaling`). Statuses are named the same way for every solver
+(`cone_status`).
+
+Limits: the derivative is that of the solution map at the returned
+solution, accurate to about the solution's own accuracy; at points where the
+solution map is not differentiable (degenerate problems, or canonical forms
+whose auxiliary variables are not unique) it is a generalized derivative, as
+in diffcp, and depends on which solution the solver returned.
 """
 
 from __future__ import annotations
@@ -100,10 +108,11 @@ def default_solver(cones: ConeDims) -> tuple[str, dict[str, Any]]:
 class ConeSolver:
     """Solves and differentiates a compiled cone program for whole batches.
 
-    Every solve is scaled to unit size first (`cone_scaling`) and every
-    returned point is checked afterwards (`cone_solution_check`): a point
-    that fails the check is reported as "inaccurate", never returned as a
-    solution, whatever the solver's status and the user's tolerances.
+    Every returned point is checked (`cone_solution_check`): a point that
+    fails the check is reported ("inaccurate", or "iteration limit" where the
+    solver ran out of iterations), never returned as a solution, whatever the
+    solver's status and the user's tolerances. Failed examples are solved
+    once more with their data scaled to unit size (`cone_scaling`).
 
     Args:
         program: a CompiledProblem of kind "cone".
@@ -184,7 +193,7 @@ class ConeSolver:
             array[~solved] = 0.0
         return outcome.x, outcome.y, outcome.s, outcome.statuses, outcome.info
 
-    def _solve_and_check(self, A_values, b, c, kwargs, scaling: DataScaling | None) -> "_Outcome":
+    def _solve_and_check(self, A_values, b, c, kwargs, scaling: DataScaling | None) -> _Outcome:
         """One attempt at every example: solve (scaled if asked), then check."""
         batch = A_values.shape[0]
         if scaling is not None:
@@ -378,7 +387,7 @@ class _Outcome:
     statuses: list[str]
     info: dict[str, np.ndarray]
 
-    def update(self, indices: np.ndarray, retry: "_Outcome") -> None:
+    def update(self, indices: np.ndarray, retry: _Outcome) -> None:
         """Takes a retry's outcome for `indices`; time and iterations add up."""
         for name in ("x", "y", "s"):
             getattr(self, name)[indices] = getattr(retry, name)
