@@ -87,9 +87,9 @@ def default_solver(cones: ConeDims) -> tuple[str, dict[str, Any]]:
     """The solver and settings the host path uses when the user names none.
 
     Chosen by measurement (benchmarks/bench_cone_accuracy.py): Clarabel at
-    tolerances 1e-12 gives gradients within 1e-5 of central differences on
+    tolerances 1e-12 gives gradients within 2e-5 of central differences on
     the library's polyhedral, second-order and exponential cone problems, and
-    is the fastest or close to it there (ECOS is 5 to 50 times slower on
+    is the fastest or close to it there (ECOS is 10 to 25 times slower on
     exponential cones). SCS's solutions of degenerate canonical forms (an
     inactive `½‖At‖² <= 1`, whose auxiliary variable is not unique) sit at an
     extreme point where the implicit derivative is ill-posed: EllipsoidProjection's
