@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
+
+import diffcp
 
 
-class SolverError(RuntimeError):
+class SolverError(RuntimeError, diffcp.SolverError):
     """A solve failed for one or more examples of a batch.
 
     Raised instead of returning a solution that is not one: infeasible,
-    unbounded, iteration-limited and failed solves all end here. The message
-    names the solver, each status it reported and the batch indices with that
-    status; inside a graph the TensorFlow error carries the same text.
+    unbounded, iteration-limited, inaccurate (failed the optimality check)
+    and failed solves all end here. The message names the solver, each status
+    and the batch indices with that status; inside a graph the TensorFlow
+    error carries the same text. Code written for cvxpylayers can keep
+    catching `diffcp.SolverError`: this class derives from it.
 
     Args:
         solver: name of the solver that failed, e.g. "SCS" or "QP".
         failures: mapping from a status string to the batch indices that
             ended with it.
+        layer: name of the layer whose solve failed, if known; it heads the
+            message.
 
     Attributes:
         solver: the solver's name.
         statuses: {status: sorted batch indices}.
         status: the status of the first failing example.
         batch_indices: sorted indices of all failing examples.
+        layer: the layer's name, or None.
     """
 
     # Keras rebuilds exceptions raised inside a layer call as `cls(message)`,
@@ -32,11 +39,14 @@ class SolverError(RuntimeError):
 
     def __init__(self, solver: str, failures: Mapping[str, Iterable[int]], layer: str | None = None):
         self.solver = solver
+        self.layer = layer
         self.statuses = {str(s): sorted(int(i) for i in idx) for s, idx in failures.items()}
         self.batch_indices = sorted(i for idx in self.statuses.values() for i in idx)
         first = min(self.statuses, key=lambda s: self.statuses[s][0]) if self.statuses else ""
         self.status = first
         detail = "; ".join(f"status '{s}' at batch indices {idx}" for s, idx in self.statuses.items())
-        self.layer = layer
-        where = f"SolverError in layer '{layer}': " if layer else ""
-        super().__init__(f"{where}{solver} could not solve the problem: {detail}")
+        if layer is None:
+            message = f"{solver} could not solve the problem: {detail}"
+        else:
+            message = f"SolverError in layer '{layer}': {detail}\n{solver} could not solve the problem."
+        super().__init__(message)

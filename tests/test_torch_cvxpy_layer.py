@@ -139,7 +139,7 @@ def test_dual_variable_output():
 
 
 def test_per_call_solver_args_override(relu_layer):
-    with pytest.warns(RuntimeWarning, match="inaccurately"):
+    with pytest.raises(SolverError, match="iteration limit"):
         relu_layer(torch.tensor([-1.0, 0.5, 2.0]), solver_args={"max_iters": 1})
 
 

@@ -22,7 +22,8 @@ from keras_optlayers.ops import affine_maps
 from keras_optlayers.ops.cone_solve import cone_solve
 from keras_optlayers.ops.solver_statistics import SolverStatistics
 from keras_optlayers.solvers import registry
-from keras_optlayers.solvers.cone_solver import SOLVED, ConeSolver
+from keras_optlayers.solvers.cone_solver import ConeSolver
+from keras_optlayers.solvers.cone_status import SOLVED
 from keras_optlayers.solvers.qp import qp_solve_with_status
 from keras_optlayers.solvers.qp import status as qp_status
 from keras_optlayers.xla_context import in_xla_context

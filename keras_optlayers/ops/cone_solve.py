@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_optlayers.core import failure_policy
-from keras_optlayers.solvers.cone_solver import SOLVED, ConeSolver
+from keras_optlayers.solvers.cone_solver import ConeSolver
+from keras_optlayers.solvers.cone_status import SOLVED
 
 
 def _host_call(function, inputs: list[tf.Tensor], outputs: list[tuple[tf.DType, tf.TensorShape]]) -> list[tf.Tensor]:
@@ -67,7 +68,7 @@ def cone_solve(
     statuses: list[tf.Tensor] = []
 
     def solve(A_np, b_np, c_np):
-        x, y, s, status = solver.solve_with_status(A_np, b_np, c_np, settings)
+        x, y, s, status, _ = solver.solve_with_status(A_np, b_np, c_np, settings)
         if raise_on_failure:
             failure_policy.handle_failures("raise", solver.solver, failure_policy.failures_by_status(status, SOLVED),
                                            layer_name)

@@ -17,14 +17,24 @@ skew-symmetric embedding Q is scattered into place from precomputed indices
 instead of being assembled with `scipy.sparse.bmat` per example. The solution
 is all the state the backward pass needs, so nothing is kept between the two.
 
-Limits: the derivative is that of the solution map at the returned (possibly
-inexact) solution; at points where the solution map is not differentiable
-(degenerate problems) it is a generalized derivative, as in diffcp.
+Every example is checked after its solve (`cone_solution_check`), whatever
+the solver said: a point that fails is reported, never returned. Examples
+that fail are solved once more with their data scaled to unit size
+(`cone_scaling`). Statuses are named the same way for every solver
+(`cone_status`).
+
+Limits: the derivative is that of the solution map at the returned
+solution, accurate to about the solution's own accuracy; at points where the
+solution map is not differentiable (degenerate problems, or canonical forms
+whose auxiliary variables are not unique) it is a generalized derivative, as
+in diffcp, and depends on which solution the solver returned.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping
@@ -38,50 +48,38 @@ from threadpoolctl import threadpool_limits
 
 from keras_optlayers.core.compiler import CompiledProblem
 from keras_optlayers.errors import SolverError
+from keras_optlayers.solvers import cone_status, registry
+from keras_optlayers.solvers.cone_scaling import DataScaling
+from keras_optlayers.solvers.cone_solution_check import MEASURES, ConeSolutionChecker
 from keras_optlayers.solvers.dual_cone_projection import DualConeDerivative
 
-SOLVERS = {"SCS": "SCS", "ECOS": "ECOS", "CLARABEL": "Clarabel"}
-DERIVATIVE_MODES = ("auto", "dense", "lsqr")
 # Above this size of the embedding (variables + rows + 1) the adjoint uses
 # LSQR on a sparse operator instead of a dense factorization.
 DENSE_DERIVATIVE_MAX_SIZE = 600
 
-_SOLVED = {"solved", "optimal"}
-# The status of every example whose x, y, s are a solution.
-SOLVED = "solved"
-
-
-def solver_name(solver: str | None) -> str:
-    """Canonical name of a diffcp solver; raises ValueError for others."""
-    key = "SCS" if solver is None else str(solver).upper()
-    if key not in SOLVERS:
-        raise ValueError(
-            f"`solver` must be one of {sorted(SOLVERS.values())} for cone programs. "
-            f"Received: solver={solver!r}"
-        )
-    return SOLVERS[key]
-
-
-def _classify(status: str) -> str:
-    """'ok', 'inaccurate' or 'failed' for a status diffcp reports."""
-    text = status.lower()
-    if text in _SOLVED:
-        return "ok"
-    if "inaccurate" in text and (text.startswith("solved") or text.startswith("optimal")):
-        return "inaccurate"
-    return "failed"
-
-
 class ConeSolver:
     """Solves and differentiates a compiled cone program for whole batches.
 
+    Every returned point is checked (`cone_solution_check`): a point that
+    fails the check is reported ("inaccurate", or "iteration limit" where the
+    solver ran out of iterations), never returned as a solution, whatever the
+    solver's status and the user's tolerances. Failed examples are solved
+    once more with their data scaled to unit size (`cone_scaling`).
+
     Args:
         program: a CompiledProblem of kind "cone".
-        solver: "SCS", "ECOS" or "Clarabel".
+        solver: "SCS", "ECOS" or "Clarabel" (the registry's cone solvers;
+            `registry.default_cone_solver` picks one for a problem). Its
+            registry entry's `default_settings` sit under every call's
+            settings.
     """
 
-    def __init__(self, program: CompiledProblem, solver: str = "SCS"):
-        self.solver = solver_name(solver)
+    def __init__(self, program: CompiledProblem, solver: str):
+        entry = registry.get_solver(solver)
+        if entry.program != "cone":
+            raise ValueError(f"ConeSolver runs {registry.cone_solver_names()}. Received: solver={solver!r}")
+        self.solver = entry.name
+        self.default_settings = dict(entry.default_settings)
         if self.solver == "ECOS" and program.cones.psd:
             raise ValueError("ECOS cannot solve problems with PSD cones; use SCS or Clarabel.")
         self.n = program.num_vars
@@ -92,6 +90,7 @@ class ConeSolver:
         self.indptr = program.A.indptr
         self._embedding = _EmbeddingPattern(self.rows, self.cols, self.n, self.m)
         self._dual_derivative = DualConeDerivative(program.cones)
+        self._checker = ConeSolutionChecker(program.cones, self.rows, self.cols, self.n, self.m)
 
     # -- forward -----------------------------------------------------------
 
@@ -102,10 +101,10 @@ class ConeSolver:
         Raises:
             SolverError: naming each failed status and its batch indices.
         """
-        x, y, s, statuses = self.solve_with_status(A_values, b, c, settings)
+        x, y, s, statuses, _ = self.solve_with_status(A_values, b, c, settings)
         failures: dict[str, list[int]] = {}
         for i, status in enumerate(statuses):
-            if status != SOLVED:
+            if status != cone_status.SOLVED:
                 failures.setdefault(status, []).append(i)
         if failures:
             raise SolverError(self.solver, failures)
@@ -113,51 +112,108 @@ class ConeSolver:
 
     def solve_with_status(self, A_values: np.ndarray, b: np.ndarray, c: np.ndarray,
                           settings: Mapping[str, Any] | None = None):
-        """Solves each example; returns x, y, s and each example's status.
+        """Solves each example and reports how each ended; never raises for one.
 
-        Never raises for a failed example: its status says what happened
-        (`SOLVED` for a solution) and its x, y, s are zeros. The examples
-        are shared out among a few threads: the solvers release the GIL.
+        Each example is solved as given; the examples that fail (any status
+        but "solved") are solved once more with their data scaled to unit
+        size (`cone_scaling`), which rescues data of extreme magnitude, and
+        keep that second outcome. The examples are shared out among a few
+        threads: the solvers release the GIL while they work.
+
+        Args:
+            A_values (B, nnz), b (B, m), c (B, n): the batch's data.
+            settings: the solver's own settings, over `default_settings`.
+
+        Returns:
+            x (B, n), y (B, m), s (B, m): the solutions; zeros for examples
+                that failed.
+            statuses: list of B status strings (see `cone_status`), "solved"
+                exactly for the examples that passed the optimality check.
+            info: dict of (B,) float arrays: "iterations", "solve_time"
+                (seconds, wall clock; both summed over the two attempts),
+                and the check's relative measures "primal_residual",
+                "dual_residual", "gap", "primal_cone", "dual_cone" (NaN where
+                the solver returned no point).
         """
-        kwargs = dict(settings or {})
+        kwargs = {**self.default_settings, **(settings or {})}
+        outcome = self._solve_and_check(A_values, b, c, kwargs, scaling=None)
+        retry = np.flatnonzero([status != cone_status.SOLVED for status in outcome.statuses])
+        if retry.size:
+            data = (A_values[retry], b[retry], c[retry])
+            second = self._solve_and_check(*data, kwargs, scaling=DataScaling.of(*data))
+            outcome.update(retry, second)
+        solved = np.array([status == cone_status.SOLVED for status in outcome.statuses], dtype=bool)
+        for array in (outcome.x, outcome.y, outcome.s):
+            array[~solved] = 0.0
+        return outcome.x, outcome.y, outcome.s, outcome.statuses, outcome.info
+
+    def _solve_and_check(self, A_values, b, c, kwargs, scaling: DataScaling | None) -> _Outcome:
+        """One attempt at every example: solve (scaled if asked), then check."""
         batch = A_values.shape[0]
+        if scaling is not None:
+            A_solver, b_solver, c_solver = scaling.data(A_values, b, c)
+        else:
+            A_solver, b_solver, c_solver = A_values, b, c
         x = np.zeros((batch, self.n))
         y = np.zeros((batch, self.m))
         s = np.zeros((batch, self.m))
-        statuses = [""] * batch
+        statuses = [""] * batch  # "" while the point is a candidate to check
+        raw_statuses = [""] * batch
+        iterations = np.full(batch, np.nan)
+        solve_time = np.full(batch, np.nan)
 
         def solve_range(indices: range) -> None:
             for i in indices:
-                A = sp.csc_matrix((A_values[i], self.rows, self.indptr), shape=(self.m, self.n))
+                A = sp.csc_matrix((A_solver[i], self.rows, self.indptr), shape=(self.m, self.n))
+                start = time.perf_counter()
                 try:
                     result = diffcp.solve_internal(
-                        A, b[i].copy(), c[i].copy(), self.cone_dict, solve_method=self.solver,
-                        raise_on_error=False, **kwargs)
+                        A, b_solver[i].copy(), c_solver[i].copy(), self.cone_dict,
+                        solve_method=self.solver, raise_on_error=False, **kwargs)
                 except diffcp.SolverError as err:  # ECOS raises instead of returning a status
-                    statuses[i] = str(err).replace("Solver ecos returned status ", "")
+                    statuses[i] = cone_status.from_ecos_error(str(err))
                     continue
-                statuses[i] = str(result["info"]["status"])
-                if _classify(statuses[i]) != "failed" and not np.all(np.isfinite(result["x"])):
-                    statuses[i] = f"{statuses[i]} (non-finite solution)"
-                if _classify(statuses[i]) != "failed":
+                finally:
+                    solve_time[i] = time.perf_counter() - start
+                raw = raw_statuses[i] = str(result["info"]["status"])
+                iterations[i] = result["info"].get("iter", np.nan)
+                if not cone_status.is_candidate(raw):
+                    statuses[i] = cone_status.from_solver(self.solver, raw, iterations[i], kwargs)
+                elif not all(np.all(np.isfinite(result[k])) for k in "xys"):
+                    statuses[i] = cone_status.solver_error(f"{self.solver} returned a non-finite point")
+                else:
                     x[i], y[i], s[i] = result["x"], result["y"], result["s"]
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # inaccuracy is reported once per batch below
+            warnings.simplefilter("ignore")  # diffcp's "Solved/Inaccurate": the check below decides
             _run_in_threads(solve_range, batch)
 
-        inaccurate = [i for i, status in enumerate(statuses) if _classify(status) == "inaccurate"]
-        if inaccurate:
-            warnings.warn(
-                f"{self.solver} solved inaccurately at batch indices {inaccurate}; "
-                "tighten its tolerances or raise its iteration limit.",
-                RuntimeWarning, stacklevel=2)
-        return x, y, s, [SOLVED if _classify(status) != "failed" else status for status in statuses]
+        candidates = np.array([status == "" for status in statuses], dtype=bool)
+        if scaling is not None:
+            x, y, s = scaling.solution(x, y, s)
+        check = self._checker(A_values, b, c, x, y, s)
+        passed = check.passed()
+        for i in np.flatnonzero(candidates):
+            if passed[i]:
+                statuses[i] = cone_status.SOLVED
+            elif cone_status.hit_iteration_limit(self.solver, raw_statuses[i], iterations[i], kwargs):
+                statuses[i] = cone_status.ITERATION_LIMIT
+            else:
+                statuses[i] = cone_status.inaccurate(check.reason(i))
+        info = {"iterations": iterations, "solve_time": solve_time}
+        for name, values in zip(MEASURES, check.measures()):
+            info[name.replace(" ", "_")] = np.where(candidates, values, np.nan)
+        return _Outcome(x, y, s, statuses, info)
 
     # -- backward ----------------------------------------------------------
 
-    def adjoint(self, A_values, b, c, x, y, s, dx, dy, ds, mode: str = "auto", valid=None):
+    def adjoint(self, A_values, b, c, x, y, s, dx, dy, ds, mode: str = "auto",
+                valid: np.ndarray | None = None):
         """Applies the adjoint of the solution map at each example's solution.
+
+        The derivative is taken in the units `solve_with_status` solved in
+        (data scaled to unit size, see `cone_scaling`), where it is better
+        conditioned, and carried back to the original units exactly.
 
         Args:
             A_values, b, c: the batch's data, as passed to `solve`.
@@ -166,23 +222,27 @@ class ConeSolver:
             mode: "dense" (batched LU of the dense derivative), "lsqr"
                 (iterative, on diffcp's sparse operator, for large problems)
                 or "auto" (dense up to DENSE_DERIVATIVE_MAX_SIZE).
-            valid: optional (B,) booleans: only these examples are
-                differentiated; the others (failed solves) get zeros.
+            valid: optional (B,) bool: examples marked False (failed solves)
+                get zero gradients and cost nothing.
 
         Returns:
             dA_values (B, nnz), db (B, m), dc (B, n): gradients of the loss
             with respect to the data.
         """
-        if mode not in DERIVATIVE_MODES:
-            raise ValueError(f"`mode` must be one of {DERIVATIVE_MODES}. Received: mode={mode!r}")
-        if valid is not None and not np.all(valid):
-            grads = [np.zeros_like(a) for a in (A_values, b, c)]
-            if np.any(valid):
-                parts = self.adjoint(A_values[valid], b[valid], c[valid], x[valid], y[valid], s[valid],
-                                     dx[valid], dy[valid], ds[valid], mode=mode)
-                for grad, part in zip(grads, parts):
-                    grad[valid] = part
-            return grads
+        if mode not in registry.DERIVATIVE_MODES:
+            raise ValueError(f"`mode` must be one of {registry.DERIVATIVE_MODES}. Received: mode={mode!r}")
+        if valid is not None:
+            valid = np.asarray(valid, dtype=bool)
+            gradients = [np.zeros_like(A_values), np.zeros_like(b), np.zeros_like(c)]
+            if valid.any():
+                arrays = [a[valid] for a in (A_values, b, c, x, y, s, dx, dy, ds)]
+                for gradient, part in zip(gradients, self.adjoint(*arrays, mode=mode)):
+                    gradient[valid] = part
+            return tuple(gradients)
+        scaling = DataScaling.of(A_values, b, c)
+        A_values, b, c = scaling.data(A_values, b, c)
+        x, y, s = scaling.scaled_solution(x, y, s)
+        dx, dy, ds = scaling.solution_cotangents(dx, dy, ds)
         n, m = self.n, self.m
         if mode == "auto":
             mode = "dense" if n + m + 1 <= DENSE_DERIVATIVE_MAX_SIZE else "lsqr"
@@ -200,7 +260,7 @@ class ConeSolver:
         dA = pi_z[:, cols] * r[:, n + rows] - pi_z[:, n + rows] * r[:, cols]
         db = pi_z[:, n:n + m] * r[:, -1:] - r[:, n:n + m]
         dc = pi_z[:, :n] * r[:, -1:] - r[:, :n]
-        return dA, db, dc
+        return scaling.data_gradients(dA, db, dc)
 
     def _solve_adjoint_dense(self, A_values, b, c, D, z, dz):
         """Solves Mᵀ r = dz with M = (Q - I) DΠ(z) + I, batched.
@@ -269,6 +329,29 @@ _TIKHONOV = 1e-12
 # A bordered solve is accepted when its residual is this small relative to dz.
 _RESIDUAL_TOLERANCE = 1e-9
 _THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """Solutions, statuses and info of one attempt at a batch (see solve_with_status)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    s: np.ndarray
+    statuses: list[str]
+    info: dict[str, np.ndarray]
+
+    def update(self, indices: np.ndarray, retry: _Outcome) -> None:
+        """Takes a retry's outcome for `indices`; time and iterations add up."""
+        for name in ("x", "y", "s"):
+            getattr(self, name)[indices] = getattr(retry, name)
+        for position, i in enumerate(indices):
+            self.statuses[i] = retry.statuses[position]
+        for name, values in retry.info.items():
+            if name in ("iterations", "solve_time"):
+                self.info[name][indices] = np.nansum([self.info[name][indices], values], axis=0)
+            else:
+                self.info[name][indices] = values
 
 
 _POOL: ThreadPoolExecutor | None = None  # made on first use, shared by every call

@@ -54,6 +54,8 @@ class SolverEntry:
         runs_in_xla: compiles under `jit_compile=True` (no host callback).
         exportable: is saved into `model.export()` / SavedModel graphs.
         differentiation: how its gradient is computed, in one line.
+        default_settings: the settings every solve starts from; a user's
+            settings override them.
     """
 
     name: str
@@ -65,6 +67,7 @@ class SolverEntry:
     runs_in_xla: bool
     exportable: bool
     differentiation: str
+    default_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 _DIFFCP_DIFFERENTIATION = (
@@ -112,21 +115,30 @@ QP = SolverEntry(
     exportable=True,
     differentiation="implicit differentiation of the KKT conditions at the solution (solvers/qp/kkt_adjoint.py)",
 )
+# The diffcp solvers' default settings were measured (benchmarks/bench_cone_accuracy.py):
+# at their own defaults SCS (eps 1e-4) is off by ~1e-4 with implicit
+# gradients off by O(1), and ECOS and Clarabel (1e-8) by up to 1e-4 where
+# CVXPY writes a squared norm as a second-order cone (the solution error is
+# about the square root of the objective's): sparsemax of the README's input
+# came out 0.98640 for 0.98628.
 SCS = SolverEntry(
     name="SCS", program="cone", cones=frozenset({"zero", "nonneg", "soc", "exp", "psd"}),
     settings=_SCS_SETTINGS, accuracy_settings=("eps_abs", "eps_rel"), iteration_setting="max_iters",
     runs_in_xla=False, exportable=False, differentiation=_DIFFCP_DIFFERENTIATION,
+    default_settings={"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 100_000},
 )
 ECOS = SolverEntry(
     name="ECOS", program="cone", cones=frozenset({"zero", "nonneg", "soc", "exp"}),
     settings=_ECOS_SETTINGS, accuracy_settings=("abstol", "reltol", "feastol"), iteration_setting="max_iters",
     runs_in_xla=False, exportable=False, differentiation=_DIFFCP_DIFFERENTIATION,
+    default_settings={"abstol": 1e-11, "reltol": 1e-11, "feastol": 1e-11},
 )
 CLARABEL = SolverEntry(
     name="Clarabel", program="cone", cones=frozenset({"zero", "nonneg", "soc", "exp", "psd"}),
     settings=_CLARABEL_SETTINGS, accuracy_settings=("tol_gap_abs", "tol_gap_rel", "tol_feas"),
     iteration_setting="max_iter", runs_in_xla=False, exportable=False,
     differentiation=_DIFFCP_DIFFERENTIATION,
+    default_settings={"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12},
 )
 
 SOLVERS: dict[str, SolverEntry] = {entry.name.upper(): entry for entry in (QP, SCS, ECOS, CLARABEL)}
@@ -137,8 +149,21 @@ SOLVE_METHOD_KEY = "solve_method"
 
 
 def default_cone_solver(cones) -> SolverEntry:
-    """The diffcp solver `solver=None` uses for a cone program with these `ConeDims`."""
-    return SCS
+    """The diffcp solver `solver=None` uses for a cone program with these `ConeDims`.
+
+    Chosen by measurement (benchmarks/bench_cone_accuracy.py): Clarabel at
+    tolerances 1e-12 gives gradients within 2e-5 of central differences on
+    the library's polyhedral, second-order and exponential cone problems, and
+    is the fastest or close to it there (ECOS is 10 to 25 times slower on
+    exponential cones). SCS's solutions of degenerate canonical forms (an
+    inactive `½‖At‖² <= 1`, whose auxiliary variable is not unique) sit at an
+    extreme point where the implicit derivative is ill-posed: EllipsoidProjection's
+    gradient was off by 1e-3 at eps 1e-9, against 1e-8 for interior-point
+    solutions. PSD cones go to SCS: diffcp 1.1.9 returns Clarabel's PSD
+    solutions in the wrong layout (they fail the optimality check), and ECOS
+    has no PSD cone.
+    """
+    return SCS if cones.psd else CLARABEL
 
 
 def solver_names() -> list[str]:

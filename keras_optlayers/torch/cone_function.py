@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from keras_optlayers.solvers.cone_solver import SOLVED, ConeSolver
+from keras_optlayers.solvers.cone_solver import ConeSolver
+from keras_optlayers.solvers.cone_status import SOLVED
 
 
 class ConeSolveFunction(torch.autograd.Function):
@@ -28,7 +29,7 @@ class ConeSolveFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, A_values: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
                 solver: ConeSolver, settings: Mapping[str, Any], derivative_mode: str, statuses: list):
-        *solution, status = solver.solve_with_status(
+        *solution, status, _ = solver.solve_with_status(
             A_values.detach().numpy(), b.detach().numpy(), c.detach().numpy(), settings)
         statuses.extend(status)
         x, y, s = (torch.from_numpy(a) for a in solution)

@@ -11,7 +11,8 @@ import torch
 from keras_optlayers.core import checks, failure_policy
 from keras_optlayers.core.compiler import CompiledProblem, compile_problem
 from keras_optlayers.solvers import registry
-from keras_optlayers.solvers.cone_solver import SOLVED, ConeSolver
+from keras_optlayers.solvers.cone_solver import ConeSolver
+from keras_optlayers.solvers.cone_status import SOLVED
 from keras_optlayers.torch import affine_maps
 from keras_optlayers.torch.cone_function import cone_solve
 
