@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from timing import median_seconds
 
-from keras_optlayers.core.compiler import CompiledProblem, compile_problem
+from keras_optlayers.core.compiler import compile_problem
 from keras_optlayers.core.problems import (
     ProblemSpec,
     ellipsoid_projection_problem,
@@ -133,28 +133,6 @@ def soc_least_squares(m: int, n: int) -> ProblemSpec:
 # -- numpy path: parameters -> data -> solve -> output, and back ---------------
 
 
-def theta_of(program: CompiledProblem, values: list[np.ndarray], batch: int) -> np.ndarray:
-    """theta (B, num_theta): the first parameter batched, the others shared."""
-    columns = []
-    for index in program.parameter_order:
-        value = np.asarray(values[index], dtype=float)
-        if index == 0:
-            columns.append(np.stack([v.reshape(-1, order="F") for v in value]))
-        else:
-            columns.append(np.broadcast_to(value.reshape(-1, order="F"), (batch, value.size)))
-    return np.concatenate(columns + [np.ones((batch, 1))], axis=1)
-
-
-def first_parameter_slice(program: CompiledProblem) -> slice:
-    start = 0
-    for index in program.parameter_order:
-        size = program.parameters[index].size
-        if index == 0:
-            return slice(start, start + size)
-        start += size
-    raise AssertionError("no first parameter")
-
-
 class NumpyLayer:
     """The host path of CvxpyLayer, in numpy: data maps, ConeSolver, output map."""
 
@@ -167,7 +145,7 @@ class NumpyLayer:
         assert self.output.source == "x" and not self.output.exp
 
     def data(self, inputs):
-        theta = theta_of(self.program, [inputs, *self.case.fixed], len(inputs))
+        theta = self.program.theta([inputs, *self.case.fixed])
         p = self.program
         return theta, (p.A.matrix @ theta.T).T, (p.b @ theta.T).T, (p.c @ theta.T).T
 
@@ -181,12 +159,12 @@ class NumpyLayer:
         flat = x[:, self.output.indices]
         if self.output.scales is not None:
             flat = flat * self.output.scales
-        return np.stack([f.reshape(self.output.shape, order="F") for f in flat])
+        return flat.reshape(-1, *self.output.shape)
 
     def backward(self, saved, weights, valid):
         A_values, b, c, x, y, s = saved
         dx = np.zeros_like(x)
-        flat_weights = np.stack([w.reshape(-1, order="F") for w in weights])
+        flat_weights = weights.reshape(len(weights), -1)
         if self.output.scales is not None:
             flat_weights = flat_weights * self.output.scales
         np.add.at(dx, (slice(None), self.output.indices), flat_weights)
@@ -194,8 +172,7 @@ class NumpyLayer:
                                          valid=valid)
         p = self.program
         dtheta = dA @ p.A.matrix + db @ p.b + dc @ p.c
-        shape = p.parameters[0].shape
-        return np.stack([g.reshape(shape, order="F") for g in dtheta[:, first_parameter_slice(p)]])
+        return p.parameter_gradients(dtheta)[0]
 
 
 def reference(case: Case, inputs: np.ndarray, weights: np.ndarray):

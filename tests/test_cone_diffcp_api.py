@@ -28,8 +28,7 @@ def ellipsoid_program():
 
 
 def ellipsoid_data(program, x):
-    values = {0: x, 1: np.eye(2).reshape(-1, order="F"), 2: np.zeros(2)}
-    theta = np.concatenate([values[i] for i in program.parameter_order] + [np.ones(1)])[None]
+    theta = program.theta([x, np.eye(2), np.zeros(2)])
     return (program.A.matrix @ theta.T).T, (program.b @ theta.T).T, (program.c @ theta.T).T
 
 

@@ -21,7 +21,9 @@ from keras_optlayers.solvers.cone_solution_check import (
     ACCEPTANCE_TOLERANCE,
     ConeSolutionChecker,
 )
-from keras_optlayers.solvers.cone_solver import ConeSolver, default_solver
+from keras_optlayers import EllipsoidProjection
+from keras_optlayers.solvers import registry
+from keras_optlayers.solvers.cone_solver import ConeSolver
 
 SOLVERS = ["SCS", "ECOS", "Clarabel"]
 
@@ -32,11 +34,7 @@ def compiled(problem, parameters, variables):
 
 def solver_data(program, batch_values):
     """(A_values, b, c) for a batch: batch_values[k] holds example k's parameter values."""
-    thetas = []
-    for values in batch_values:
-        parts = [np.asarray(values[i], float).reshape(-1, order="F") for i in program.parameter_order]
-        thetas.append(np.concatenate(parts + [np.ones(1)]))
-    theta = np.array(thetas)
+    theta = np.concatenate([program.theta(values) for values in batch_values])
     return (program.A.matrix @ theta.T).T, (program.b @ theta.T).T, (program.c @ theta.T).T
 
 
@@ -200,6 +198,9 @@ def test_default_solver_per_cone_class():
     P = cp.Parameter((2, 2), name="P")
     X = cp.Variable((2, 2), symmetric=True)
     psd = cones_of(cp.Problem(cp.Minimize(cp.sum_squares(X - P)), [X >> 0]), [P], [X])
-    assert default_solver(soc) == ("Clarabel", {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12})
-    assert default_solver(psd)[0] == "SCS"
-    assert ConeSolver(compiled(family.problem, family.parameters, family.variables)).solver == "Clarabel"
+    assert registry.default_cone_solver(soc) is registry.CLARABEL
+    assert registry.CLARABEL.default_settings == {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12}
+    assert registry.default_cone_solver(psd) is registry.SCS
+    layer = EllipsoidProjection()
+    layer.build((None, 3))
+    assert layer.batched_problem.solver is registry.CLARABEL

@@ -62,7 +62,7 @@ def test_outputs_are_feasible_and_idempotent(accurate_solver):
 def test_is_a_cone_program_kept_out_of_xla():
     layer = EllipsoidProjection()
     layer.build((None, 2))
-    assert layer.batched_problem.solver.name == "SCS"
+    assert layer.batched_problem.solver.name == "Clarabel"
     assert not layer.supports_jit
 
 

@@ -161,6 +161,29 @@ class CompiledProblem:
     def num_rows(self) -> int:
         return self.cones.num_rows
 
+    def theta(self, values: Sequence[np.ndarray]) -> np.ndarray:
+        """theta (B, len(theta_index)) from numpy parameter values, in the user's order.
+
+        Each value has the parameter's shape, or a leading batch dimension
+        (B, *shape); unbatched values are shared by the batch. The numpy
+        counterpart of the front ends' gather, for tests and tools.
+        """
+        arrays = [np.asarray(v, dtype=float) for v in values]
+        batched = [a.shape[0] for a, info in zip(arrays, self.parameters) if a.ndim == len(info.shape) + 1]
+        batch = batched[0] if batched else 1
+        flat = [np.broadcast_to(a, (batch, *info.shape)).reshape(batch, info.size)
+                for a, info in zip(arrays, self.parameters)]
+        return np.concatenate([*flat, np.ones((batch, 1))], axis=1)[:, self.theta_index]
+
+    def parameter_gradients(self, theta_gradient: np.ndarray) -> list[np.ndarray]:
+        """Gradients (B, *shape) of each parameter from a gradient (B, len(theta)) of theta."""
+        batch = theta_gradient.shape[0]
+        flat = np.zeros((batch, int(sum(info.size for info in self.parameters)) + 1))
+        np.add.at(flat, (slice(None), self.theta_index), theta_gradient)
+        offsets = np.cumsum([0, *(info.size for info in self.parameters)])
+        return [flat[:, start:stop].reshape(batch, *info.shape)
+                for info, start, stop in zip(self.parameters, offsets[:-1], offsets[1:])]
+
 
 def _param_name(param: cp.Parameter, index: int) -> str:
     return param.name() if param.name() else f"param{index}"
