@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from keras_optlayers.errors import SolverError
+from keras_optlayers.errors import SolverError, solver_errors
 
 from keras_optlayers._version import __version__ as __version__
 
@@ -83,6 +83,7 @@ __all__ = [
     "Sparsemax",
     "__version__",
     "compare_layers",
+    "solver_errors",
     "qp_solve",
     "qp_solve_with_status",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import re
+from collections.abc import Iterable, Iterator, Mapping
 
 import diffcp
 
@@ -50,3 +52,54 @@ class SolverError(RuntimeError, diffcp.SolverError):
         else:
             message = f"SolverError in layer '{layer}': {detail}\n{solver} could not solve the problem."
         super().__init__(message)
+
+    @classmethod
+    def from_message(cls, text: str) -> SolverError | None:
+        """The SolverError whose message `text` carries, or None.
+
+        Inside a graph (`model.fit`, `evaluate`, `predict`, `tf.function`) a
+        failed solve reaches the caller as a TensorFlow error whose long
+        message contains this error's text; this reads it back.
+        """
+        text = text.replace("\\'", "'")  # tf.Assert prints strings C-escaped
+        statuses = _STATUS.findall(text)
+        solver = _SOLVER.search(text)
+        if not statuses or solver is None:
+            return None
+        failures: dict[str, set[int]] = {}  # the text may repeat the message (tracebacks)
+        for status, indices in statuses:
+            failures.setdefault(status, set()).update(int(i) for i in indices.split(",") if i.strip())
+        layer = _LAYER.search(text)
+        return cls(solver.group(1), failures, layer=layer.group(1) if layer else None)
+
+
+_LAYER = re.compile(r"SolverError in layer '([^']*)'")
+_STATUS = re.compile(r"status '((?:[^'\\]|\\.)*)' at batch indices \[([\d, ]*)\]")
+_SOLVER = re.compile(r"(\w+) could not solve the problem")
+
+
+@contextlib.contextmanager
+def solver_errors() -> Iterator[None]:
+    """Re-raises a failed solve inside a graph as the `SolverError` it carries.
+
+    In `model.fit`, `evaluate` and `predict` (graphs), a failed solve with
+    `on_failure="raise"` surfaces as a TensorFlow error whose message holds
+    the `SolverError` text deep inside a long trace. Wrapped in this context
+    manager, the caller gets the `SolverError` itself (the TF error chained
+    as its cause), first line naming the layer, the statuses and the batch
+    indices:
+
+        with keras_optlayers.solver_errors():
+            model.fit(x, y)
+
+    Any other exception passes through unchanged.
+    """
+    try:
+        yield
+    except SolverError:
+        raise
+    except Exception as error:  # tf.errors.OpError, without importing TensorFlow here
+        solver_error = SolverError.from_message(getattr(error, "message", None) or str(error))
+        if solver_error is None:
+            raise
+        raise solver_error from error

@@ -103,6 +103,6 @@ def test_modules_are_not_shadowed_by_functions():
 def test_lazy_exports_match_all():
     import keras_optlayers
 
-    assert set(keras_optlayers.__all__) == set(keras_optlayers._LAZY_EXPORTS) | {"SolverError", "__version__"}
+    assert set(keras_optlayers.__all__) == set(keras_optlayers._LAZY_EXPORTS) | {"SolverError", "solver_errors", "__version__"}
     for name in keras_optlayers.__all__:
         assert getattr(keras_optlayers, name) is not None

@@ -97,3 +97,20 @@ class _no_check:
 
     def __exit__(self, *exc):
         return False
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_solver_error_in_fit_reaches_the_user_naming_layer_status_and_indices(solver):
+    layer = interval_layer(solver, "raise")
+    x = keras.Input((2,))
+    lower = keras.Input((2,))
+    upper = keras.Input((2,))
+    model = keras.Model([x, lower, upper], layer(x, lower, upper)[0])
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(SolverError) as info:
+        with kol.solver_errors():
+            model.fit([X, LOWER, UPPER], np.zeros((3, 2)), batch_size=3, shuffle=False, verbose=0)
+    first_line = str(info.value).splitlines()[0]
+    assert f"layer '{layer.name}'" in first_line and "batch indices [1]" in first_line, first_line
+    assert info.value.batch_indices == [1] and info.value.layer == layer.name
+    assert isinstance(info.value.__cause__, tf.errors.OpError)
