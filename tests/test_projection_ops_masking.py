@@ -172,6 +172,18 @@ def test_mask_broadcasts_and_follows_the_axis(name, run):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_mask_and_bounds_of_the_wrong_shape_are_rejected(name, run):
+    x = tf.zeros((2, 4))
+    with pytest.raises(ValueError, match=r"Expected `mask` broadcastable .* Received: mask.shape=\(3,\)"):
+        run(lambda x, m: call_op(name, x, 0.5, m), x, tf.ones((3,), tf.bool))
+    with pytest.raises(ValueError, match=r"Received: mask.shape=\(5, 2, 4\)"):
+        run(lambda x, m: call_op(name, x, 0.5, m), x, tf.ones((5, 2, 4), tf.bool))
+    if name.startswith("c"):
+        with pytest.raises(ValueError, match=r"Expected `upper` broadcastable .* Received: upper.shape=\(2, 3\)"):
+            run(lambda x, u: call_op(name, x, u), x, tf.ones((2, 3)))
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_xla_with_masks_matches_eager(name):
     x, upper, mask = _case(6)
     x[0] *= 1e3
@@ -235,3 +247,23 @@ def test_compiled_functions_sit_in_a_bounded_lru(monkeypatch):
         runner(x, [], None, axis)
     # Three distinct keys, capacity two: axis 1 (least recently used) was evicted.
     assert [key[0] for key in runner._compiled] == [2, 0]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_persistent_tape_jacobians_stay_finite(name):
+    # A persistent tape also backpropagates zeros through the ops inside the
+    # custom gradients: no intermediate may be inf with an inf derivative there.
+    x, upper, mask = _case(8)
+    x[0] *= 1e30
+    x[1, 2] = -np.inf
+    upper = np.where(mask, upper / np.minimum(1.0, (upper * mask).sum(-1, keepdims=True)), upper)
+    x, upper, mask = tf.constant(x), tf.constant(upper), tf.constant(mask)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, upper])
+        y = call_op(name, x, upper, mask)
+    jacobian = tape.batch_jacobian(y, x).numpy()
+    assert np.all(np.isfinite(jacobian))
+    excluded = ~mask.numpy() | np.isinf(x.numpy())
+    assert np.all(jacobian.transpose(0, 2, 1)[excluded] == 0) and np.all(jacobian[excluded] == 0)
+    if name.startswith("c"):
+        assert np.all(np.isfinite(tape.batch_jacobian(y, upper).numpy()))

@@ -107,15 +107,22 @@ def _solve_threshold(shifted: tf.Tensor, shifted_above: tf.Tensor, num_included:
         residual, slope = _residual_and_slope(shifted, delta, k)
         low = tf.where(residual > 0, delta, low)
         high = tf.where(residual > 0, high, delta)
-        newton = delta + safe_divide(residual, slope)
-        take_newton = tf.logical_and(
-            tf.logical_and(slope > 0, tf.logical_and(newton > low, newton < high)),
-            tf.abs(newton - delta) <= 0.5 * last_step,
+        newton_step = safe_divide(residual, slope)
+        newton = delta + newton_step
+        resolution = 4.0 * _EPS * tf.maximum(tf.abs(delta), 1.0)
+        # A Newton step below the resolution of delta is the last one (its
+        # rounding could put it on either side of the bracket's end).
+        final_newton = tf.logical_and(slope > 0, tf.abs(newton_step) <= resolution)
+        take_newton = tf.logical_or(
+            final_newton,
+            tf.logical_and(
+                tf.logical_and(slope > 0, tf.logical_and(newton > low, newton < high)),
+                tf.abs(newton_step) <= 0.5 * last_step,
+            ),
         )
         next_delta = tf.where(take_newton, newton, 0.5 * (low + high))
-        resolution = 4.0 * _EPS * tf.maximum(tf.abs(delta), 1.0)
         done = tf.logical_or(
-            tf.equal(residual, 0.0),
+            tf.logical_or(tf.equal(residual, 0.0), final_newton),
             tf.logical_or(tf.abs(next_delta - delta) <= resolution, high - low <= resolution),
         )
         # Converged rows keep their delta: later steps could only add rounding noise.

@@ -72,10 +72,29 @@ def caller_epsilon(dtype: tf.DType) -> float:
     return float(np.finfo(dtype.as_numpy_dtype).eps)
 
 
+def check_broadcastable(name: str, tensor: tf.Tensor, x: tf.Tensor) -> None:
+    """Raises ValueError unless `tensor` broadcasts to the shape of `x` (as far as known statically)."""
+    if tensor.shape.rank is None or x.shape.rank is None:
+        return
+    try:
+        broadcast = tf.broadcast_static_shape(tensor.shape, x.shape)
+        fits = tensor.shape.rank <= x.shape.rank and broadcast.is_compatible_with(x.shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"Expected `{name}` broadcastable to the shape of `x`, {x.shape}. Received: {name}.shape={tensor.shape}"
+        )
+
+
 def prepare_input(x, mask, axis: int) -> tuple[tf.Tensor, tf.Tensor | None, int]:
-    """Converts `x` and `mask` and checks `axis` (no data checks on `x`)."""
+    """Converts `x` and `mask` and checks `axis` and shapes (no data checks on `x`)."""
     x = as_float_tensor(x)
-    return x, as_mask(mask), checks.canonical_axis(axis, x.shape.rank)
+    axis = checks.canonical_axis(axis, x.shape.rank)
+    mask = as_mask(mask)
+    if mask is not None:
+        check_broadcastable("mask", mask, x)
+    return x, mask, axis
 
 
 def prepare_upper(x: tf.Tensor, upper, axis: int) -> tuple[tf.Tensor, bool]:
@@ -87,7 +106,9 @@ def prepare_upper(x: tf.Tensor, upper, axis: int) -> tuple[tf.Tensor, bool]:
     if isinstance(upper, (int, float, np.floating, np.integer)) and not isinstance(upper, bool):
         checks.check_float_upper(float(upper), x.shape[axis])
         return tf.constant(upper, x.dtype), False
-    return tf.cast(as_float_tensor(upper), x.dtype), True
+    upper = tf.cast(as_float_tensor(upper), x.dtype)
+    check_broadcastable("upper", upper, x)
+    return upper, True
 
 
 def assert_valid_upper(upper: tf.Tensor, epsilon: float) -> tf.Tensor:
