@@ -96,7 +96,8 @@ def main() -> None:
     args = parser.parse_args()
     sizes = args.sizes or ([100] if args.quick else [100, 1000])
     slow_repeats = 1 if args.quick else args.slow_repeats
-    legacy_layer = baselines.cvxpylayers_tf_layer()
+    # Loaded only when timed, so --skip-legacy runs without the installed baselines.
+    legacy_layer = None if args.skip_legacy else baselines.cvxpylayers_tf_layer()
     rng = np.random.default_rng(0)
 
     def ms(seconds):
