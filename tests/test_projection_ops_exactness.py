@@ -8,6 +8,7 @@ bisection in 100-digit arithmetic (`mpmath`). The inputs mix magnitudes from
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -38,7 +39,7 @@ def _capped_simplex_exact(x, upper) -> list[float]:
 
     points = sorted(set(xs) | {xi - ui for xi, ui in zip(xs, us)}, reverse=True)
     tau = points[-1]  # bounds summing to exactly 1: every entry at its cap
-    for high, low in zip(points, points[1:]):
+    for high, low in itertools.pairwise(points):
         f_high, f_low = f(high), f(low)
         if f_high <= 1 <= f_low:
             tau = high if f_low == f_high else high - (1 - f_high) * (high - low) / (f_low - f_high)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_projection_ops_exactness import K, NAMES, call_op, exact_projection
+from test_projection_ops_exactness import NAMES, K, call_op, exact_projection
 
 from keras_optlayers.ops import _projection_utils, csoftmax, csparsemax, lml, sparsemax
 

@@ -36,7 +36,6 @@ bad bounds comes out as NaN instead.
 from __future__ import annotations
 
 import collections
-import functools
 from typing import Callable, Sequence
 
 import numpy as np
