@@ -8,7 +8,9 @@ For sparsemax, csparsemax, csoftmax and LML at batch 128, forward + backward
 * the same problem through cvxpylayers 0.1.9's TensorFlow layer (eager only),
 * for sparsemax, a plain sort-based TF sparsemax with autodiff (in a tf.function).
 
-Prints a markdown table of median times and ratios. Usage:
+Prints a markdown table of median times and ratios. The fast and the plain
+sparsemax are timed in turns, so that their ratio holds on a loaded machine.
+Usage:
 
     python benchmarks/bench_projections.py            # n = 100 and 1000
     python benchmarks/bench_projections.py --quick    # n = 100 only, fewer repeats
@@ -19,7 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import statistics
 import sys
+import time
+from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -60,8 +65,8 @@ def fast_layers(n: int) -> dict:
     }
 
 
-def forward_backward_seconds(layer, x: tf.Tensor, weights: tf.Tensor, repeats: int, warm_up: bool = True) -> float:
-    """Median wall time of y = layer(x) and d<w, y>/dx (after one warm-up call, unless told not to)."""
+def forward_backward(layer, x: tf.Tensor, weights: tf.Tensor) -> Callable[[], None]:
+    """One call of y = layer(x) and d<w, y>/dx, as a function to time."""
 
     def run():
         with tf.GradientTape() as tape:
@@ -72,7 +77,30 @@ def forward_backward_seconds(layer, x: tf.Tensor, weights: tf.Tensor, repeats: i
             functional = tf.reduce_sum(weights * tf.cast(y, weights.dtype))
         tape.gradient(functional, x).numpy()
 
-    return median_seconds(run, repeats, warm_up)
+    return run
+
+
+def forward_backward_seconds(layer, x: tf.Tensor, weights: tf.Tensor, repeats: int, warm_up: bool = True) -> float:
+    """Median wall time of y = layer(x) and d<w, y>/dx (after one warm-up call, unless told not to)."""
+    return median_seconds(forward_backward(layer, x, weights), repeats, warm_up)
+
+
+def interleaved_median_seconds(runs: list[Callable[[], None]], repeats: int) -> list[float]:
+    """Median wall time of each run, timed in turns (a, b, a, b, ...) after one warm-up call each.
+
+    On a machine shared with other work the load changes from second to
+    second; taking turns exposes the runs to the same load, so their ratio
+    stays meaningful where back-to-back medians would not.
+    """
+    for run in runs:
+        run()
+    seconds: list[list[float]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for run, samples in zip(runs, seconds):
+            start = time.perf_counter()
+            run()
+            samples.append(time.perf_counter() - start)
+    return [statistics.median(samples) for samples in seconds]
 
 
 def try_time(make_layer, x, weights, repeats):
@@ -96,7 +124,8 @@ def main() -> None:
     args = parser.parse_args()
     sizes = args.sizes or ([100] if args.quick else [100, 1000])
     slow_repeats = 1 if args.quick else args.slow_repeats
-    legacy_layer = baselines.cvxpylayers_tf_layer()
+    # Loaded only when timed, so --skip-legacy runs without the installed baselines.
+    legacy_layer = None if args.skip_legacy else baselines.cvxpylayers_tf_layer()
     rng = np.random.default_rng(0)
 
     def ms(seconds):
@@ -116,8 +145,12 @@ def main() -> None:
         weights = tf.constant(rng.standard_normal((BATCH, n)))
         for name, layer in fast_layers(n).items():
             spec = layer.cvxpy_problem(n)
-            fast = forward_backward_seconds(layer, x, weights, args.repeats)
-            plain = forward_backward_seconds(plain_sparsemax, x, weights, args.repeats) if name == "sparsemax" else None
+            if name == "sparsemax":
+                fast, plain = interleaved_median_seconds(
+                    [forward_backward(layer, x, weights), forward_backward(plain_sparsemax, x, weights)], args.repeats
+                )
+            else:
+                fast, plain = forward_backward_seconds(layer, x, weights, args.repeats), None
             ours, ours_error = try_time(
                 lambda: CvxpyLayer(spec.problem, parameters=spec.parameters, variables=spec.variables),
                 x, weights, slow_repeats,
