@@ -44,9 +44,10 @@ class ProjectionLayer(ArgumentAttributes, keras.layers.Layer):
             raise ValueError(f"{name} takes no bounds at call time. Received: upper={upper!r}")
         values = [upper if a.name == "upper" and upper is not None else arguments[a.name]
                   for a in self.definition.arguments]
+        if isinstance(mask, (list, tuple)):  # Keras' masks of (inputs, upper): the scores' applies
+            mask = mask[0]
         op = getattr(ops, self.definition.op)
-        masking = {} if mask is None else {"mask": mask}
-        return op(inputs, *values, axis=arguments["axis"], **masking)
+        return op(inputs, *values, axis=arguments["axis"], mask=mask)
 
     def compute_output_shape(self, inputs_shape, upper_shape=None):
         return inputs_shape
