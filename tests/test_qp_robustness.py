@@ -17,7 +17,12 @@ import tensorflow as tf
 from helpers import REFERENCE_CLARABEL, central_differences
 
 from keras_optlayers.errors import SolverError
-from keras_optlayers.solvers.qp import STATUS_NAMES, qp_solve, qp_solve_with_info, qp_solve_with_status
+from keras_optlayers.solvers.qp import (
+    STATUS_NAMES,
+    qp_solve,
+    qp_solve_with_info,
+    qp_solve_with_status,
+)
 from keras_optlayers.solvers.qp import solve as qp_solve_module
 
 SOLVED = "solved"
@@ -42,7 +47,7 @@ def exact_sparsemax(x: np.ndarray) -> np.ndarray:
 def direct_sparsemax_qp(x: np.ndarray) -> dict:
     """min ‖y − x‖² s.t. 1ᵀy = 1, y ≥ 0 as (P, q, A, b, G, h): P = 2I, q = −2x."""
     n = x.shape[-1]
-    return dict(P=2.0 * np.eye(n), q=-2.0 * x, A=np.ones((1, n)), b=np.ones(1), G=-np.eye(n), h=np.zeros(n))
+    return {"P": 2.0 * np.eye(n), "q": -2.0 * x, "A": np.ones((1, n)), "b": np.ones(1), "G": -np.eye(n), "h": np.zeros(n)}
 
 
 def canonical_sparsemax_qp(x: np.ndarray) -> dict:
@@ -55,7 +60,7 @@ def canonical_sparsemax_qp(x: np.ndarray) -> dict:
     G = np.zeros((n, 2 * n))
     G[:, n:] = -np.eye(n)
     b = np.concatenate([x, np.ones((batch, 1))], axis=1)
-    return dict(P=P, q=np.zeros(2 * n), A=A, b=b, G=G, h=np.zeros(n))
+    return {"P": P, "q": np.zeros(2 * n), "A": A, "b": b, "G": G, "h": np.zeros(n)}
 
 
 def feasible_qp(rng, batch, n, p, m, active):
@@ -68,7 +73,7 @@ def feasible_qp(rng, batch, n, p, m, active):
     lam = np.zeros((batch, m))
     slack[:, :active], lam[:, :active] = 0.0, np.abs(rng.standard_normal((batch, active))) + 0.5
     q = -np.einsum("bij,bj->bi", P, x0) - np.einsum("bij,bi->bj", A, nu) - np.einsum("bij,bi->bj", G, lam)
-    data = dict(P=P, q=q, A=A, b=np.einsum("bij,bj->bi", A, x0), G=G, h=np.einsum("bij,bj->bi", G, x0) + slack)
+    data = {"P": P, "q": q, "A": A, "b": np.einsum("bij,bj->bi", A, x0), "G": G, "h": np.einsum("bij,bj->bi", G, x0) + slack}
     return data, x0
 
 
@@ -150,6 +155,7 @@ def test_bounds_of_1e30_are_no_bounds(run):
     x_ref, lam_ref, _, grad_ref = run(solve_and_differentiate, tf.constant(h_finite))
     assert names(status) == [SOLVED]
     np.testing.assert_allclose(x, [1.0, 0.5], atol=1e-9)
+    np.testing.assert_allclose(x, x_ref, atol=1e-9)
     np.testing.assert_allclose(lam, lam_ref, atol=1e-9)
     np.testing.assert_allclose(grad_h, grad_ref, atol=1e-9)
     assert grad_h.numpy()[0] == 0.0 and grad_h.numpy()[2] == 0.0
@@ -202,8 +208,8 @@ def test_random_qp_over_magnitudes(run):
     data, x0 = feasible_qp(rng, count, 6, 2, 8, 3)
     size = MAGNITUDES[:, None]
     weight = 10.0 ** rng.integers(-8, 9, size=count)[:, None]
-    data = dict(P=data["P"] * weight[:, :, None], q=data["q"] * size * weight, A=data["A"], b=data["b"] * size,
-                G=data["G"], h=data["h"] * size)
+    data = {"P": data["P"] * weight[:, :, None], "q": data["q"] * size * weight, "A": data["A"], "b": data["b"] * size,
+                "G": data["G"], "h": data["h"] * size}
     x, _, _, status = run(lambda *t: qp_solve_with_status(*t), *[tf.constant(data[k]) for k in NAMES])
     assert names(status) == [SOLVED] * count
     np.testing.assert_allclose(x / size, x0, atol=1e-7)
@@ -215,8 +221,8 @@ def test_random_qp_over_magnitudes(run):
 def box_qp(rng, batch, n):
     root = rng.standard_normal((batch, n, n)) / np.sqrt(n)
     P = root @ np.swapaxes(root, -1, -2) + 0.1 * np.eye(n)
-    return dict(P=P, q=3.0 * rng.standard_normal((batch, n)), A=None, b=None,
-                G=np.vstack([np.eye(n), -np.eye(n)]), h=np.ones(2 * n))
+    return {"P": P, "q": 3.0 * rng.standard_normal((batch, n)), "A": None, "b": None,
+                "G": np.vstack([np.eye(n), -np.eye(n)]), "h": np.ones(2 * n)}
 
 
 def accuracy_cases():

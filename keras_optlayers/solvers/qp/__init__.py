@@ -1,6 +1,10 @@
 """Native batched QP solver in TensorFlow ops, differentiable, no host callback."""
 
-from keras_optlayers.solvers.qp.solve import qp_solve, qp_solve_with_info, qp_solve_with_status
+from keras_optlayers.solvers.qp.solve import (
+    qp_solve,
+    qp_solve_with_info,
+    qp_solve_with_status,
+)
 from keras_optlayers.solvers.qp.status import STATUS_NAMES
 
-__all__ = ["qp_solve", "qp_solve_with_info", "qp_solve_with_status", "STATUS_NAMES"]
+__all__ = ["STATUS_NAMES", "qp_solve", "qp_solve_with_info", "qp_solve_with_status"]

@@ -33,7 +33,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from keras_optlayers.solvers.qp import reduced_kkt, status as qp_status
+from keras_optlayers.solvers.qp import reduced_kkt
+from keras_optlayers.solvers.qp import status as qp_status
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
 
 # Threshold of the infeasibility certificates (relative, scale-free).

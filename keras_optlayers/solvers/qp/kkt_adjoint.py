@@ -29,14 +29,11 @@ least-norm multipliers ν.
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import tensorflow as tf
 
 from keras_optlayers.solvers.qp import reduced_kkt
 from keras_optlayers.solvers.qp.equality_elimination import ReducedQP
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
-
 
 # Largest λ/s used, relative to Q's scale over the rows' squared norms.
 ACTIVE_WEIGHT_CAP = 1e8
@@ -74,7 +71,7 @@ def kkt_adjoint(
     grad_x: tf.Tensor,
     grad_nu: tf.Tensor,
     grad_lam: tf.Tensor,
-) -> Tuple[tf.Tensor, ...]:
+) -> tuple[tf.Tensor, ...]:
     """Gradients of a scalar loss with respect to (P, q, A, b, G, h).
 
     Args:

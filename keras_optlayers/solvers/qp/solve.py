@@ -20,20 +20,25 @@ from __future__ import annotations
 
 import collections
 import warnings
-from typing import Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from keras_optlayers.solvers.qp import solution_check
 from keras_optlayers.solvers.qp import status as qp_status
-from keras_optlayers.solvers.qp.convexity import is_positive_semidefinite, non_convex_error
+from keras_optlayers.solvers.qp.convexity import (
+    is_positive_semidefinite,
+    non_convex_error,
+)
 from keras_optlayers.solvers.qp.equality_elimination import (
     eliminate_equalities,
     equality_multipliers,
     primal_from_reduced,
 )
-from keras_optlayers.solvers.qp.interior_point import solve_inequality_qp, solve_unconstrained_qp
+from keras_optlayers.solvers.qp.interior_point import (
+    solve_inequality_qp,
+    solve_unconstrained_qp,
+)
 from keras_optlayers.solvers.qp.kkt_adjoint import kkt_adjoint
 from keras_optlayers.solvers.qp.polish import polish
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
@@ -57,7 +62,7 @@ def _shape_text(shape) -> str:
     return str(tuple(shape.as_list())) if shape.rank is not None else "<unknown>"
 
 
-def _validated_inputs(P, q, A, b, G, h) -> Tuple[Dict[str, tf.Tensor], bool]:
+def _validated_inputs(P, q, A, b, G, h) -> tuple[dict[str, tf.Tensor], bool]:
     """Checks shapes and batch sizes; returns the six tensors in q's dtype.
 
     A missing (A, b) or (G, h) pair becomes zero-row tensors, so the rest of
@@ -96,7 +101,7 @@ def _validated_inputs(P, q, A, b, G, h) -> Tuple[Dict[str, tf.Tensor], bool]:
     return tensors, bool(batch_sizes)
 
 
-def _check_finite(tensors: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+def _check_finite(tensors: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     """Raises ValueError eagerly, or adds graph checks, for NaN or Inf inputs."""
     if tf.executing_eagerly():
         for name, tensor in tensors.items():
@@ -186,7 +191,7 @@ def _solve_graph(P, q, A, b, G, h, tol: tf.Tensor, max_iter: tf.Tensor):
 
 # Compiled solves for eager calls, keyed by the six arguments' TensorSpecs
 # (batch size left free), least recently used first; at most COMPILED_SOLVES_LIMIT.
-_COMPILED_SOLVES: "collections.OrderedDict[tuple, tf.types.experimental.GenericFunction]" = collections.OrderedDict()
+_COMPILED_SOLVES: collections.OrderedDict[tuple, tf.types.experimental.GenericFunction] = collections.OrderedDict()
 
 
 def _compiled_solve(tensors):
@@ -259,7 +264,7 @@ def qp_solve_with_info(
     *,
     tol: float = DEFAULT_TOL,
     max_iter: int = DEFAULT_MAX_ITER,
-) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]:
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
     """`qp_solve_with_status`, plus solver statistics per example.
 
     Returns:
@@ -283,7 +288,7 @@ def qp_solve_with_status(
     *,
     tol: float = DEFAULT_TOL,
     max_iter: int = DEFAULT_MAX_ITER,
-) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """Solves a batch of QPs and returns each example's status; never raises for a failed solve.
 
     Same arguments as `qp_solve`. Gradients flow through x, ν and λ.

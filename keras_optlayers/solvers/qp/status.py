@@ -21,8 +21,6 @@ string ops (no host callback).
 
 from __future__ import annotations
 
-from typing import Dict, List
-
 import numpy as np
 import tensorflow as tf
 
@@ -43,7 +41,7 @@ NON_CONVEX = 6
 
 # What each code means, for people: the names appear in `SolverError`
 # messages and as its `statuses` keys.
-STATUS_NAMES: Dict[int, str] = {
+STATUS_NAMES: dict[int, str] = {
     SOLVED: "solved",
     PRIMAL_INFEASIBLE: "infeasible (primal infeasible)",
     DUAL_INFEASIBLE: "unbounded (dual infeasible)",
@@ -54,7 +52,7 @@ STATUS_NAMES: Dict[int, str] = {
 }
 
 
-def failures_by_status(status) -> Dict[str, List[int]]:
+def failures_by_status(status) -> dict[str, list[int]]:
     """Groups failing batch indices by status name.
 
     Args:
