@@ -235,14 +235,14 @@ def test_infeasible_example_reported_by_index():
     P, q, G, h = infeasible_batch()
     with pytest.raises(SolverError) as error:
         qp_solve(P, q, G=G, h=h)
-    assert error.value.statuses == {"primal infeasible": [2]}
-    expected = str(SolverError("QP", {"primal infeasible": [2]}))
+    assert error.value.statuses == {"infeasible (primal infeasible)": [2]}
+    expected = str(SolverError("QP", {"infeasible (primal infeasible)": [2]}))
     with pytest.raises(tf.errors.InvalidArgumentError) as graph_error:
         tf.function(lambda q, h: qp_solve(P, q, G=G, h=h))(tf.constant(q), tf.constant(h))
     # tf.Assert prints string data C-escaped: ' comes out as \'.
     assert expected in graph_error.value.message.replace("\\'", "'")
     *_, status = qp_solve_with_status(P, q, G=G, h=h)
-    assert [STATUS_NAMES[int(s)] for s in status] == ["solved", "solved", "primal infeasible", "solved"]
+    assert [STATUS_NAMES[int(s)] for s in status] == ["solved", "solved", "infeasible (primal infeasible)", "solved"]
 
 
 def test_inconsistent_equalities_reported():
@@ -250,7 +250,7 @@ def test_inconsistent_equalities_reported():
     b = np.array([[1.0, 1.0], [1.0, 2.0]])
     with pytest.raises(SolverError) as error:
         qp_solve(np.eye(3), np.zeros(3), A, b)
-    assert error.value.statuses == {"primal infeasible": [1]}
+    assert error.value.statuses == {"infeasible (primal infeasible)": [1]}
 
 
 def test_unbounded_lp_reported():
@@ -258,7 +258,7 @@ def test_unbounded_lp_reported():
     q = np.array([[-1.0, -1.0, 0.0], [1.0, 1.0, 1.0]])
     with pytest.raises(SolverError) as error:
         qp_solve(np.zeros((3, 3)), q, G=-np.eye(3), h=np.zeros(3))
-    assert error.value.statuses == {"dual infeasible": [0]}
+    assert error.value.statuses == {"unbounded (dual infeasible)": [0]}
     with pytest.raises(SolverError, match="dual infeasible"):  # no inequalities at all
         qp_solve(np.zeros((3, 3)), np.array([-1.0, 0.0, 0.0]))
 

@@ -16,7 +16,7 @@ no equality residual, and the reduced matrix stays n × n and definite.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -38,8 +38,8 @@ class ReducedQP(NamedTuple):
     F: tf.Tensor
     g: tf.Tensor
     x_particular: tf.Tensor
-    nullspace_projector: Optional[tf.Tensor]
-    pseudo_inverse: Optional[tf.Tensor]
+    nullspace_projector: tf.Tensor | None
+    pseudo_inverse: tf.Tensor | None
     equality_residual: tf.Tensor
 
 

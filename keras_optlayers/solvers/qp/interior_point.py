@@ -33,7 +33,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from keras_optlayers.solvers.qp import reduced_kkt, status as qp_status
+from keras_optlayers.solvers.qp import reduced_kkt
+from keras_optlayers.solvers.qp import status as qp_status
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
 
 # Threshold of the infeasibility certificates (relative, scale-free).
@@ -48,7 +49,10 @@ class InteriorPointResult(NamedTuple):
     """Final iterate of every example and its status.
 
     y: (B, n) primal; s: (B, m) slacks; lam: (B, m) multipliers;
-    status: (B,) int32 codes of `status.STATUS_NAMES`; iterations: scalar.
+    status: (B,) int32 codes of `status.STATUS_NAMES`; iterations: (B,)
+    int32, the iterations each example took before it got its status;
+    active: (B, m) bool, the constraints that look active (see
+    `_looks_active`).
     """
 
     y: tf.Tensor
@@ -56,6 +60,7 @@ class InteriorPointResult(NamedTuple):
     lam: tf.Tensor
     status: tf.Tensor
     iterations: tf.Tensor
+    active: tf.Tensor
 
 
 def _inf_norm(v: tf.Tensor) -> tf.Tensor:
@@ -64,6 +69,18 @@ def _inf_norm(v: tf.Tensor) -> tf.Tensor:
 
 def _dot(u: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(u * v, axis=-1)
+
+
+def _looks_active(s, lam, new_s, new_lam) -> tf.Tensor:
+    """Tapia's indicator: a constraint is active when its slack shrinks faster than its multiplier.
+
+    Near the solution an active constraint's sᵢ falls toward 0 at the rate
+    μ does while λᵢ settles, and an inactive one the other way round; the
+    ratios of successive iterates tell them apart whatever their scales
+    (comparing sᵢ with λᵢ directly fails when an inactive slack is itself
+    small, e.g. 1e-5 after scaling).
+    """
+    return new_s * lam < new_lam * s
 
 
 def _step_to_boundary(v: tf.Tensor, dv: tf.Tensor) -> tf.Tensor:
@@ -90,7 +107,7 @@ def _centered_step(s, lam, ds, dlam):
     return tf.gather(steps, first_centered, batch_dims=1)
 
 
-def solve_unconstrained_qp(Q: tf.Tensor, c: tf.Tensor, tol: float) -> InteriorPointResult:
+def solve_unconstrained_qp(Q: tf.Tensor, c: tf.Tensor, tol: tf.Tensor) -> InteriorPointResult:
     """minimize ½ yᵀQy + cᵀy: one factorization, one refinement step.
 
     Dual infeasible (unbounded) when Qy + c cannot be made zero, i.e. c has a
@@ -104,17 +121,18 @@ def solve_unconstrained_qp(Q: tf.Tensor, c: tf.Tensor, tol: float) -> InteriorPo
     finite = tf.reduce_all(tf.math.is_finite(y), axis=-1)
     status = tf.where(stationary, qp_status.SOLVED, qp_status.DUAL_INFEASIBLE)
     status = tf.where(finite, status, qp_status.NUMERICAL_ERROR)
-    return InteriorPointResult(y, empty, empty, status, tf.constant(1))
+    return InteriorPointResult(y, empty, empty, status, tf.ones_like(status), tf.zeros_like(empty, tf.bool))
 
 
-def solve_inequality_qp(Q, c, F, g, *, tol: float, max_iter: int) -> InteriorPointResult:
+def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> InteriorPointResult:
     """Runs the interior-point method on a batch of inequality-only QPs.
 
     Args:
         Q: (B, n, n) symmetric positive semidefinite; c: (B, n);
             F: (B, m, n) with m ≥ 1; g: (B, m). All float64.
-        tol: relative tolerance of the stopping criteria (module docstring).
-        max_iter: most iterations for the whole batch.
+        tol: float64 scalar, relative tolerance of the stopping criteria
+            (module docstring).
+        max_iter: int32 scalar, most iterations for the whole batch.
 
     Returns:
         An `InteriorPointResult`; s and λ are strictly positive.
@@ -191,7 +209,7 @@ def solve_inequality_qp(Q, c, F, g, *, tol: float, max_iter: int) -> InteriorPoi
         dlam = -(complementarity + lam * ds) / s
         return dy, ds, dlam
 
-    def body(iteration, status, y, s, lam, dual_residual, primal_residual):
+    def body(iteration, iterations, active, status, y, s, lam, dual_residual, primal_residual):
         d = lam / s
         inverse_factor = reduced_kkt.factor(Q, F, F_t, d)
         # Predictor: the affine-scaling direction, aiming at s∘λ = 0.
@@ -205,28 +223,32 @@ def solve_inequality_qp(Q, c, F, g, *, tol: float, max_iter: int) -> InteriorPoi
         complementarity = s * lam + ds * dlam - (centering * mu)[:, None]
         dy, ds, dlam = newton_direction(inverse_factor, d, s, lam, dual_residual, primal_residual, complementarity, refine=True)
         step = _centered_step(s, lam, ds, dlam)
-        step = tf.where(tf.equal(status, qp_status.RUNNING), step, 0.0)[:, None]
+        running = tf.equal(status, qp_status.RUNNING)
+        iterations += tf.cast(running, tf.int32)
+        step = tf.where(running, step, 0.0)[:, None]
         new_y, new_s, new_lam = y + step * dy, s + step * ds, lam + step * dlam
         finite = tf.reduce_all(tf.math.is_finite(tf.concat([new_y, new_s, new_lam], -1)), axis=-1)
         status = tf.where(finite, status, qp_status.NUMERICAL_ERROR)
         keep = finite[:, None]
+        active = tf.where(keep & running[:, None], _looks_active(s, lam, new_s, new_lam), active)
         y, s, lam = tf.where(keep, new_y, y), tf.where(keep, new_s, s), tf.where(keep, new_lam, lam)
         # The step taken moved Fy by F dy = −(ds + r_p), no product needed.
         status, dual_residual, primal_residual = assess(status, y, s, lam, dy, -(ds + primal_residual))
-        return iteration + 1, status, y, s, lam, dual_residual, primal_residual
+        return iteration + 1, iterations, active, status, y, s, lam, dual_residual, primal_residual
 
     y, s, lam = _starting_point(Q, c, F, F_t, g)
     status = tf.fill(tf.shape(c)[:1], qp_status.RUNNING)
     # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
     status, dual_residual, primal_residual = assess(status, y, s, lam, tf.zeros_like(y), tf.zeros_like(s))
-    iteration, status, y, s, lam, _, _ = tf.while_loop(
-        lambda iteration, status, *_: (iteration < max_iter) & tf.reduce_any(tf.equal(status, qp_status.RUNNING)),
+    _, iterations, active, status, y, s, lam, _, _ = tf.while_loop(
+        lambda iteration, _, __, status, *___: (iteration < max_iter) & tf.reduce_any(tf.equal(status, qp_status.RUNNING)),
         body,
-        (tf.constant(0), status, y, s, lam, dual_residual, primal_residual),
+        # Before any step, the larger of sᵢ and λᵢ is the one that stays.
+        (tf.constant(0), tf.zeros_like(status), lam > s, status, y, s, lam, dual_residual, primal_residual),
         maximum_iterations=max_iter,
     )
     status = tf.where(tf.equal(status, qp_status.RUNNING), qp_status.ITERATION_LIMIT, status)
-    return InteriorPointResult(y, s, lam, status, iteration)
+    return InteriorPointResult(y, s, lam, status, iterations, active)
 
 
 def _starting_point(Q, c, F, F_t, g):

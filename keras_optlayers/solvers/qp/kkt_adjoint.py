@@ -29,30 +29,31 @@ least-norm multipliers ν.
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import tensorflow as tf
 
 from keras_optlayers.solvers.qp import reduced_kkt
 from keras_optlayers.solvers.qp.equality_elimination import ReducedQP
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
 
-
 # Largest λ/s used, relative to Q's scale over the rows' squared norms.
 ACTIVE_WEIGHT_CAP = 1e8
 
 
-def _capped_weights(reduced: ReducedQP, d: tf.Tensor) -> tf.Tensor:
-    """λ/s with active constraints' weights (~1/tol) capped at `ACTIVE_WEIGHT_CAP`.
+def _capped_weights(reduced: ReducedQP, lam: tf.Tensor, slack: tf.Tensor) -> tf.Tensor:
+    """λ/s with active constraints' weights capped at `ACTIVE_WEIGHT_CAP`.
 
     An active constraint's weight only needs to dominate the rest of the
     matrix (capping changes w by about 1/`ACTIVE_WEIGHT_CAP` relative); left
-    at ~1/tol it inflates the factorization's regularization, which is
-    relative to the largest diagonal entry, until it biases the gradient.
+    at ~1/tol, or infinite after polishing (s = 0), it inflates the
+    factorization's regularization, which is relative to the largest
+    diagonal entry, until it biases the gradient. A polished row with
+    λ = s = 0 (degenerate) counts as inactive.
     """
     q_scale = 1.0 + tf.reduce_max(tf.abs(tf.linalg.diag_part(reduced.Q)), axis=-1, keepdims=True)
     row_scale = tf.reduce_max(tf.reduce_sum(tf.square(reduced.F), axis=-1), axis=-1, keepdims=True)
-    return tf.minimum(d, ACTIVE_WEIGHT_CAP * q_scale / tf.maximum(row_scale, 1e-30))
+    cap = ACTIVE_WEIGHT_CAP * q_scale / tf.maximum(row_scale, 1e-30)
+    ratio = lam / tf.where(slack > 0.0, slack, 1.0)
+    return tf.where(slack > 0.0, tf.minimum(ratio, cap), tf.where(lam > 0.0, cap, 0.0) * tf.ones_like(lam))
 
 
 def _outer(u: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
@@ -70,35 +71,43 @@ def kkt_adjoint(
     grad_x: tf.Tensor,
     grad_nu: tf.Tensor,
     grad_lam: tf.Tensor,
-) -> Tuple[tf.Tensor, ...]:
+) -> tuple[tf.Tensor, ...]:
     """Gradients of a scalar loss with respect to (P, q, A, b, G, h).
 
     Args:
         reduced: the forward pass's `ReducedQP`.
         P: (B, n, n) symmetrized; G: (B, m, n).
         x, nu, lam, slack: the solution, (B, n), (B, p), (B, m), (B, m),
-            with slack > 0 and lam > 0 (interior-point iterates).
+            with slack ≥ 0 and lam ≥ 0 (interior-point iterates, or
+            polished points with zeros).
         grad_x, grad_nu, grad_lam: upstream gradients of x, ν, λ.
 
     Returns:
         (∇P, ∇q, ∇A, ∇b, ∇G, ∇h), batched like their inputs.
     """
-    d = _capped_weights(reduced, lam / slack)
+    d = _capped_weights(reduced, lam, slack)
     G_t = tf.linalg.matrix_transpose(G)
     rhs_x = -grad_x - matvec(G_t, d * grad_lam)
     inverse_factor = reduced_kkt.factor(reduced.Q, reduced.F, tf.linalg.matrix_transpose(reduced.F), d)
-    if reduced.nullspace_projector is None:
-        w_x = reduced_kkt.solve(inverse_factor, rhs_x)
+
+    def kkt_residual(w):
+        """rhs_x − (P + Gᵀ diag(d) G) w: the stationarity row's residual before the equality multipliers."""
+        return rhs_x - (matvec(P, w) + matvec(G_t, d * matvec(G, w)))
+
+    def project(v):
+        return v if reduced.nullspace_projector is None else matvec(reduced.nullspace_projector, v)
+
+    # w_x = w₀ + N w_null with A w₀ = −ḡν, then one step of iterative
+    # refinement with the same factor: the capped weights d (up to
+    # ACTIVE_WEIGHT_CAP) make the factorization's error in w_x about
+    # eps × cap, which the step takes back to rounding.
+    w_x = tf.zeros_like(rhs_x) if reduced.pseudo_inverse is None else matvec(reduced.pseudo_inverse, -grad_nu)
+    for _ in range(2):
+        w_x += project(reduced_kkt.solve(inverse_factor, project(kkt_residual(w_x))))
+    if reduced.pseudo_inverse is None:
         w_nu = tf.zeros_like(grad_nu)  # shape (B, 0): no equalities
     else:
-
-        def kkt_matvec(v):
-            return matvec(P, v) + matvec(G_t, d * matvec(G, v))
-
-        w_particular = matvec(reduced.pseudo_inverse, -grad_nu)
-        w_null = reduced_kkt.solve(inverse_factor, matvec(reduced.nullspace_projector, rhs_x - kkt_matvec(w_particular)))
-        w_x = w_particular + matvec(reduced.nullspace_projector, w_null)
-        w_nu = tf.linalg.matvec(reduced.pseudo_inverse, rhs_x - kkt_matvec(w_x), adjoint_a=True)
+        w_nu = tf.linalg.matvec(reduced.pseudo_inverse, kkt_residual(w_x), adjoint_a=True)
     v = d * (matvec(G, w_x) + grad_lam)
     grad_P = 0.5 * (_outer(w_x, x) + _outer(x, w_x))
     grad_A = _outer(nu, w_x) + _outer(w_nu, x)

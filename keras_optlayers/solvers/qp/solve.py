@@ -5,30 +5,54 @@
 solved for a batch of problems with TensorFlow ops only (no host callback),
 so it runs eagerly, in `tf.function`, in Keras `model.fit`, under XLA, and in
 exported SavedModels. Eager calls run a `tf.function` traced once per input
-signature and per (tol, max_iter).
+signature (`tol` and `max_iter` are arguments of it, not part of its key).
+
+The pipeline of one solve: validation; P's convexity (`convexity`); rows
+with h ≥ `INFINITE_BOUND` dropped; equilibration (`scaling`); equalities
+eliminated (`equality_elimination`); interior-point iterations
+(`interior_point`); polishing on the active set (`polish`); unscaling; the after-the-fact check of the returned
+point against the original data (`solution_check`), which turns "solved"
+into "inaccurate" when it fails. The gradient is the KKT adjoint
+(`kkt_adjoint`) of the scaled problem, chained through the scaling.
 """
 
 from __future__ import annotations
 
+import collections
 import warnings
-from typing import Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from keras_optlayers.solvers.qp import solution_check
 from keras_optlayers.solvers.qp import status as qp_status
+from keras_optlayers.solvers.qp.convexity import (
+    is_positive_semidefinite,
+    non_convex_error,
+)
 from keras_optlayers.solvers.qp.equality_elimination import (
     eliminate_equalities,
     equality_multipliers,
     primal_from_reduced,
 )
-from keras_optlayers.solvers.qp.interior_point import solve_inequality_qp, solve_unconstrained_qp
+from keras_optlayers.solvers.qp.interior_point import (
+    solve_inequality_qp,
+    solve_unconstrained_qp,
+)
 from keras_optlayers.solvers.qp.kkt_adjoint import kkt_adjoint
+from keras_optlayers.solvers.qp.polish import polish
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
+from keras_optlayers.solvers.qp.scaling import equilibrate, unscale
 from keras_optlayers.xla_context import in_xla_context
 
 DEFAULT_TOL = 1e-8
 DEFAULT_MAX_ITER = 50
+# Entries of h at least this large mean "no bound" (as in OSQP): their rows
+# are replaced by 0ᵀx ≤ 1, which never binds and gets λ = 0 and zero gradients.
+INFINITE_BOUND = 1e20
+# Most compiled solves kept for eager calls (one per input signature), least
+# recently used dropped first; each holds a traced graph of a few MiB.
+COMPILED_SOLVES_LIMIT = 16
 
 # Shape of each argument without its optional leading batch dimension.
 _ARGUMENT_SHAPES = {"P": ("n", "n"), "q": ("n",), "A": ("p", "n"), "b": ("p",), "G": ("m", "n"), "h": ("m",)}
@@ -38,7 +62,7 @@ def _shape_text(shape) -> str:
     return str(tuple(shape.as_list())) if shape.rank is not None else "<unknown>"
 
 
-def _validated_inputs(P, q, A, b, G, h) -> Tuple[Dict[str, tf.Tensor], bool]:
+def _validated_inputs(P, q, A, b, G, h) -> tuple[dict[str, tf.Tensor], bool]:
     """Checks shapes and batch sizes; returns the six tensors in q's dtype.
 
     A missing (A, b) or (G, h) pair becomes zero-row tensors, so the rest of
@@ -77,7 +101,7 @@ def _validated_inputs(P, q, A, b, G, h) -> Tuple[Dict[str, tf.Tensor], bool]:
     return tensors, bool(batch_sizes)
 
 
-def _check_finite(tensors: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+def _check_finite(tensors: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     """Raises ValueError eagerly, or adds graph checks, for NaN or Inf inputs."""
     if tf.executing_eagerly():
         for name, tensor in tensors.items():
@@ -87,38 +111,44 @@ def _check_finite(tensors: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     return {name: tf.debugging.assert_all_finite(t, f"Expected `{name}` to contain only finite values") for name, t in tensors.items()}
 
 
-def _differentiable_solve(tol: float, max_iter: int):
-    """The batched float64 solve (P, q, A, b, G, h) -> (x, ν, λ, status) with its gradient."""
+def _differentiable_solve(tol: tf.Tensor, max_iter: tf.Tensor):
+    """The batched float64 solve of scaled data (P, q, A, b, G, h) -> (x, ν, λ, status, iterations), with its gradient."""
 
     @tf.custom_gradient
     def solve(P, q, A, b, G, h):
-        # Only P's symmetric part enters ½xᵀPx; the KKT system assumes it.
-        P = 0.5 * (P + tf.linalg.matrix_transpose(P))
         reduced = eliminate_equalities(P, q, A, b, G, h)
         if G.shape[-2] == 0:
             result = solve_unconstrained_qp(reduced.Q, reduced.c, tol)
         else:
             result = solve_inequality_qp(reduced.Q, reduced.c, reduced.F, reduced.g, tol=tol, max_iter=max_iter)
+            y, slack, lam, _ = polish(
+                reduced.Q, reduced.c, reduced.F, reduced.g, result.y, result.s, result.lam, result.active, tf.equal(result.status, qp_status.SOLVED)
+            )
+            result = result._replace(y=y, s=slack, lam=lam)
         x = primal_from_reduced(reduced, result.y)
         lam = result.lam
         nu = equality_multipliers(reduced, matvec(P, x) + q + tf.linalg.matvec(G, lam, adjoint_a=True))
         status = result.status
         if A.shape[-2] > 0:
-            b_scale = 1.0 + tf.reduce_max(tf.abs(b), axis=-1)
-            status = tf.where(reduced.equality_residual > tol * b_scale, qp_status.PRIMAL_INFEASIBLE, status)
+            # b is scaled to at most one: a residual of x₀ = A⁺b above rounding means b is outside A's range.
+            inconsistent = reduced.equality_residual > solution_check.acceptance_tolerance(tol) * (1.0 + tf.reduce_max(tf.abs(b), axis=-1))
+            status = tf.where(inconsistent, qp_status.PRIMAL_INFEASIBLE, status)
 
-        def gradient(grad_x, grad_nu, grad_lam, _grad_status):
+        def gradient(grad_x, grad_nu, grad_lam, _grad_status, _grad_iterations):
             grad_nu = tf.zeros_like(nu) if grad_nu is None else grad_nu
             grad_lam = tf.zeros_like(lam) if grad_lam is None else grad_lam
             return kkt_adjoint(reduced, P, G, x, nu, lam, result.s, grad_x, grad_nu, grad_lam)
 
-        return (x, nu, lam, status), gradient
+        return (x, nu, lam, status, result.iterations), gradient
 
     return solve
 
 
-def _solve_graph(P, q, A, b, G, h, *, tol: float, max_iter: int):
-    """Broadcasts shared arguments over the batch, solves in float64, casts back."""
+def _solve_graph(P, q, A, b, G, h, tol: tf.Tensor, max_iter: tf.Tensor):
+    """Broadcasts shared arguments over the batch, solves in float64, checks, casts back.
+
+    Returns (x, ν, λ, status, info) with info as in `qp_solve_with_info`.
+    """
     tensors = {"P": P, "q": q, "A": A, "b": b, "G": G, "h": h}
     batched = [t for name, t in tensors.items() if t.shape.rank == len(_ARGUMENT_SHAPES[name]) + 1]
     batch_size = tf.shape(batched[0])[0] if batched else 1
@@ -126,35 +156,67 @@ def _solve_graph(P, q, A, b, G, h, *, tol: float, max_iter: int):
         sizes = tf.stack([tf.shape(t)[0] for t in batched])
         tf.debugging.assert_equal(sizes, batch_size, message="Expected all batched arguments to have the same batch size")
     dtype = q.dtype
-    full = [
+    P, q, A, b, G, h = (
         tf.cast(tf.broadcast_to(t, tf.concat([[batch_size], t.shape[-len(_ARGUMENT_SHAPES[name]):]], 0)), tf.float64)
         for name, t in tensors.items()
-    ]
-    x, nu, lam, status = _differentiable_solve(tol, max_iter)(*full)
-    return tf.cast(x, dtype), tf.cast(nu, dtype), tf.cast(lam, dtype), status
+    )
+    tol = tf.cast(tol, tf.float64)
+    # Only P's symmetric part enters ½xᵀPx; the KKT system assumes it.
+    P = 0.5 * (P + tf.linalg.matrix_transpose(P))
+    convex = is_positive_semidefinite(P, dtype)
+    # A non-convex example is solved with P = I instead, so that it does not
+    # hold up the batch's iterations; its status says it was not solved.
+    P = tf.where(convex[:, None, None], P, tf.eye(tf.shape(P)[-1], dtype=P.dtype))
+    unbounded_rows = h >= INFINITE_BOUND
+    G = tf.where(unbounded_rows[:, :, None], tf.zeros_like(G), G)
+    h = tf.where(unbounded_rows, tf.ones_like(h), h)
+
+    scaled, scaling = equilibrate(P, q, A, b, G, h)
+    x, nu, lam, status, iterations = _differentiable_solve(tol, max_iter)(*scaled)
+    x, nu, lam = unscale(scaling, x, nu, lam)
+
+    units = solution_check.Units(scaling.row_units(A), scaling.row_units(G), tf.reduce_max(scaling.row_units(P), axis=-1))
+    residuals = solution_check.residuals(P, q, A, b, G, h, x, nu, lam, units)
+    passed = solution_check.accepted(residuals, solution_check.acceptance_tolerance(tol))
+    status = tf.where(tf.equal(status, qp_status.SOLVED) & ~passed, qp_status.INACCURATE, status)
+    status = tf.where(convex, status, qp_status.NON_CONVEX)
+    info = {
+        "iterations": iterations,
+        "primal_residual": residuals.primal,
+        "dual_residual": residuals.dual,
+        "gap": residuals.gap,
+    }
+    return tf.cast(x, dtype), tf.cast(nu, dtype), tf.cast(lam, dtype), status, info
 
 
-_COMPILED_SOLVES: Dict[tuple, tf.types.experimental.GenericFunction] = {}
+# Compiled solves for eager calls, keyed by the six arguments' TensorSpecs
+# (batch size left free), least recently used first; at most COMPILED_SOLVES_LIMIT.
+_COMPILED_SOLVES: collections.OrderedDict[tuple, tf.types.experimental.GenericFunction] = collections.OrderedDict()
 
 
-def _compiled_solve(tensors, tol: float, max_iter: int):
-    """The `tf.function` eager calls run: one per argument structure and (tol, max_iter).
+def _compiled_solve(tensors):
+    """The `tf.function` eager calls run: one per argument structure, shapes and dtypes.
 
     Its input signature leaves the batch size free, so a new batch size does
-    not retrace; the other dimensions stay static (the solver branches on them).
+    not retrace; the other dimensions stay static (the solver branches on
+    them). `tol` and `max_iter` are scalar tensor arguments, so new values
+    do not retrace either.
     """
     specs = tuple(
         tf.TensorSpec([None] + t.shape[1:].as_list() if t.shape.rank > len(_ARGUMENT_SHAPES[name]) else t.shape, t.dtype)
         for name, t in zip(_ARGUMENT_SHAPES, tensors)
     )
-    key = (specs, float(tol), int(max_iter))
-    if key not in _COMPILED_SOLVES:
-        _COMPILED_SOLVES[key] = tf.function(
-            lambda P, q, A, b, G, h: _solve_graph(P, q, A, b, G, h, tol=key[1], max_iter=key[2]),
-            input_signature=specs,
+    if specs in _COMPILED_SOLVES:
+        _COMPILED_SOLVES.move_to_end(specs)
+    else:
+        _COMPILED_SOLVES[specs] = tf.function(
+            _solve_graph,
+            input_signature=specs + (tf.TensorSpec([], tf.float64), tf.TensorSpec([], tf.int32)),
             autograph=False,
         )
-    return _COMPILED_SOLVES[key]
+        while len(_COMPILED_SOLVES) > COMPILED_SOLVES_LIMIT:
+            _COMPILED_SOLVES.popitem(last=False)
+    return _COMPILED_SOLVES[specs]
 
 
 def _solve(P, q, A, b, G, h, tol, max_iter, check_status):
@@ -167,12 +229,16 @@ def _solve(P, q, A, b, G, h, tol, max_iter, check_status):
     if not xla:
         tensors = _check_finite(tensors)
     args = [tensors[name] for name in _ARGUMENT_SHAPES]
+    settings = (tf.constant(float(tol), tf.float64), tf.constant(int(max_iter), tf.int32))
     if tf.executing_eagerly():
-        x, nu, lam, status = _compiled_solve(args, tol, max_iter)(*args)
+        x, nu, lam, status, info = _compiled_solve(args)(*args, *settings)
+        non_convex = np.flatnonzero(status.numpy() == qp_status.NON_CONVEX)
+        if non_convex.size:
+            raise non_convex_error(tensors["P"].numpy(), non_convex)
         if check_status:
             qp_status.raise_for_status(status.numpy())
     else:
-        x, nu, lam, status = _solve_graph(*args, tol=tol, max_iter=max_iter)
+        x, nu, lam, status, info = _solve_graph(*args, *settings)
         if check_status and xla:
             warnings.warn(
                 "qp_solve cannot check solver statuses under XLA (jit_compile=True): failed examples return their "
@@ -184,7 +250,32 @@ def _solve(P, q, A, b, G, h, tol, max_iter, check_status):
                 x, nu, lam = tf.identity(x), tf.identity(nu), tf.identity(lam)
     if not batched:
         x, nu, lam, status = x[0], nu[0], lam[0], status[0]
-    return x, nu, lam, status
+        info = {name: value[0] for name, value in info.items()}
+    return x, nu, lam, status, info
+
+
+def qp_solve_with_info(
+    P,
+    q,
+    A=None,
+    b=None,
+    G=None,
+    h=None,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
+    """`qp_solve_with_status`, plus solver statistics per example.
+
+    Returns:
+        (x, nu, lam, status, info), the first four as in
+        `qp_solve_with_status`; info maps "iterations" to (B,) int32 (the
+        interior-point iterations each example took) and "primal_residual",
+        "dual_residual", "gap" to (B,) float64, the relative residuals of the
+        after-the-fact check (see `solution_check`), whatever the status.
+        Without a batched argument the leading dimension is dropped.
+    """
+    return _solve(P, q, A, b, G, h, tol, max_iter, check_status=False)
 
 
 def qp_solve_with_status(
@@ -197,7 +288,7 @@ def qp_solve_with_status(
     *,
     tol: float = DEFAULT_TOL,
     max_iter: int = DEFAULT_MAX_ITER,
-) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """Solves a batch of QPs and returns each example's status; never raises for a failed solve.
 
     Same arguments as `qp_solve`. Gradients flow through x, ν and λ.
@@ -207,8 +298,13 @@ def qp_solve_with_status(
         status (B,) int32 with names in `STATUS_NAMES` (0 is solved); without
         a batched argument the leading dimension is dropped. A failed
         example's x, ν, λ are its last iterate, finite but not a solution.
+
+    Raises:
+        ValueError: as `qp_solve` for bad input, including (eagerly) a P that
+            is not positive semidefinite; in a graph that is the status
+            "non-convex (P not positive semidefinite)" instead.
     """
-    return _solve(P, q, A, b, G, h, tol, max_iter, check_status=False)
+    return _solve(P, q, A, b, G, h, tol, max_iter, check_status=False)[:4]
 
 
 def qp_solve(
@@ -230,22 +326,36 @@ def qp_solve(
 
     Each argument is either shared, or batched with a leading batch
     dimension (told apart by rank); shared arguments' gradients are summed
-    over the batch. Solved by a batched primal-dual interior-point method
-    (Mehrotra predictor-corrector, equalities eliminated by an SVD of A) in
-    float64 whatever the input dtype; differentiated implicitly through the
-    KKT conditions at the solution (as OptNet), not through the iterations.
+    over the batch. The data are equilibrated (`scaling`), then solved by a
+    batched primal-dual interior-point method (Mehrotra predictor-corrector,
+    equalities eliminated by an SVD of A) in float64 whatever the input
+    dtype, and every returned point is checked against the original data
+    (`solution_check`); differentiated implicitly through the KKT conditions
+    at the solution (as OptNet), not through the iterations.
+
+    Accuracy: at the default `tol`, well-posed float64 problems (strictly
+    complementary, data within a few orders of magnitude of each other)
+    come within about 1e-8 of the exact solution, relative to its size.
+    float32 inputs are solved in float64 and the results rounded to
+    float32: accurate to float32 rounding (about 1e-7 relative) plus the
+    error of the float32 data themselves.
 
     Args:
         P: (n, n) or (B, n, n), positive semidefinite (zero for an LP); only
-            its symmetric part is used.
+            its symmetric part is used. Checked: an eigenvalue below
+            −1e4·eps·max|Pᵢⱼ| (eps of the input dtype) is an error.
         q: (n,) or (B, n). Its dtype (float32 or float64; anything else
             means float64) is the dtype of the results; other arguments are
             cast to it.
         A, b: (p, n) and (p,), or batched; None for no equalities. Redundant
             rows are allowed when consistent.
-        G, h: (m, n) and (m,), or batched; None for no inequalities.
-        tol: relative tolerance on the primal and dual residuals and on the
-            duality gap (see `interior_point`).
+        G, h: (m, n) and (m,), or batched; None for no inequalities. Entries
+            of h at or above 1e20 mean no bound (the row is dropped).
+        tol: relative tolerance of the interior-point iterations on the
+            (scaled) primal and dual residuals and the duality gap (see
+            `interior_point`). The after-the-fact check accepts relative
+            residuals up to tol, clipped to [1.5e-8, 1e-5]: a loose
+            `tol` gives "inaccurate" rather than a wrong "solved".
         max_iter: iteration limit for the whole batch (each iteration stops
             changing the examples that are already solved).
         return_duals: also return the multipliers ν (equalities) and λ ≥ 0
@@ -260,23 +370,28 @@ def qp_solve(
 
     Raises:
         ValueError: on a wrong shape, inconsistent batch sizes, or NaN/Inf in
-            an argument (inside a graph: a failing `tf.debugging` check).
-        keras_optlayers.errors.SolverError: eagerly, when an example is
-            primal infeasible, dual infeasible (unbounded), stopped at the
-            iteration limit, or hit a numerical error; the message lists
-            each status with its batch indices. Inside a `tf.function` an
-            `InvalidArgumentError` with the same text is raised instead
-            (tf.Assert prints it C-escaped: ' appears as \\').
+            an argument (inside a graph: a failing `tf.debugging` check);
+            eagerly, when P is not positive semidefinite (naming its
+            smallest eigenvalue and batch index; raised once the batch's
+            solve returns).
+        keras_optlayers.errors.SolverError: eagerly, when an example is not
+            solved: infeasible, unbounded, stopped at the iteration limit,
+            inaccurate (failed the after-the-fact check), a numerical error;
+            the message lists each status with its batch indices. Inside a
+            `tf.function` an `InvalidArgumentError` with the same text is
+            raised instead (tf.Assert prints it C-escaped: ' appears as \\'),
+            and a non-convex P is one of these statuses.
 
     Limits:
         Under XLA (jit_compile=True) asserts are dropped and string ops do
         not compile, so no status is checked (a warning says so at trace
-        time) and neither are NaN inputs: use `qp_solve_with_status`.
+        time), nor are NaN inputs or P's convexity (a non-convex P only
+        shows as its status): use `qp_solve_with_status`.
         Infeasibility and unboundedness are detected from certificates the
         iterates approach (see `interior_point`); badly scaled or nearly
-        infeasible problems may report the iteration limit instead. An
-        indefinite P is not detected as such (numerical error or a wrong
-        status).
+        infeasible problems may report the iteration limit or "inaccurate"
+        instead. A problem whose solution mixes magnitudes far apart (see
+        `scaling`) may be reported inaccurate.
     """
-    x, nu, lam, _ = _solve(P, q, A, b, G, h, tol, max_iter, check_status)
+    x, nu, lam, _, _ = _solve(P, q, A, b, G, h, tol, max_iter, check_status)
     return (x, nu, lam) if return_duals else x
