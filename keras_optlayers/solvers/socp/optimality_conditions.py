@@ -1,0 +1,113 @@
+"""The optimality conditions at the solution: Newton polishing of the forward pass, and the backward pass.
+
+At a solution (x, y, s) of min cᵀx s.t. Ax + s = b, s ∈ K, the conditions
+
+    Aᵀy + c = 0,   Ax + s − b = 0,   s ∘ y = 0   (s_E = 0 on the zero rows)
+
+define (x, y, s) as a function of (A, b, c). Their Jacobian in (x, y, s) is
+
+    J = [[0, Aᵀ, 0], [A, 0, I], [0, L(s), L(y)]],
+
+L(u) the arrow matrix of u (u ∘ v = L(u) v; for a zero-cone row the last
+block row is ds = 0 instead). For upstream gradients ḡ = (ḡx, ḡy, ḡs) the
+adjoint system Jᵀ w = −ḡ, w = (w₁, w₂, w₃), gives
+
+    ∇c = w₁,   ∇b = −w₂,   ∇A = y w₁ᵀ + w₂ xᵀ.
+
+J is formed densely, (n + 2m) square, and solved by one batched LU
+(`tf.linalg.solve`, which XLA compiles) plus one refinement step.
+
+Polishing: the interior-point iterate is only O(√μ) from the solution when a
+SOC block's boundary is curved along the solution's tangent (measured: 3e-5
+at μ = 2e-9 for a projection through CVXPY's quad-over-lin cone; Clarabel's
+answers show the same error). At a strictly complementary solution J is
+nonsingular, so Newton's method on the conditions converges quadratically
+from there: `polish` takes `POLISH_STEPS` Newton steps (each capped so s and
+y stay in K), and keeps a step only where it lowers the residual.
+
+Limits: J is singular, and the gradient meaningless, at a degenerate
+solution (no strict complementarity, or a non-unique solution), and with
+redundant zero-cone rows.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import tensorflow as tf
+
+from keras_optlayers.solvers.socp.cones import ConeLayout
+
+
+def _complementarity_blocks(cones: ConeLayout, y: tf.Tensor, s: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(L(s), L(y)) on all m rows: zero-cone rows get (0, I), i.e. the row ds_E = 0."""
+    zero = cones.zero
+    padding = [[0, 0], [zero, 0], [zero, 0]]
+    s_block = tf.pad(cones.arrow(s[:, zero:]), padding)
+    y_block = tf.pad(cones.arrow(y[:, zero:]), padding)
+    if zero:
+        equality_rows = tf.concat([tf.ones_like(s[:, :zero]), tf.zeros_like(s[:, zero:])], axis=1)
+        # On zero rows the equation is ds = 0: a 1 in the ds column.
+        y_block += tf.linalg.diag(equality_rows)
+    return s_block, y_block
+
+
+def optimality_jacobian(cones: ConeLayout, A: tf.Tensor, x: tf.Tensor, y: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
+    """J (B, n + 2m, n + 2m) above, columns ordered (x, y, s)."""
+    del x  # J does not depend on x; kept in the signature for symmetry with the conditions.
+    n = tf.shape(A)[-1]
+    m = tf.shape(A)[-2]
+    batch = tf.shape(A)[0]
+    zeros_nn = tf.zeros(tf.stack([batch, n, n]), A.dtype)
+    zeros_nm = tf.zeros(tf.stack([batch, n, m]), A.dtype)
+    zeros_mm = tf.zeros(tf.stack([batch, m, m]), A.dtype)
+    identity = tf.eye(m, batch_shape=[batch], dtype=A.dtype)
+    s_block, y_block = _complementarity_blocks(cones, y, s)
+    stationarity = tf.concat([zeros_nn, tf.linalg.matrix_transpose(A), zeros_nm], axis=-1)
+    feasibility = tf.concat([A, zeros_mm, identity], axis=-1)
+    complementarity = tf.concat([tf.linalg.matrix_transpose(zeros_nm), s_block, y_block], axis=-1)
+    return tf.concat([stationarity, feasibility, complementarity], axis=-2)
+
+
+POLISH_STEPS = 3
+
+
+def _residual(cones: ConeLayout, A, b, c, x, y, s) -> tf.Tensor:
+    """The conditions' residual (B, n + 2m); on zero rows the last block is s itself."""
+    zero = cones.zero
+    complementarity = tf.concat([s[:, :zero], cones.product(s[:, zero:], y[:, zero:])], axis=1)
+    return tf.concat(
+        [tf.linalg.matvec(A, y, adjoint_a=True) + c, tf.linalg.matvec(A, x) + s - b, complementarity], axis=1
+    )
+
+
+def _violation(cones: ConeLayout, A, b, c, x, y, s) -> tf.Tensor:
+    return tf.reduce_max(tf.abs(_residual(cones, A, b, c, x, y, s)), axis=-1)
+
+
+def polish(cones: ConeLayout, A, b, c, x, y, s):
+    """(x, y, s) after up to `POLISH_STEPS` Newton steps on the conditions (those that lower the residual)."""
+    n, m, zero = x.shape[-1], y.shape[-1], cones.zero
+    for _ in range(POLISH_STEPS):
+        residual = _residual(cones, A, b, c, x, y, s)
+        step = tf.linalg.solve(optimality_jacobian(cones, A, x, y, s), -residual[..., None])[..., 0]
+        dx, dy, ds = step[:, :n], step[:, n : n + m], step[:, n + m :]
+        length = tf.minimum(tf.minimum(cones.max_step(s[:, zero:], ds[:, zero:]), cones.max_step(y[:, zero:], dy[:, zero:])), 1.0)
+        length = tf.where(tf.math.is_finite(length), length, 0.0)[:, None]
+        new_x, new_y, new_s = x + length * dx, y + length * dy, s + length * ds
+        better = _violation(cones, A, b, c, new_x, new_y, new_s) < tf.reduce_max(tf.abs(residual), axis=-1)
+        keep = better[:, None]
+        x, y, s = tf.where(keep, new_x, x), tf.where(keep, new_y, y), tf.where(keep, new_s, s)
+    return x, y, s
+
+
+def solution_adjoint(cones: ConeLayout, A, x, y, s, grad_x, grad_y, grad_s) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(∇A, ∇b, ∇c) for upstream gradients of (x, y, s); all batched (B, ...)."""
+    jacobian = optimality_jacobian(cones, A, x, y, s)
+    rhs = -tf.concat([grad_x, grad_y, grad_s], axis=-1)[..., None]
+    w = tf.linalg.solve(jacobian, rhs, adjoint=True)
+    w += tf.linalg.solve(jacobian, rhs - tf.matmul(jacobian, w, adjoint_a=True), adjoint=True)
+    n, m = x.shape[-1], y.shape[-1]
+    w_x, w_y = w[:, :n, 0], w[:, n : n + m, 0]
+    grad_A = y[:, :, None] * w_x[:, None, :] + w_y[:, :, None] * x[:, None, :]
+    return grad_A, -w_y, w_x
