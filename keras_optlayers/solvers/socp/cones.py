@@ -178,6 +178,25 @@ class ConeLayout:
         return tf.reduce_min(tf.stack(parts), axis=0)
 
     @_accepts_vectors
+    def project(self, u: tf.Tensor) -> tf.Tensor:
+        """The Euclidean projection of u onto K (conic rows)."""
+
+        def soc(us):
+            membership, head, tail = self._constants(us.dtype)
+            u0 = self._block_sum(us * head, membership)
+            tail_norm = tf.sqrt(self._block_sum(tf.square(us) * tail, membership))
+            # Outside both K and −K: ((u₀ + ‖u₁‖)/2) (1, u₁/‖u₁‖).
+            factor = 0.5 * (u0 + tail_norm)
+            on_surface = head * self._spread(factor, membership) + tail * us * self._spread(
+                factor / tf.where(tail_norm > 0, tail_norm, 1.0), membership
+            )
+            inside = self._spread(tf.cast(tail_norm <= u0, us.dtype), membership)
+            polar = self._spread(tf.cast(tail_norm <= -u0, us.dtype), membership)
+            return inside * us + (1.0 - inside) * (1.0 - polar) * on_surface
+
+        return self._soc_map(u, soc_fn=soc, linear_fn=lambda v: tf.maximum(v, 0.0))
+
+    @_accepts_vectors
     def max_step(self, u: tf.Tensor, du: tf.Tensor) -> tf.Tensor:
         """Largest α ≥ 0 (capped at 1e30) with u + α du ∈ K, for u in K's interior; (B, r).
 
