@@ -177,7 +177,7 @@ def test_statuses_by_batch_index():
     with pytest.raises(SolverError) as error:
         socp_solve(A, b, c, cones)
     assert error.value.statuses == {"infeasible (primal infeasible)": [1], "unbounded (dual infeasible)": [2]}
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"infeasible \(primal infeasible\)' at batch indices \[1\]"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"infeasible \(primal infeasible\)\\?' at batch indices \[1\]"):
         tf.function(lambda A, b, c: socp_solve(A, b, c, cones)[0])(A, b, c)
 
 

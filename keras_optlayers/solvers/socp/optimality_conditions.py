@@ -14,8 +14,8 @@ adjoint system Jᵀ w = −ḡ, w = (w₁, w₂, w₃), gives
 
     ∇c = w₁,   ∇b = −w₂,   ∇A = y w₁ᵀ + w₂ xᵀ.
 
-J is formed densely, (n + 2m) square, and solved by one batched LU
-(`tf.linalg.solve`, which XLA compiles) plus one refinement step.
+J is formed densely, (n + 2m) square, and solved by a batched QR (which
+XLA compiles) plus one refinement step.
 
 Polishing: the interior-point iterate is only O(√μ) from the solution when a
 SOC block's boundary is curved along the solution's tangent (measured: 3e-5
@@ -91,17 +91,30 @@ def _violation(cones: ConeLayout, A, b, c, x, y, s) -> tf.Tensor:
     return tf.reduce_max(tf.abs(_residual(cones, A, b, c, x, y, s)), axis=-1)
 
 
+def _solve(jacobian: tf.Tensor, rhs: tf.Tensor, adjoint: bool = False) -> tf.Tensor:
+    """J⁻¹ rhs (or J⁻ᵀ rhs) by Householder QR, for rhs (B, N, r).
+
+    Not `tf.linalg.solve`: its LU raises for an exactly singular matrix and
+    fails the whole batch; here a singular example gets non-finite values,
+    which `polish` rejects and the gradient passes on to that example alone.
+    """
+    q, r = tf.linalg.qr(jacobian)
+    if adjoint:
+        return tf.matmul(q, tf.linalg.triangular_solve(r, rhs, lower=False, adjoint=True))
+    return tf.linalg.triangular_solve(r, tf.matmul(q, rhs, adjoint_a=True), lower=False)
+
+
 def polish(cones: ConeLayout, A, b, c, x, y, s):
     """(x, y, s) after up to `POLISH_STEPS` Newton steps on the conditions (those that lower the residual)."""
     n, m, zero = x.shape[-1], y.shape[-1], cones.zero
     for _ in range(POLISH_STEPS):
         residual = _residual(cones, A, b, c, x, y, s)
-        step = tf.linalg.solve(optimality_jacobian(cones, A, x, y, s), -residual[..., None])[..., 0]
+        step = _solve(optimality_jacobian(cones, A, x, y, s), -residual[..., None])[..., 0]
         dx, dy, ds = step[:, :n], step[:, n : n + m], step[:, n + m :]
         new_x, new_y, new_s = x + dx, y + dy, s + ds
         # The full step may leave K by about the square of the current error: project back.
         new_y = tf.concat([new_y[:, :zero], cones.project(new_y[:, zero:])], axis=1)
-        new_s = tf.concat([new_s[:, :zero], cones.project(new_s[:, zero:])], axis=1)
+        new_s = tf.concat([tf.zeros_like(new_s[:, :zero]), cones.project(new_s[:, zero:])], axis=1)
         better = _violation(cones, A, b, c, new_x, new_y, new_s) < tf.reduce_max(tf.abs(residual), axis=-1)
         keep = better[:, None]
         x, y, s = tf.where(keep, new_x, x), tf.where(keep, new_y, y), tf.where(keep, new_s, s)
@@ -112,8 +125,8 @@ def solution_adjoint(cones: ConeLayout, A, x, y, s, grad_x, grad_y, grad_s) -> T
     """(∇A, ∇b, ∇c) for upstream gradients of (x, y, s); all batched (B, ...)."""
     jacobian = optimality_jacobian(cones, A, x, y, s)
     rhs = -tf.concat([grad_x, grad_y, grad_s], axis=-1)[..., None]
-    w = tf.linalg.solve(jacobian, rhs, adjoint=True)
-    w += tf.linalg.solve(jacobian, rhs - tf.matmul(jacobian, w, adjoint_a=True), adjoint=True)
+    w = _solve(jacobian, rhs, adjoint=True)
+    w += _solve(jacobian, rhs - tf.matmul(jacobian, w, adjoint_a=True), adjoint=True)
     n, m = x.shape[-1], y.shape[-1]
     w_x, w_y = w[:, :n, 0], w[:, n : n + m, 0]
     grad_A = y[:, :, None] * w_x[:, None, :] + w_y[:, :, None] * x[:, None, :]

@@ -244,7 +244,7 @@ def socp_solve(
 
     Limits:
         Dense linear algebra: each iteration factors an n × n matrix, and the
-        gradient solves an (n + 2m) square system; meant for n, m up to a
+        polish and the gradient solve (n + 2m) square systems; meant for n, m up to a
         few hundred. Under XLA no status is checked (a warning says so):
         pass check_status=False and read the statuses. Infeasibility and
         unboundedness come from certificates the iterates approach; nearly
