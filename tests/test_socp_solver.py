@@ -130,7 +130,7 @@ def _central_differences(function, weights, values):
 
 def test_ellipsoid_projection_matches_exact_projection_and_central_differences(run):
     spec, sample = ellipsoid(3)
-    values = sample(np.random.default_rng(3), 4)
+    values = sample(np.random.default_rng(3), 2)
     function = SocpLayerFunction(spec)
     outputs = run(function, *[tf.constant(v) for v in values])
     np.testing.assert_allclose(outputs[0].numpy(), ellipsoid_projection_exact(*values), atol=1e-8)
@@ -142,35 +142,36 @@ def test_ellipsoid_projection_matches_exact_projection_and_central_differences(r
 
 
 @pytest.mark.parametrize("family", [soc_least_squares(3, 5), robust_lp(3, 2)], ids=["soc_least_squares", "robust_lp"])
-def test_soc_problems_match_clarabel_and_central_differences(run, family):
+def test_soc_problems_match_clarabel_and_central_differences(family):
+    """Eager only: graph mode runs the same code, checked by the ball and ellipsoid tests (tracing costs ~10 s)."""
     spec, sample = family
-    values = sample(np.random.default_rng(5), 3)
+    values = sample(np.random.default_rng(5), 2)
     function = SocpLayerFunction(spec)
-    outputs = run(function, *[tf.constant(v) for v in values])
+    outputs = function(*[tf.constant(v) for v in values])
     # Clarabel at tight tolerance is itself off by up to ~4e-6 on these
     # (measured against this solver's answers, which agree to 1e-15 across tolerances).
     np.testing.assert_allclose(outputs[0].numpy(), clarabel_reference(spec, values)[0], atol=1e-5)
     weights = [np.random.default_rng(6).standard_normal(outputs[0].shape)]
-    _, gradients = run(_loss_and_gradients(function, weights), *[tf.constant(v) for v in values])
+    _, gradients = _loss_and_gradients(function, weights)(*[tf.constant(v) for v in values])
     for gradient, expected in zip(gradients, _central_differences(function, weights, values)):
         np.testing.assert_allclose(gradient.numpy(), expected, atol=1e-6)
 
 
 def _status_batch():
-    """Example 0 solvable, 1 infeasible (‖x‖ ≤ 1 and x₀ ≥ 2), 2 unbounded (min −x₁ s.t. |x₀| ≤ x₁, x₀ ≥ 2)."""
-    bounded = np.array([[0.0, 0.0], [-1.0, 0.0], [0.0, -1.0], [-1.0, 0.0]])
-    cone_of_x1 = np.array([[0.0, -1.0], [-1.0, 0.0], [0.0, 0.0], [-1.0, 0.0]])
+    """Example 0 solvable, 1 infeasible (x₀ ≥ 2 and ‖x‖ ≤ 1), 2 unbounded (min −x₁ s.t. x₀ ≥ 2, |x₀| ≤ x₁).
+
+    Rows in SCS order: the nonneg row s = x₀ − 2, then one SOC(3).
+    """
+    bounded = np.array([[-1.0, 0.0], [0.0, 0.0], [-1.0, 0.0], [0.0, -1.0]])  # (x₀ − 2; r, x₀, x₁)
+    cone_of_x1 = np.array([[-1.0, 0.0], [0.0, -1.0], [-1.0, 0.0], [0.0, 0.0]])  # (x₀ − 2; x₁, x₀, 0)
     A = np.stack([bounded, bounded, cone_of_x1])
-    b = np.array([[3.0, 0.0, 0.0, -2.0], [1.0, 0.0, 0.0, -2.0], [0.0, 0.0, 0.0, -2.0]])
+    b = np.array([[-2.0, 3.0, 0.0, 0.0], [-2.0, 1.0, 0.0, 0.0], [-2.0, 0.0, 0.0, 0.0]])
     c = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, -1.0]])
     return A, b, c, ConeDims(zero=0, nonneg=1, soc=(3,), psd=(), exp=0)
 
 
 def test_statuses_by_batch_index():
     A, b, c, cones = _status_batch()
-    cones = {"nonneg": 1, "soc": (3,)}
-    # Rows in SCS order: the nonneg row first.
-    A, b = A[:, [3, 0, 1, 2]], b[:, [3, 0, 1, 2]]
     x, _, _, status = socp_solve(A, b, c, cones, check_status=False)
     assert [STATUS_NAMES[int(code)] for code in status.numpy()] == ["solved", "infeasible (primal infeasible)", "unbounded (dual infeasible)"]
     np.testing.assert_allclose(x.numpy()[0], [2.0, 0.0], atol=1e-9)
@@ -179,24 +180,6 @@ def test_statuses_by_batch_index():
     assert error.value.statuses == {"infeasible (primal infeasible)": [1], "unbounded (dual infeasible)": [2]}
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"infeasible \(primal infeasible\)\\?' at batch indices \[1\]"):
         tf.function(lambda A, b, c: socp_solve(A, b, c, cones)[0])(A, b, c)
-
-
-def test_xla_matches_graph_mode_forward_and_gradient():
-    rng = np.random.default_rng(7)
-    points = 0.9 * rng.standard_normal((3, 3))
-    A, b, c, cones = ball_projection_data(points)
-
-    def solve_and_gradient(b):
-        with tf.GradientTape() as tape:
-            tape.watch(b)
-            x, _, _, status = socp_solve(A, b, c, cones, check_status=False)
-            loss = tf.reduce_sum(x[:, 1:] * np.arange(3.0))
-        return x, status, tape.gradient(loss, b)
-
-    x, status, gradient = tf.function(solve_and_gradient, jit_compile=True)(tf.constant(b))
-    np.testing.assert_array_equal(status.numpy(), 0)
-    np.testing.assert_allclose(x.numpy()[:, 1:], ball_projection(points), atol=1e-10)
-    np.testing.assert_allclose(-gradient.numpy()[:, 1:4], ball_projection_vjp(points, np.tile(np.arange(3.0), (3, 1))), atol=1e-8)
 
 
 def test_forward_and_gradient_graphs_have_no_host_callback():
