@@ -14,8 +14,14 @@ adjoint system Jᵀ w = −ḡ, w = (w₁, w₂, w₃), gives
 
     ∇c = w₁,   ∇b = −w₂,   ∇A = y w₁ᵀ + w₂ xᵀ.
 
-J is formed densely, (n + 2m) square, and solved by a batched QR (which
-XLA compiles) plus one refinement step.
+Eliminating ds with the middle row (ds = −r_p − A dx) leaves the (n + m)
+square matrix
+
+    M = [[0, Aᵀ], [−L(y) A, L(s)]]   in (dx, dy),
+
+which serves both directions: a Newton step solves M, the adjoint solves Mᵀ
+for (w₁, w₃), then w₂ = −ḡs − L(y) w₃. M is formed densely and solved by a
+batched QR (which XLA compiles) plus one refinement step.
 
 Polishing: the interior-point iterate is only O(√μ) from the solution when a
 SOC block's boundary is curved along the solution's tangent (measured: 3e-5
@@ -53,69 +59,65 @@ def _complementarity_blocks(cones: ConeLayout, y: tf.Tensor, s: tf.Tensor) -> Tu
     return s_block, y_block
 
 
-def optimality_jacobian(cones: ConeLayout, A: tf.Tensor, x: tf.Tensor, y: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
-    """J (B, n + 2m, n + 2m) above, columns ordered (x, y, s)."""
-    n = tf.shape(A)[-1]
-    m = tf.shape(A)[-2]
-    batch = tf.shape(A)[0]
-    zeros_nn = tf.zeros(tf.stack([batch, n, n]), A.dtype)
-    zeros_nm = tf.zeros(tf.stack([batch, n, m]), A.dtype)
-    zeros_mm = tf.zeros(tf.stack([batch, m, m]), A.dtype)
-    identity = tf.eye(m, batch_shape=[batch], dtype=A.dtype)
+def reduced_jacobian(cones: ConeLayout, A: tf.Tensor, y: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
+    """M (B, n + m, n + m) above, columns ordered (x, y), rows (stationarity, complementarity)."""
     s_block, y_block = _complementarity_blocks(cones, y, s)
-    stationarity = tf.concat([zeros_nn, tf.linalg.matrix_transpose(A), zeros_nm], axis=-1)
-    feasibility = tf.concat([A, zeros_mm, identity], axis=-1)
-    complementarity = tf.concat([tf.linalg.matrix_transpose(zeros_nm), s_block, y_block], axis=-1)
-    jacobian = tf.concat([stationarity, feasibility, complementarity], axis=-2)
+    A_t = tf.linalg.matrix_transpose(A)
+    no_x_terms = tf.zeros_like(A_t[:, :, :1]) * tf.zeros_like(A[:, :1, :])  # (B, n, n) zeros
+    stationarity = tf.concat([no_x_terms, A_t], axis=-1)
+    complementarity = tf.concat([-tf.matmul(y_block, A), s_block], axis=-1)
+    jacobian = tf.concat([stationarity, complementarity], axis=-2)
     # A zero row (a polished row with s = y = 0 exactly, a variable no row
-    # touches) would make the batched LU fail for the whole batch; a shift far
-    # below the data's unit scale (they are equilibrated) keeps J invertible.
-    shift = tf.concat([-tf.ones_like(x), tf.zeros_like(y), tf.ones_like(s)], axis=-1) * JACOBIAN_SHIFT
+    # touches) would make the solve fail; a shift far below the data's unit
+    # scale (they are equilibrated) keeps M invertible.
+    shift = tf.concat([-tf.ones_like(A[:, 0, :]), tf.ones_like(y)], axis=-1) * JACOBIAN_SHIFT
     return tf.linalg.set_diag(jacobian, tf.linalg.diag_part(jacobian) + shift)
 
 
-POLISH_STEPS = 3
+POLISH_STEPS = 2
 JACOBIAN_SHIFT = 1e-13
 
 
-def _residual(cones: ConeLayout, A, b, c, x, y, s) -> tf.Tensor:
-    """The conditions' residual (B, n + 2m); on zero rows the last block is s itself."""
+def _residuals(cones: ConeLayout, A, b, c, x, y, s):
+    """(dual r_d (B, n), primal r_p (B, m), complementarity r_c (B, m)); r_c is s itself on zero rows."""
     zero = cones.zero
     complementarity = tf.concat([s[:, :zero], cones.product(s[:, zero:], y[:, zero:])], axis=1)
-    return tf.concat(
-        [tf.linalg.matvec(A, y, adjoint_a=True) + c, tf.linalg.matvec(A, x) + s - b, complementarity], axis=1
-    )
+    return tf.linalg.matvec(A, y, adjoint_a=True) + c, tf.linalg.matvec(A, x) + s - b, complementarity
 
 
-def _violation(cones: ConeLayout, A, b, c, x, y, s) -> tf.Tensor:
-    return tf.reduce_max(tf.abs(_residual(cones, A, b, c, x, y, s)), axis=-1)
+def _violation(residuals) -> tf.Tensor:
+    return tf.reduce_max(tf.abs(tf.concat(residuals, axis=-1)), axis=-1)
 
 
 def _solve(jacobian: tf.Tensor, rhs: tf.Tensor, adjoint: bool = False) -> tf.Tensor:
-    """J⁻¹ rhs (or J⁻ᵀ rhs) by Householder QR, for rhs (B, N, r).
+    """M⁻¹ rhs (or M⁻ᵀ rhs) by Householder QR, for rhs (B, N).
 
     Not `tf.linalg.solve`: its LU raises for an exactly singular matrix and
     fails the whole batch; here a singular example gets non-finite values,
     which `polish` rejects and the gradient passes on to that example alone.
     """
     q, r = tf.linalg.qr(jacobian)
+    rhs = rhs[..., None]
     if adjoint:
-        return tf.matmul(q, tf.linalg.triangular_solve(r, rhs, lower=False, adjoint=True))
-    return tf.linalg.triangular_solve(r, tf.matmul(q, rhs, adjoint_a=True), lower=False)
+        return tf.matmul(q, tf.linalg.triangular_solve(r, rhs, lower=False, adjoint=True))[..., 0]
+    return tf.linalg.triangular_solve(r, tf.matmul(q, rhs, adjoint_a=True), lower=False)[..., 0]
 
 
 def polish(cones: ConeLayout, A, b, c, x, y, s):
     """(x, y, s) after up to `POLISH_STEPS` Newton steps on the conditions (those that lower the residual)."""
-    n, m, zero = x.shape[-1], y.shape[-1], cones.zero
+    n, zero = x.shape[-1], cones.zero
     for _ in range(POLISH_STEPS):
-        residual = _residual(cones, A, b, c, x, y, s)
-        step = _solve(optimality_jacobian(cones, A, x, y, s), -residual[..., None])[..., 0]
-        dx, dy, ds = step[:, :n], step[:, n : n + m], step[:, n + m :]
+        dual_residual, primal_residual, complementarity = residuals = _residuals(cones, A, b, c, x, y, s)
+        _, y_block = _complementarity_blocks(cones, y, s)
+        rhs = tf.concat([-dual_residual, tf.linalg.matvec(y_block, primal_residual) - complementarity], axis=-1)
+        step = _solve(reduced_jacobian(cones, A, y, s), rhs)
+        dx, dy = step[:, :n], step[:, n:]
+        ds = -primal_residual - tf.linalg.matvec(A, dx)
         new_x, new_y, new_s = x + dx, y + dy, s + ds
         # The full step may leave K by about the square of the current error: project back.
         new_y = tf.concat([new_y[:, :zero], cones.project(new_y[:, zero:])], axis=1)
         new_s = tf.concat([tf.zeros_like(new_s[:, :zero]), cones.project(new_s[:, zero:])], axis=1)
-        better = _violation(cones, A, b, c, new_x, new_y, new_s) < tf.reduce_max(tf.abs(residual), axis=-1)
+        better = _violation(_residuals(cones, A, b, c, new_x, new_y, new_s)) < _violation(residuals)
         keep = better[:, None]
         x, y, s = tf.where(keep, new_x, x), tf.where(keep, new_y, y), tf.where(keep, new_s, s)
     return x, y, s
@@ -123,11 +125,13 @@ def polish(cones: ConeLayout, A, b, c, x, y, s):
 
 def solution_adjoint(cones: ConeLayout, A, x, y, s, grad_x, grad_y, grad_s) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(∇A, ∇b, ∇c) for upstream gradients of (x, y, s); all batched (B, ...)."""
-    jacobian = optimality_jacobian(cones, A, x, y, s)
-    rhs = -tf.concat([grad_x, grad_y, grad_s], axis=-1)[..., None]
+    jacobian = reduced_jacobian(cones, A, y, s)
+    _, y_block = _complementarity_blocks(cones, y, s)
+    rhs = tf.concat([-grad_x + tf.linalg.matvec(A, grad_s, adjoint_a=True), -grad_y], axis=-1)
     w = _solve(jacobian, rhs, adjoint=True)
-    w += _solve(jacobian, rhs - tf.matmul(jacobian, w, adjoint_a=True), adjoint=True)
-    n, m = x.shape[-1], y.shape[-1]
-    w_x, w_y = w[:, :n, 0], w[:, n : n + m, 0]
+    w += _solve(jacobian, rhs - tf.linalg.matvec(jacobian, w, adjoint_a=True), adjoint=True)
+    n = x.shape[-1]
+    w_x, w_s = w[:, :n], w[:, n:]
+    w_y = -grad_s - tf.linalg.matvec(y_block, w_s)
     grad_A = y[:, :, None] * w_x[:, None, :] + w_y[:, :, None] * x[:, None, :]
     return grad_A, -w_y, w_x
