@@ -24,11 +24,11 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
 
-import bench_cvxpy_layer as layer_bench  # noqa: E402
-from socp_problems import SocpLayerFunction, robust_lp  # noqa: E402
-from timing import median_seconds  # noqa: E402
+import bench_cvxpy_layer as layer_bench
+from socp_problems import SocpLayerFunction, robust_lp
+from timing import median_seconds
 
-from keras_optlayers.core.problems.spec import ProblemSpec  # noqa: E402
+from keras_optlayers.core.problems.spec import ProblemSpec
 
 
 def robust_lp_benchmark() -> layer_bench.Benchmark:

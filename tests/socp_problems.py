@@ -9,7 +9,7 @@ Clarabel at tight tolerance.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import cvxpy as cp
 import numpy as np

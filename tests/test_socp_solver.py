@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from socp_problems import SocpLayerFunction, clarabel_reference, ellipsoid, robust_lp, soc_least_squares
+from socp_problems import (
+    SocpLayerFunction,
+    clarabel_reference,
+    ellipsoid,
+    robust_lp,
+    soc_least_squares,
+)
 
 from keras_optlayers.core.compiler import ConeDims
 from keras_optlayers.errors import SolverError
@@ -43,29 +49,29 @@ def ball_projection_vjp(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.where(norms > 1.0, outside, weights)
 
 
+def _ellipsoid_projection_one(x, A, z):
+    M = A.T @ A
+
+    def point(lam):
+        return np.linalg.solve(np.eye(len(M)) + lam * M, x + lam * M @ z)
+
+    def excess(lam):
+        return 0.5 * np.sum((A @ (point(lam) - z)) ** 2) - 1.0
+
+    if excess(0.0) <= 0:
+        return x
+    low, high = 0.0, 1.0
+    while excess(high) > 0:
+        high *= 2.0
+    for _ in range(200):
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if excess(middle) > 0 else (low, middle)
+    return point(high)
+
+
 def ellipsoid_projection_exact(x, A, z):
     """argmin ½‖x − y‖² s.t. ½‖A(y − z)‖² ≤ 1 by bisection on the multiplier (to machine precision)."""
-    result = np.empty_like(x)
-    for i in range(len(x)):
-        M = A[i].T @ A[i]
-
-        def point(lam):
-            return np.linalg.solve(np.eye(len(M)) + lam * M, x[i] + lam * M @ z[i])
-
-        def excess(lam):
-            return 0.5 * np.sum((A[i] @ (point(lam) - z[i])) ** 2) - 1.0
-
-        if excess(0.0) <= 0:
-            result[i] = x[i]
-            continue
-        low, high = 0.0, 1.0
-        while excess(high) > 0:
-            high *= 2.0
-        for _ in range(200):
-            middle = 0.5 * (low + high)
-            low, high = (middle, high) if excess(middle) > 0 else (low, middle)
-        result[i] = point(high)
-    return result
+    return np.stack([_ellipsoid_projection_one(*example) for example in zip(x, A, z)])
 
 
 def test_ball_projection_matches_closed_form_and_its_jacobian(run):

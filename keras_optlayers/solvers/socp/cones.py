@@ -13,15 +13,15 @@ are handled by the caller), in dense TF ops only:
 SOC blocks of different sizes are batched together: per-block sums are
 products with a fixed 0/1 membership matrix (rows × blocks), so nothing
 depends on a loop over cones and everything compiles under XLA. Every
-operation takes (B, rows, r) tensors (r right-hand sides side by side);
-`vector` wraps them for (B, rows).
+operation takes (B, rows, r) tensors (r right-hand sides side by side) or
+(B, rows) vectors.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Tuple
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -45,7 +45,7 @@ class ConeLayout:
 
     zero: int
     nonneg: int
-    soc: Tuple[int, ...]
+    soc: tuple[int, ...]
 
     @property
     def num_rows(self) -> int:
@@ -288,18 +288,12 @@ class NesterovToddScaling:
             )
         return self.layout._soc_map(u, soc_fn=lambda v: self.eta * self._rotate(v, False), linear_fn=lambda v: self.linear_scale * v)
 
+    @_accepts_vectors
     def apply(self, u: tf.Tensor) -> tf.Tensor:
         """W u for u of shape (B, rows) or (B, rows, r)."""
-        return vector(lambda t: self._apply(t, inverse=False), u)
+        return self._apply(u, inverse=False)
 
+    @_accepts_vectors
     def apply_inverse(self, u: tf.Tensor) -> tf.Tensor:
         """W⁻¹ u for u of shape (B, rows) or (B, rows, r)."""
-        return vector(lambda t: self._apply(t, inverse=True), u)
-
-
-def vector(operation: Callable, *tensors: tf.Tensor) -> tf.Tensor:
-    """Runs a (B, rows, r) operation on (B, rows) vectors too."""
-    if tensors[0].shape.rank == 3:
-        return operation(*tensors)
-    result = operation(*[t[..., None] for t in tensors])
-    return result[..., 0]
+        return self._apply(u, inverse=True)

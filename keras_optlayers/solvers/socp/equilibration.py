@@ -16,7 +16,7 @@ scaled solve is the gradient of the original solution map.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Tuple
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -48,7 +48,7 @@ def _row_norms(cones: ConeLayout, A: tf.Tensor) -> tf.Tensor:
     return tf.concat([norms[:, :first_conic], conic], axis=1)
 
 
-def equilibrate(cones: ConeLayout, A: tf.Tensor, b: tf.Tensor, c: tf.Tensor) -> Tuple[Scaling, tf.Tensor, tf.Tensor, tf.Tensor]:
+def equilibrate(cones: ConeLayout, A: tf.Tensor, b: tf.Tensor, c: tf.Tensor) -> tuple[Scaling, tf.Tensor, tf.Tensor, tf.Tensor]:
     """Returns the scaling and (Ã, b̃, c̃) for A (B, m, n), b (B, m), c (B, n)."""
     row = tf.ones_like(b)
     column = tf.ones_like(c)
@@ -67,6 +67,6 @@ def equilibrate(cones: ConeLayout, A: tf.Tensor, b: tf.Tensor, c: tf.Tensor) -> 
     return Scaling(row, column, b_scale, c_scale), A_scaled, b_row / b_scale, c_column / c_scale
 
 
-def unscale(scaling: Scaling, x: tf.Tensor, y: tf.Tensor, s: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def unscale(scaling: Scaling, x: tf.Tensor, y: tf.Tensor, s: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """The original program's (x, y, s) from the scaled program's."""
     return scaling.b_scale * scaling.column * x, scaling.c_scale * scaling.row * y, scaling.b_scale * s / scaling.row

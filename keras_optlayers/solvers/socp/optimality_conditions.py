@@ -39,14 +39,12 @@ redundant zero-cone rows.
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import tensorflow as tf
 
 from keras_optlayers.solvers.socp.cones import ConeLayout
 
 
-def _complementarity_blocks(cones: ConeLayout, y: tf.Tensor, s: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+def _complementarity_blocks(cones: ConeLayout, y: tf.Tensor, s: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(L(s), L(y)) on all m rows: zero-cone rows get (0, I), i.e. the row ds_E = 0."""
     zero = cones.zero
     padding = [[0, 0], [zero, 0], [zero, 0]]
@@ -123,7 +121,7 @@ def polish(cones: ConeLayout, A, b, c, x, y, s):
     return x, y, s
 
 
-def solution_adjoint(cones: ConeLayout, A, x, y, s, grad_x, grad_y, grad_s) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def solution_adjoint(cones: ConeLayout, A, x, y, s, grad_x, grad_y, grad_s) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(∇A, ∇b, ∇c) for upstream gradients of (x, y, s); all batched (B, ...)."""
     jacobian = reduced_jacobian(cones, A, y, s)
     _, y_block = _complementarity_blocks(cones, y, s)

@@ -14,27 +14,31 @@ from __future__ import annotations
 
 import collections
 import warnings
-from typing import Mapping, Tuple, Union
+from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
 
 from keras_optlayers.core.compiler import CompiledProblem, ConeDims
 from keras_optlayers.ops.affine_maps import scatter_dense
-from keras_optlayers.solvers.qp.equality_elimination import eliminate_equalities, equality_multipliers, primal_from_reduced
+from keras_optlayers.solvers.qp.equality_elimination import (
+    eliminate_equalities,
+    equality_multipliers,
+    primal_from_reduced,
+)
 from keras_optlayers.solvers.qp.interior_point import solve_unconstrained_qp
 from keras_optlayers.solvers.socp import status as socp_status
-from keras_optlayers.solvers.socp.optimality_conditions import polish, solution_adjoint
 from keras_optlayers.solvers.socp.cones import ConeLayout
 from keras_optlayers.solvers.socp.equilibration import equilibrate, unscale
 from keras_optlayers.solvers.socp.interior_point import solve_conic
+from keras_optlayers.solvers.socp.optimality_conditions import polish, solution_adjoint
 from keras_optlayers.solvers.socp.solution_check import solution_passes
 from keras_optlayers.xla_context import in_xla_context
 
 DEFAULT_TOL = 1e-9
 DEFAULT_MAX_ITER = 50
 
-ConesLike = Union[ConeDims, ConeLayout, Mapping[str, object]]
+ConesLike = ConeDims | ConeLayout | Mapping[str, object]
 
 
 def cone_layout(cones: ConesLike) -> ConeLayout:
@@ -58,7 +62,7 @@ def cone_layout(cones: ConesLike) -> ConeLayout:
             raise ValueError(f"Expected cone keys among 'zero', 'nonneg', 'soc'. Received: unknown keys {sorted(unknown)}")
         zero, nonneg, soc = cones.get("zero", 0), cones.get("nonneg", 0), cones.get("soc", ())
     else:
-        raise ValueError(f"Expected `cones` to be a ConeDims, a ConeLayout or a dict. Received: cones={cones!r}")
+        raise ValueError(f"Expected `cones` to be a ConeDims, a ConeLayout or a dict. Received: cones={cones!r}")  # noqa: TRY004 (the project raises ValueError for bad input)
     soc = tuple(int(q) for q in soc)
     if int(zero) < 0 or int(nonneg) < 0 or any(q < 1 for q in soc):
         raise ValueError(f"Expected nonnegative cone sizes and SOC sizes of at least 1. Received: zero={zero}, nonneg={nonneg}, soc={soc}")
@@ -166,7 +170,7 @@ def _solve_graph(A, b, c, layout: ConeLayout, tol: float, max_iter: int):
 # Compiled solves for eager callers, keyed by (argument specs with a free
 # batch size, cone layout, tol, max_iter); least recently used dropped first.
 _COMPILED_SOLVES_LIMIT = 32
-_COMPILED_SOLVES: "collections.OrderedDict[tuple, tf.types.experimental.GenericFunction]" = collections.OrderedDict()
+_COMPILED_SOLVES: collections.OrderedDict[tuple, tf.types.experimental.GenericFunction] = collections.OrderedDict()
 
 
 def _compiled_solve(A, b, c, layout: ConeLayout, tol: float, max_iter: int):
@@ -198,7 +202,7 @@ def socp_solve(
     tol: float = DEFAULT_TOL,
     max_iter: int = DEFAULT_MAX_ITER,
     check_status: bool = True,
-) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """Solves a batch of second-order cone programs, differentiably, with TensorFlow ops only.
 
         minimize cᵀx   subject to   Ax + s = b,   s ∈ K
@@ -295,7 +299,7 @@ def solve_compiled_socp(
     tol: float = DEFAULT_TOL,
     max_iter: int = DEFAULT_MAX_ITER,
     check_status: bool = True,
-) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """`socp_solve` on a compiled cone program's data.
 
     Args:

@@ -10,8 +10,6 @@ the same text, built with string ops (no host callback).
 
 from __future__ import annotations
 
-from typing import Dict, List
-
 import numpy as np
 import tensorflow as tf
 
@@ -23,13 +21,15 @@ from keras_optlayers.solvers.qp.status import (  # noqa: F401  (re-exported code
     PRIMAL_INFEASIBLE,
     RUNNING,
     SOLVED,
+)
+from keras_optlayers.solvers.qp.status import (
     STATUS_NAMES as QP_STATUS_NAMES,
 )
 
 SOLVER_NAME = "SOCP"
 INACCURATE = 5
 
-STATUS_NAMES: Dict[int, str] = {
+STATUS_NAMES: dict[int, str] = {
     SOLVED: "solved",
     PRIMAL_INFEASIBLE: "infeasible (primal infeasible)",
     DUAL_INFEASIBLE: "unbounded (dual infeasible)",
@@ -39,7 +39,7 @@ STATUS_NAMES: Dict[int, str] = {
 }
 
 
-def failures_by_status(status) -> Dict[str, List[int]]:
+def failures_by_status(status) -> dict[str, list[int]]:
     """{status name: [batch indices]} for every status other than solved, in code order."""
     status = np.asarray(status).reshape(-1)
     return {
