@@ -16,7 +16,6 @@ import collections
 import warnings
 from collections.abc import Mapping
 
-import numpy as np
 import tensorflow as tf
 
 from keras_optlayers.core.compiler import CompiledProblem, ConeDims
@@ -27,6 +26,9 @@ from keras_optlayers.solvers.qp.equality_elimination import (
     primal_from_reduced,
 )
 from keras_optlayers.solvers.qp.interior_point import solve_unconstrained_qp
+
+# The QP entry's input helpers, shared rather than copied (they deserve a public home).
+from keras_optlayers.solvers.qp.solve import _check_finite, _shape_text
 from keras_optlayers.solvers.socp import status as socp_status
 from keras_optlayers.solvers.socp.cones import ConeLayout
 from keras_optlayers.solvers.socp.equilibration import equilibrate, unscale
@@ -72,10 +74,6 @@ def cone_layout(cones: ConesLike) -> ConeLayout:
     return ConeLayout(int(zero), int(nonneg), soc)
 
 
-def _shape_text(shape) -> str:
-    return str(tuple(shape.as_list())) if shape.rank is not None else "<unknown>"
-
-
 def _validated_inputs(A, b, c, layout: ConeLayout):
     """Checks shapes against the cones; returns (A, b, c) in c's dtype and whether any is batched."""
     c = tf.convert_to_tensor(c)
@@ -101,16 +99,6 @@ def _validated_inputs(A, b, c, layout: ConeLayout):
     if m == 0:
         raise ValueError("Expected at least one constraint row. Received: cones with 0 rows")
     return A, b, c, bool(batched)
-
-
-def _check_finite(tensors):
-    """Raises ValueError eagerly, or adds graph checks, for NaN or Inf inputs."""
-    if tf.executing_eagerly():
-        for name, tensor in tensors.items():
-            if not np.all(np.isfinite(tensor.numpy())):
-                raise ValueError(f"Expected `{name}` to contain only finite values. Received: {name} with NaN or Inf entries")
-        return tensors
-    return {name: tf.debugging.assert_all_finite(t, f"Expected `{name}` to contain only finite values") for name, t in tensors.items()}
 
 
 def _differentiable_solve(layout: ConeLayout, tol: float, max_iter: int):
