@@ -1,0 +1,136 @@
+"""The optimality conditions at the solution: Newton polishing of the forward pass, and the backward pass.
+
+At a solution (x, y, s) of min cᵀx s.t. Ax + s = b, s ∈ K, the conditions
+
+    Aᵀy + c = 0,   Ax + s − b = 0,   s ∘ y = 0   (s_E = 0 on the zero rows)
+
+define (x, y, s) as a function of (A, b, c). Their Jacobian in (x, y, s) is
+
+    J = [[0, Aᵀ, 0], [A, 0, I], [0, L(s), L(y)]],
+
+L(u) the arrow matrix of u (u ∘ v = L(u) v; for a zero-cone row the last
+block row is ds = 0 instead). For upstream gradients ḡ = (ḡx, ḡy, ḡs) the
+adjoint system Jᵀ w = −ḡ, w = (w₁, w₂, w₃), gives
+
+    ∇c = w₁,   ∇b = −w₂,   ∇A = y w₁ᵀ + w₂ xᵀ.
+
+Eliminating ds with the middle row (ds = −r_p − A dx) leaves the (n + m)
+square matrix
+
+    M = [[0, Aᵀ], [−L(y) A, L(s)]]   in (dx, dy),
+
+which serves both directions: a Newton step solves M, the adjoint solves Mᵀ
+for (w₁, w₃), then w₂ = −ḡs − L(y) w₃. M is formed densely and solved by a
+batched LU (`tf.linalg.solve`, which XLA compiles) plus, for the adjoint,
+one refinement step.
+
+Polishing: the interior-point iterate is only O(√μ) from the solution when a
+SOC block's boundary is curved along the solution's tangent (measured: 3e-5
+at μ = 2e-9 for a projection through CVXPY's quad-over-lin cone; Clarabel's
+answers show the same error). At a strictly complementary solution J is
+nonsingular, so Newton's method on the conditions converges quadratically
+from there: `polish` takes `POLISH_STEPS` full Newton steps (s and y then
+projected onto K, a change of about the square of the error), and keeps a
+step only where it lowers the residual.
+
+Limits: J is singular, and the gradient meaningless, at a degenerate
+solution (no strict complementarity, or a non-unique solution), and with
+redundant zero-cone rows.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_optlayers.solvers.socp.cones import ConeLayout
+
+
+def _complementarity_blocks(cones: ConeLayout, y: tf.Tensor, s: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(L(s), L(y)) on all m rows: zero-cone rows get (0, I), i.e. the row ds_E = 0."""
+    zero = cones.zero
+    padding = [[0, 0], [zero, 0], [zero, 0]]
+    s_block = tf.pad(cones.arrow(s[:, zero:]), padding)
+    y_block = tf.pad(cones.arrow(y[:, zero:]), padding)
+    if zero:
+        equality_rows = tf.concat([tf.ones_like(s[:, :zero]), tf.zeros_like(s[:, zero:])], axis=1)
+        # On zero rows the equation is ds = 0: a 1 in the ds column.
+        y_block += tf.linalg.diag(equality_rows)
+    return s_block, y_block
+
+
+def reduced_jacobian(cones: ConeLayout, A: tf.Tensor, y: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
+    """M (B, n + m, n + m) above, columns ordered (x, y), rows (stationarity, complementarity)."""
+    s_block, y_block = _complementarity_blocks(cones, y, s)
+    A_t = tf.linalg.matrix_transpose(A)
+    no_x_terms = tf.zeros_like(A_t[:, :, :1]) * tf.zeros_like(A[:, :1, :])  # (B, n, n) zeros
+    stationarity = tf.concat([no_x_terms, A_t], axis=-1)
+    complementarity = tf.concat([-tf.matmul(y_block, A), s_block], axis=-1)
+    jacobian = tf.concat([stationarity, complementarity], axis=-2)
+    # A zero row (a polished row with s = y = 0 exactly, a variable no row
+    # touches) would make the solve fail; a shift far below the data's unit
+    # scale (they are equilibrated) keeps M invertible.
+    shift = tf.concat([-tf.ones_like(A[:, 0, :]), tf.ones_like(y)], axis=-1) * JACOBIAN_SHIFT
+    return tf.linalg.set_diag(jacobian, tf.linalg.diag_part(jacobian) + shift)
+
+
+POLISH_STEPS = 2
+JACOBIAN_SHIFT = 1e-13
+
+
+def _residuals(cones: ConeLayout, A, b, c, x, y, s):
+    """(dual r_d (B, n), primal r_p (B, m), complementarity r_c (B, m)); r_c is s itself on zero rows."""
+    zero = cones.zero
+    complementarity = tf.concat([s[:, :zero], cones.product(s[:, zero:], y[:, zero:])], axis=1)
+    return tf.linalg.matvec(A, y, adjoint_a=True) + c, tf.linalg.matvec(A, x) + s - b, complementarity
+
+
+def _violation(residuals) -> tf.Tensor:
+    return tf.reduce_max(tf.abs(tf.concat(residuals, axis=-1)), axis=-1)
+
+
+def _solve(jacobian: tf.Tensor, rhs: tf.Tensor, adjoint: bool = False) -> tf.Tensor:
+    """M⁻¹ rhs (or M⁻ᵀ rhs) by batched LU, for rhs (B, N).
+
+    LU rather than QR: 8x faster for (128, 107, 107), measured. Its kernel
+    fails the whole batch on an exactly zero pivot; `JACOBIAN_SHIFT` keeps
+    the diagonal off zero, and an example whose M is not finite (a failed
+    solve) is given the identity instead (its result is then meaningless
+    and its status says so).
+    """
+    finite = tf.reduce_all(tf.math.is_finite(jacobian), axis=[-2, -1])[:, None, None]
+    jacobian = tf.where(finite, jacobian, tf.eye(tf.shape(jacobian)[-1], dtype=jacobian.dtype))
+    return tf.linalg.solve(jacobian, rhs[..., None], adjoint=adjoint)[..., 0]
+
+
+def polish(cones: ConeLayout, A, b, c, x, y, s):
+    """(x, y, s) after up to `POLISH_STEPS` Newton steps on the conditions (those that lower the residual)."""
+    n, zero = x.shape[-1], cones.zero
+    for _ in range(POLISH_STEPS):
+        dual_residual, primal_residual, complementarity = residuals = _residuals(cones, A, b, c, x, y, s)
+        _, y_block = _complementarity_blocks(cones, y, s)
+        rhs = tf.concat([-dual_residual, tf.linalg.matvec(y_block, primal_residual) - complementarity], axis=-1)
+        step = _solve(reduced_jacobian(cones, A, y, s), rhs)
+        dx, dy = step[:, :n], step[:, n:]
+        ds = -primal_residual - tf.linalg.matvec(A, dx)
+        new_x, new_y, new_s = x + dx, y + dy, s + ds
+        # The full step may leave K by about the square of the current error: project back.
+        new_y = tf.concat([new_y[:, :zero], cones.project(new_y[:, zero:])], axis=1)
+        new_s = tf.concat([tf.zeros_like(new_s[:, :zero]), cones.project(new_s[:, zero:])], axis=1)
+        better = _violation(_residuals(cones, A, b, c, new_x, new_y, new_s)) < _violation(residuals)
+        keep = better[:, None]
+        x, y, s = tf.where(keep, new_x, x), tf.where(keep, new_y, y), tf.where(keep, new_s, s)
+    return x, y, s
+
+
+def solution_adjoint(cones: ConeLayout, A, x, y, s, grad_x, grad_y, grad_s) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(∇A, ∇b, ∇c) for upstream gradients of (x, y, s); all batched (B, ...)."""
+    jacobian = reduced_jacobian(cones, A, y, s)
+    _, y_block = _complementarity_blocks(cones, y, s)
+    rhs = tf.concat([-grad_x + tf.linalg.matvec(A, grad_s, adjoint_a=True), -grad_y], axis=-1)
+    w = _solve(jacobian, rhs, adjoint=True)
+    w += _solve(jacobian, rhs - tf.linalg.matvec(jacobian, w, adjoint_a=True), adjoint=True)
+    n = x.shape[-1]
+    w_x, w_s = w[:, :n], w[:, n:]
+    w_y = -grad_s - tf.linalg.matvec(y_block, w_s)
+    grad_A = y[:, :, None] * w_x[:, None, :] + w_y[:, :, None] * x[:, None, :]
+    return grad_A, -w_y, w_x

@@ -1,0 +1,313 @@
+"""Public entry of the native SOCP solver: validation, batching, dtype, gradient, statuses.
+
+    minimize cᵀx   subject to   Ax + s = b,   s ∈ K
+
+with K = zero^z × nonneg^l × SOC(q₁) × … (SCS's convention and order, as in
+`keras_optlayers.core.compiler.CompiledProblem`); the dual is
+max −bᵀy s.t. Aᵀy + c = 0, y ∈ K*. The pieces: `equilibration` scales the
+data, `qp.equality_elimination` removes the zero-cone rows, `interior_point`
+solves the rest, `solution_check` checks the answer in the caller's units,
+`adjoint` differentiates it.
+"""
+
+from __future__ import annotations
+
+import collections
+import warnings
+from collections.abc import Mapping
+
+import tensorflow as tf
+
+from keras_optlayers.core.compiler import CompiledProblem, ConeDims
+from keras_optlayers.ops.affine_maps import scatter_dense
+from keras_optlayers.solvers.qp.equality_elimination import (
+    eliminate_equalities,
+    equality_multipliers,
+    primal_from_reduced,
+)
+from keras_optlayers.solvers.qp.interior_point import solve_unconstrained_qp
+
+# The QP entry's input helpers, shared rather than copied (they deserve a public home).
+from keras_optlayers.solvers.qp.solve import _check_finite, _shape_text
+from keras_optlayers.solvers.socp import status as socp_status
+from keras_optlayers.solvers.socp.cones import ConeLayout
+from keras_optlayers.solvers.socp.equilibration import equilibrate, unscale
+from keras_optlayers.solvers.socp.interior_point import solve_conic
+from keras_optlayers.solvers.socp.optimality_conditions import polish, solution_adjoint
+from keras_optlayers.solvers.socp.solution_check import solution_passes
+from keras_optlayers.xla_context import in_xla_context
+
+# Loose enough to save iterations: the Newton polish that follows takes the
+# answer to ~1e-15 from there (measured: ellipsoid, robust LP and SOC least
+# squares agree with tol=1e-12 solves to 3e-15 from tol=1e-8, 5e-15 from 1e-7).
+DEFAULT_TOL = 1e-8
+DEFAULT_MAX_ITER = 50
+
+ConesLike = ConeDims | ConeLayout | Mapping[str, object]
+
+
+def cone_layout(cones: ConesLike) -> ConeLayout:
+    """A `ConeLayout` from a `ConeDims`, a `ConeLayout`, or {"zero": int, "nonneg": int, "soc": sizes}.
+
+    Raises:
+        ValueError: for PSD or exponential cones, negative sizes, or unknown keys.
+    """
+    if isinstance(cones, ConeLayout):
+        zero, nonneg, soc = cones.zero, cones.nonneg, cones.soc
+    elif isinstance(cones, ConeDims):
+        if cones.psd or cones.exp:
+            raise ValueError(
+                "Expected only zero, nonnegative and second-order cones (the SOCP solver has no PSD or exponential "
+                f"cones). Received: cones.psd={list(cones.psd)}, cones.exp={cones.exp}"
+            )
+        zero, nonneg, soc = cones.zero, cones.nonneg, cones.soc
+    elif isinstance(cones, Mapping):
+        unknown = set(cones) - {"zero", "nonneg", "soc"}
+        if unknown:
+            raise ValueError(f"Expected cone keys among 'zero', 'nonneg', 'soc'. Received: unknown keys {sorted(unknown)}")
+        zero, nonneg, soc = cones.get("zero", 0), cones.get("nonneg", 0), cones.get("soc", ())
+    else:
+        raise ValueError(f"Expected `cones` to be a ConeDims, a ConeLayout or a dict. Received: cones={cones!r}")  # noqa: TRY004 (the project raises ValueError for bad input)
+    soc = tuple(int(q) for q in soc)
+    if int(zero) < 0 or int(nonneg) < 0 or any(q < 1 for q in soc):
+        raise ValueError(f"Expected nonnegative cone sizes and SOC sizes of at least 1. Received: zero={zero}, nonneg={nonneg}, soc={soc}")
+    return ConeLayout(int(zero), int(nonneg), soc)
+
+
+def _validated_inputs(A, b, c, layout: ConeLayout):
+    """Checks shapes against the cones; returns (A, b, c) in c's dtype and whether any is batched."""
+    c = tf.convert_to_tensor(c)
+    dtype = c.dtype if c.dtype in (tf.float32, tf.float64) else tf.float64
+    c = tf.cast(c, dtype)
+    A = tf.cast(tf.convert_to_tensor(A), dtype)
+    b = tf.cast(tf.convert_to_tensor(b), dtype)
+    if c.shape.rank not in (1, 2) or c.shape[-1] is None:
+        raise ValueError(f"Expected `c` to have shape (n,) or (batch, n) with n known. Received: c.shape={_shape_text(c.shape)}")
+    n, m = c.shape[-1], layout.num_rows
+    if A.shape.rank not in (2, 3) or tuple(A.shape[-2:]) != (m, n):
+        raise ValueError(
+            f"Expected `A` to have shape (m, n) or (batch, m, n) with m={m} (the cones' rows) and n={n}. "
+            f"Received: A.shape={_shape_text(A.shape)}"
+        )
+    if b.shape.rank not in (1, 2) or b.shape[-1] != m:
+        raise ValueError(f"Expected `b` to have shape (m,) or (batch, m) with m={m}. Received: b.shape={_shape_text(b.shape)}")
+    batched = {name: t.shape[0] for name, t, rank in (("A", A, 3), ("b", b, 2), ("c", c, 2)) if t.shape.rank == rank}
+    known = {size for size in batched.values() if size is not None}
+    if len(known) > 1:
+        received = ", ".join(f"{name}.shape={_shape_text(t.shape)}" for name, t in (("A", A), ("b", b), ("c", c)) if name in batched)
+        raise ValueError(f"Expected all batched arguments to have the same batch size. Received: {received}")
+    if m == 0:
+        raise ValueError("Expected at least one constraint row. Received: cones with 0 rows")
+    return A, b, c, bool(batched)
+
+
+def _differentiable_solve(layout: ConeLayout, tol: float, max_iter: int):
+    """(Ã, b̃, c̃) -> (x̃, ỹ, s̃, status) on equilibrated float64 data, with its implicit gradient."""
+    zero = layout.zero
+
+    @tf.custom_gradient
+    def solve(A, b, c):
+        A_equality, A_conic = A[:, :zero], A[:, zero:]
+        n = c.shape[-1]
+        no_quadratic_term = tf.zeros(tf.stack([tf.shape(c)[0], n, n]), c.dtype)
+        reduced = eliminate_equalities(no_quadratic_term, c, A_equality, b[:, :zero], A_conic, b[:, zero:])
+        if layout.num_conic_rows:
+            result = solve_conic(layout, reduced.Q, reduced.c, reduced.F, reduced.g, tol=tol, max_iter=max_iter)
+            s_conic, y_conic = result.s, result.z
+        else:
+            result = solve_unconstrained_qp(reduced.Q, reduced.c, tol)
+            s_conic, y_conic = b[:, zero:zero], b[:, zero:zero]
+        x = primal_from_reduced(reduced, result.y)
+        y_equality = equality_multipliers(reduced, c + tf.linalg.matvec(A_conic, y_conic, adjoint_a=True))
+        y = tf.concat([y_equality, y_conic], axis=1)
+        s = tf.concat([tf.zeros_like(y_equality), s_conic], axis=1)
+        x, y, s = polish(layout, A, b, c, x, y, s)
+        status = result.status
+        if zero:
+            b_scale = 1.0 + tf.reduce_max(tf.abs(b[:, :zero]), axis=-1)
+            status = tf.where(reduced.equality_residual > tol * b_scale, socp_status.PRIMAL_INFEASIBLE, status)
+
+        def gradient(grad_x, grad_y, grad_s, _grad_status):
+            grad_x = tf.zeros_like(x) if grad_x is None else grad_x
+            grad_y = tf.zeros_like(y) if grad_y is None else grad_y
+            grad_s = tf.zeros_like(s) if grad_s is None else grad_s
+            return solution_adjoint(layout, A, x, y, s, grad_x, grad_y, grad_s)
+
+        return (x, y, s, status), gradient
+
+    return solve
+
+
+def _solve_graph(A, b, c, layout: ConeLayout, tol: float, max_iter: int):
+    """Broadcasts shared arguments over the batch, equilibrates, solves in float64, checks, casts back."""
+    batched = [t for t, rank in ((A, 3), (b, 2), (c, 2)) if t.shape.rank == rank]
+    batch_size = tf.shape(batched[0])[0] if batched else 1
+    if len(batched) > 1 and not in_xla_context():
+        sizes = tf.stack([tf.shape(t)[0] for t in batched])
+        tf.debugging.assert_equal(sizes, batch_size, message="Expected all batched arguments to have the same batch size")
+    dtype = c.dtype
+
+    A64 = tf.cast(tf.broadcast_to(A, tf.concat([[batch_size], tf.shape(A)[-2:]], 0)), tf.float64)
+    b64 = tf.cast(tf.broadcast_to(b, tf.concat([[batch_size], tf.shape(b)[-1:]], 0)), tf.float64)
+    c64 = tf.cast(tf.broadcast_to(c, tf.concat([[batch_size], tf.shape(c)[-1:]], 0)), tf.float64)
+    scaling, A_scaled, b_scaled, c_scaled = equilibrate(layout, A64, b64, c64)
+    x, y, s, status = _differentiable_solve(layout, tol, max_iter)(A_scaled, b_scaled, c_scaled)
+    x, y, s = unscale(scaling, x, y, s)
+    passes = solution_passes(layout, A64, b64, c64, x, y, s)
+    status = tf.where(tf.equal(status, socp_status.SOLVED) & ~passes, socp_status.INACCURATE, status)
+    return tf.cast(x, dtype), tf.cast(y, dtype), tf.cast(s, dtype), status
+
+
+# Compiled solves for eager callers, keyed by (argument specs with a free
+# batch size, cone layout, tol, max_iter); least recently used dropped first.
+_COMPILED_SOLVES_LIMIT = 32
+_COMPILED_SOLVES: collections.OrderedDict[tuple, tf.types.experimental.GenericFunction] = collections.OrderedDict()
+
+
+def _compiled_solve(A, b, c, layout: ConeLayout, tol: float, max_iter: int):
+    """The `tf.function` eager calls run; a new batch size does not retrace."""
+    specs = tuple(
+        tf.TensorSpec([None] + t.shape[1:].as_list() if t.shape.rank == rank else t.shape, t.dtype)
+        for t, rank in ((A, 3), (b, 2), (c, 2))
+    )
+    key = (specs, layout, float(tol), int(max_iter))
+    if key in _COMPILED_SOLVES:
+        _COMPILED_SOLVES.move_to_end(key)
+    else:
+        _COMPILED_SOLVES[key] = tf.function(
+            lambda A, b, c: _solve_graph(A, b, c, layout, key[2], key[3]),
+            input_signature=specs,
+            autograph=False,
+        )
+        if len(_COMPILED_SOLVES) > _COMPILED_SOLVES_LIMIT:
+            _COMPILED_SOLVES.popitem(last=False)
+    return _COMPILED_SOLVES[key]
+
+
+def socp_solve(
+    A,
+    b,
+    c,
+    cones: ConesLike,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
+    check_status: bool = True,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Solves a batch of second-order cone programs, differentiably, with TensorFlow ops only.
+
+        minimize cᵀx   subject to   Ax + s = b,   s ∈ K
+
+    K = zero^z × nonneg^l × SOC(q₁) × … in that row order (SCS's
+    convention); y is the dual variable (Aᵀy + c = 0, y ∈ K*). Each argument
+    is shared or batched with a leading batch dimension (told apart by
+    rank); shared arguments' gradients are summed over the batch. Solved in
+    float64 whatever the input dtype by a batched primal-dual interior-point
+    method (Nesterov–Todd scaling, Mehrotra predictor-corrector) after Ruiz
+    equilibration, with the zero-cone rows eliminated through an SVD;
+    differentiated implicitly through the optimality conditions at the
+    solution, not through the iterations. Gradients flow through x, y and s.
+
+    Args:
+        A: (m, n) or (B, m, n), dense; m = the cones' total rows.
+        b: (m,) or (B, m).
+        c: (n,) or (B, n). Its dtype (float32 or float64; anything else
+            means float64) is the dtype of the results.
+        cones: a `keras_optlayers.core.compiler.ConeDims` (no PSD or
+            exponential cones), a `ConeLayout`, or a dict
+            {"zero": int, "nonneg": int, "soc": tuple of sizes}.
+        tol: relative tolerance of the loop's stopping rule, in equilibrated
+            units. The solution must also pass a fixed check in the caller's
+            units (`solution_check`, 1e-6 relative) or its status is
+            "inaccurate"; `tol` cannot loosen that.
+        max_iter: iteration limit for the whole batch.
+        check_status: raise if an example is not solved.
+
+    Returns:
+        (x, y, s, status): x (B, n), y (B, m), s (B, m) in c's dtype and
+        status (B,) int32 codes named in `STATUS_NAMES` (0 is solved); the
+        leading dimension is dropped when no argument is batched. A failed
+        example (with check_status=False) carries its last iterate.
+
+    Raises:
+        ValueError: on a wrong shape, cone description, or NaN/Inf in an
+            argument (inside a graph: a failing `tf.debugging` check).
+        keras_optlayers.errors.SolverError: eagerly, when an example is
+            infeasible, unbounded, stopped at the iteration limit, inaccurate
+            or hit a numerical error, naming statuses and batch indices;
+            inside a `tf.function` an `InvalidArgumentError` with that text.
+
+    Limits:
+        Dense linear algebra: each iteration factors an n × n matrix, and the
+        polish and the gradient solve (n + 2m) square systems; meant for n, m up to a
+        few hundred. Under XLA no status is checked (a warning says so):
+        pass check_status=False and read the statuses. Infeasibility and
+        unboundedness come from certificates the iterates approach; nearly
+        infeasible problems may end at the iteration limit. Gradients assume
+        a unique, strictly complementary solution and no redundant zero rows.
+    """
+    if not tol > 0:
+        raise ValueError(f"Expected `tol` to be positive. Received: tol={tol}")
+    if int(max_iter) < 1:
+        raise ValueError(f"Expected `max_iter` to be at least 1. Received: max_iter={max_iter}")
+    layout = cone_layout(cones)
+    A, b, c, batched = _validated_inputs(A, b, c, layout)
+    xla = in_xla_context()
+    if not xla:
+        checked = _check_finite({"A": A, "b": b, "c": c})
+        A, b, c = checked["A"], checked["b"], checked["c"]
+    if tf.executing_eagerly():
+        x, y, s, status = _compiled_solve(A, b, c, layout, tol, max_iter)(A, b, c)
+        if check_status:
+            socp_status.raise_for_status(status.numpy())
+    else:
+        x, y, s, status = _solve_graph(A, b, c, layout, tol, max_iter)
+        if check_status and xla:
+            warnings.warn(
+                "socp_solve cannot check solver statuses under XLA (jit_compile=True): failed examples return their "
+                "last iterate. Pass check_status=False and read the returned statuses.",
+                stacklevel=2,
+            )
+        elif check_status:
+            with tf.control_dependencies([socp_status.assert_solved(status)]):
+                x, y, s = tf.identity(x), tf.identity(y), tf.identity(s)
+    if not batched:
+        x, y, s, status = x[0], y[0], s[0], status[0]
+    return x, y, s, status
+
+
+def dense_constraint_matrix(program: CompiledProblem, A_values: tf.Tensor) -> tf.Tensor:
+    """The dense (B, m, n) A of `program` from its values (B, nnz) at (program.A.rows, program.A.cols)."""
+    return scatter_dense(A_values, program.A.rows, program.A.cols, program.A.shape)
+
+
+def solve_compiled_socp(
+    program: CompiledProblem,
+    A_values,
+    b,
+    c,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
+    check_status: bool = True,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """`socp_solve` on a compiled cone program's data.
+
+    Args:
+        program: a `CompiledProblem` of kind "cone" with only zero, nonneg
+            and SOC cones.
+        A_values: (B, nnz) values of A in `program.A`'s sparsity pattern
+            (`program.A.matrix @ theta`, transposed).
+        b: (B, m) = (`program.b @ theta`)ᵀ; c: (B, n) = (`program.c @ theta`)ᵀ.
+        tol, max_iter, check_status: as in `socp_solve`.
+
+    Returns:
+        (x, y, s, status) as in `socp_solve`, batched.
+    """
+    if program.kind != "cone":
+        raise ValueError(f"Expected a cone program (compile_problem(..., quadratic=False)). Received: program.kind={program.kind!r}")
+    layout = cone_layout(program.cones)
+    A_values = tf.convert_to_tensor(A_values)
+    if A_values.shape.rank != 2 or A_values.shape[-1] != program.A.nnz:
+        raise ValueError(f"Expected `A_values` to have shape (batch, {program.A.nnz}). Received: A_values.shape={_shape_text(A_values.shape)}")
+    return socp_solve(dense_constraint_matrix(program, A_values), b, c, layout, tol=tol, max_iter=max_iter, check_status=check_status)
