@@ -1,0 +1,37 @@
+"""From a TFDS builder to `tf.data` pipelines and arrays, for the recipes."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+
+def prepared(builder_class: type[tfds.core.DatasetBuilder], data_dir: pathlib.Path | None) -> tfds.core.DatasetBuilder:
+    """The builder, its data written on first use into `data_dir` (None: the TFDS default)."""
+    builder = builder_class(data_dir=None if data_dir is None else str(data_dir))
+    builder.download_and_prepare()
+    return builder
+
+
+def arrays(builder: tfds.core.DatasetBuilder, split: str) -> dict[str, np.ndarray]:
+    """A whole split (or a slice such as "train[:256]") as numpy arrays by feature name."""
+    return tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+
+
+def training_pipeline(builder: tfds.core.DatasetBuilder, split: str, batch_size: int, seed: int) -> tf.data.Dataset:
+    """(input, target) batches, reshuffled every epoch (seeded), prefetched."""
+    dataset = builder.as_dataset(split=split, as_supervised=True)
+    size = int(dataset.cardinality())
+    return (dataset.cache()
+            .shuffle(size, seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def evaluation_pipeline(builder: tfds.core.DatasetBuilder, split: str, batch_size: int = 256) -> tf.data.Dataset:
+    """(input, target) batches in a fixed order, prefetched."""
+    dataset = builder.as_dataset(split=split, as_supervised=True)
+    return dataset.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
