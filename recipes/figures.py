@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pathlib
-from typing import Sequence
+from typing import Callable, Sequence
+
+import keras
 
 import matplotlib
 
@@ -34,3 +36,33 @@ def save_loss_curve(path: pathlib.Path, curves: dict[str, tuple[Sequence[float],
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+class EpochFrames(keras.callbacks.Callback):
+    """Draws a frame before training and after each epoch: `draw(model, path, step)`.
+
+    Frames go to `frame_dir/frame_XXXX.png` (XXXX: the training step); old
+    frames there are removed first. `paths` lists the frames drawn, in order.
+    """
+
+    def __init__(self, frame_dir: pathlib.Path, draw: Callable[[keras.Model, pathlib.Path, int], None],
+                 steps_per_epoch: int):
+        super().__init__()
+        self.frame_dir = frame_dir
+        self.draw = draw
+        self.steps_per_epoch = steps_per_epoch
+        self.paths: list[pathlib.Path] = []
+
+    def _draw(self, step: int) -> None:
+        path = self.frame_dir / f"frame_{step:04d}.png"
+        self.draw(self.model, path, step)
+        self.paths.append(path)
+
+    def on_train_begin(self, logs=None):
+        self.frame_dir.mkdir(parents=True, exist_ok=True)
+        for old_frame in self.frame_dir.glob("frame_*.png"):
+            old_frame.unlink()
+        self._draw(0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._draw((epoch + 1) * self.steps_per_epoch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import numpy as np
@@ -35,3 +36,23 @@ def evaluation_pipeline(builder: tfds.core.DatasetBuilder, split: str, batch_siz
     """(input, target) batches in a fixed order, prefetched."""
     dataset = builder.as_dataset(split=split, as_supervised=True)
     return dataset.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSize:
+    """How much of a data set a run uses, and for how many epochs."""
+
+    num_train: int
+    num_test: int
+    epochs: int
+
+    @property
+    def train_split(self) -> str:
+        return f"train[:{self.num_train}]"
+
+    @property
+    def test_split(self) -> str:
+        return f"test[:{self.num_test}]"
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return -(-self.num_train // batch_size)

@@ -20,7 +20,6 @@ saved_models/polytope.keras.
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 
 import keras
@@ -29,6 +28,7 @@ import numpy as np
 
 from keras_optlayers import PolytopeProjection
 from recipes import pipeline
+from recipes.pipeline import RunSize
 from recipes.cli import recipe_parser
 from recipes.datasets.polytope_projections import (
     DIM,
@@ -38,18 +38,11 @@ from recipes.datasets.polytope_projections import (
     PolytopeProjections,
     hidden_polytope,
 )
-from recipes.figures import save_animation, save_loss_curve
+from recipes.figures import EpochFrames, save_animation, save_loss_curve
 
 INITIAL_POLYTOPE_SEED = 22
 SHUFFLE_SEED = 0
 BATCH_SIZE = 32
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSize:
-    num_train: int
-    num_test: int
-    epochs: int
 
 
 FULL_RUN = RunSize(num_train=1024, num_test=512, epochs=30)  # 960 steps of 32
@@ -98,46 +91,24 @@ def draw_polytopes(path: pathlib.Path, true_polytope, learned_polytope, points: 
     plt.close(fig)
 
 
-class PolytopeFrames(keras.callbacks.Callback):
-    """Draws the true against the learned polytope before training and after each epoch."""
-
-    def __init__(self, frame_dir: pathlib.Path, points: np.ndarray, steps_per_epoch: int):
-        super().__init__()
-        self.frame_dir = frame_dir
-        self.points = points
-        self.steps_per_epoch = steps_per_epoch
-        self.paths: list[pathlib.Path] = []
-
-    def _draw(self, step: int) -> None:
-        path = self.frame_dir / f"frame_{step:04d}.png"
-        draw_polytopes(path, hidden_polytope(), self.model.get_layer("polytope").polytope(), self.points,
-                       f"step {step}: true (blue) and learned (red)")
-        self.paths.append(path)
-
-    def on_train_begin(self, logs=None):
-        self._draw(0)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._draw((epoch + 1) * self.steps_per_epoch)
-
-
 def run(size: RunSize, output_dir: pathlib.Path, model_path: pathlib.Path, data_dir: pathlib.Path | None,
         solver: str | None) -> float:
     """Trains, draws and saves; returns the final test loss."""
     keras.utils.set_random_seed(SHUFFLE_SEED)
-    frame_dir = output_dir / "frames"
-    frame_dir.mkdir(parents=True, exist_ok=True)
-    for old_frame in frame_dir.glob("frame_*.png"):
-        old_frame.unlink()
 
     builder = pipeline.prepared(PolytopeProjections, data_dir)
-    train_split, test_split = f"train[:{size.num_train}]", f"test[:{size.num_test}]"
-    train = pipeline.training_pipeline(builder, train_split, BATCH_SIZE, seed=SHUFFLE_SEED)
-    test = pipeline.evaluation_pipeline(builder, test_split)
+    train = pipeline.training_pipeline(builder, size.train_split, BATCH_SIZE, seed=SHUFFLE_SEED)
+    test = pipeline.evaluation_pipeline(builder, size.test_split)
     model = make_model(solver)
     initial_test_loss = float(model.evaluate(test, verbose=0))
-    steps_per_epoch = -(-size.num_train // BATCH_SIZE)
-    frames = PolytopeFrames(frame_dir, pipeline.arrays(builder, test_split)["y"], steps_per_epoch)
+    steps_per_epoch = size.steps_per_epoch(BATCH_SIZE)
+    test_targets = pipeline.arrays(builder, size.test_split)["y"]
+
+    def draw(model: keras.Model, path: pathlib.Path, step: int) -> None:
+        draw_polytopes(path, hidden_polytope(), model.get_layer("polytope").polytope(), test_targets,
+                       f"step {step}: true (blue) and learned (red)")
+
+    frames = EpochFrames(output_dir / "frames", draw, steps_per_epoch)
     history = model.fit(train, epochs=size.epochs, validation_data=test, callbacks=[frames])
     final_test_loss = float(model.evaluate(test, verbose=0))
 
