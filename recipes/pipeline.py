@@ -22,20 +22,29 @@ def arrays(builder: tfds.core.DatasetBuilder, split: str) -> dict[str, np.ndarra
     return tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
 
 
-def training_pipeline(builder: tfds.core.DatasetBuilder, split: str, batch_size: int, seed: int) -> tf.data.Dataset:
-    """(input, target) batches, reshuffled every epoch (seeded), prefetched."""
-    dataset = builder.as_dataset(split=split, as_supervised=True)
+def shuffled_batches(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Batches of a finite data set, reshuffled every epoch (seeded), prefetched."""
     size = int(dataset.cardinality())
+    buffer_size = size if size > 0 else 10_000  # size unknown (a generator's data set): a large buffer
     return (dataset.cache()
-            .shuffle(size, seed=seed, reshuffle_each_iteration=True)
+            .shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True)
             .batch(batch_size)
             .prefetch(tf.data.AUTOTUNE))
 
 
-def evaluation_pipeline(builder: tfds.core.DatasetBuilder, split: str, batch_size: int = 256) -> tf.data.Dataset:
-    """(input, target) batches in a fixed order, prefetched."""
-    dataset = builder.as_dataset(split=split, as_supervised=True)
+def ordered_batches(dataset: tf.data.Dataset, batch_size: int = 256) -> tf.data.Dataset:
+    """Batches in a fixed order, prefetched: for evaluation."""
     return dataset.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def training_pipeline(builder: tfds.core.DatasetBuilder, split: str, batch_size: int, seed: int) -> tf.data.Dataset:
+    """A split's (input, target) pairs as `shuffled_batches`."""
+    return shuffled_batches(builder.as_dataset(split=split, as_supervised=True), batch_size, seed)
+
+
+def evaluation_pipeline(builder: tfds.core.DatasetBuilder, split: str, batch_size: int = 256) -> tf.data.Dataset:
+    """A split's (input, target) pairs as `ordered_batches`."""
+    return ordered_batches(builder.as_dataset(split=split, as_supervised=True), batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
