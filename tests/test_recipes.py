@@ -18,14 +18,15 @@ from helpers import cvxpy_solve_batch
 from PIL import Image
 
 from keras_optlayers.core.problems import ellipsoid_projection_problem, polytope_projection_problem
-from recipes import activations, ellipsoid, optnet, pipeline, topk
+from recipes import activations, data_poisoning, ellipsoid, optnet, pipeline, stochastic_control, topk
 from recipes.datasets.ellipsoid_projections import EllipsoidProjections, hidden_ellipsoids
 from recipes.datasets.multilabel_prototypes import MAX_LABELS, MIN_LABELS, MultilabelPrototypes
 from recipes.datasets.optnet_solutions import OptnetSolutions, hidden_qp
+from recipes.datasets.poisoning_points import PoisoningPoints
 from recipes.datasets.polytope_projections import PolytopeProjections, hidden_polytope
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-BUILDERS = [PolytopeProjections, EllipsoidProjections, OptnetSolutions, MultilabelPrototypes]
+BUILDERS = [PolytopeProjections, EllipsoidProjections, OptnetSolutions, MultilabelPrototypes, PoisoningPoints]
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +96,7 @@ def test_multilabel_examples_have_two_to_four_labels(data_dir):
 # -- recipes ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_activations_match_keras_and_the_fast_layers(tmp_path):
     largest_gap = activations.main(["--quick", "--output-dir", str(tmp_path)])
     assert largest_gap < 1e-3  # SCS's default tolerance bounds the CVXPY forms' accuracy
@@ -171,3 +173,64 @@ def test_committed_topk_model_beats_chance(data_dir):
     untrained = topk.make_model((32,), 20, topk.DEFAULT_K, "lml")
     untrained_recall = untrained.evaluate(test, verbose=0, return_dict=True)["top_k_recall"]
     assert recall > 0.9 > untrained_recall + 0.3
+
+
+def logistic_fit_test_loss(x_train, labels, x_test, y_test) -> tuple[np.ndarray, float, float]:
+    """The recipe's regularized logistic regression solved by CVXPY (Clarabel, tight): θ, b, test loss."""
+    theta, bias = cp.Variable(2), cp.Variable()
+    margins = cp.multiply(labels, x_train @ theta + bias)
+    objective = cp.sum(cp.logistic(-margins)) / len(labels) + data_poisoning.RIDGE * cp.sum_squares(theta)
+    cp.Problem(cp.Minimize(objective)).solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    test_loss = float(np.mean(np.logaddexp(0.0, -y_test * (x_test @ theta.value + bias.value))))
+    return theta.value, float(bias.value), test_loss
+
+
+def test_data_poisoning_quick_run(tmp_path, data_dir):
+    model_path = tmp_path / "data_poisoning.npz"
+    before, after = data_poisoning.main(["--quick", "--output-dir", str(tmp_path), "--model-path", str(model_path),
+                                         "--data-dir", str(data_dir)])
+    assert after > before  # every step climbs the test loss
+    assert_images([tmp_path / "gradients.png", tmp_path / "attack.gif", tmp_path / "test_loss.png"])
+    with np.load(model_path) as saved:
+        assert saved["x_poisoned"].shape == saved["x_clean"].shape
+
+
+def test_committed_poisoned_points_raise_the_test_loss(data_dir):
+    test = pipeline.arrays(pipeline.prepared(PoisoningPoints, data_dir), "test")
+    with np.load(REPO_ROOT / "saved_models" / "data_poisoning.npz") as saved:
+        saved = dict(saved)
+    moves = np.linalg.norm(saved["x_poisoned"] - saved["x_clean"], axis=1)
+    assert moves.max() <= saved["radius"] + 1e-9
+    theta_clean, bias_clean, clean_loss = logistic_fit_test_loss(saved["x_clean"], saved["labels"], test["x"], test["label"])
+    np.testing.assert_allclose(saved["theta_clean"], theta_clean, atol=1e-3)  # the layer's SCS fit
+    *_, poisoned_loss = logistic_fit_test_loss(saved["x_poisoned"], saved["labels"], test["x"], test["label"])
+    assert poisoned_loss > 1.5 * clean_loss
+
+
+@pytest.mark.slow
+def test_stochastic_control_quick_run(tmp_path):
+    model_path = tmp_path / "stochastic_control.keras"
+    before, after = stochastic_control.main(["--quick", "--output-dir", str(tmp_path), "--model-path", str(model_path)])
+    assert after < before
+    assert_images([tmp_path / "cost.png"])
+    keras.models.load_model(model_path, safe_mode=True)
+
+
+def test_committed_policy_solves_its_qp_and_beats_lqr():
+    model = keras.models.load_model(REPO_ROOT / "saved_models" / "stochastic_control.keras", safe_mode=True)
+    A, B = stochastic_control.system()
+    states = 3.0 * np.random.default_rng(0).standard_normal((6, stochastic_control.NUM_STATES))
+    controls = model.predict(states, verbose=0)
+    S = np.asarray(model.get_layer("adp_policy").S)
+    for state, control in zip(states, controls):
+        u = cp.Variable(stochastic_control.NUM_INPUTS)
+        cp.Problem(cp.Minimize(cp.sum_squares(u) + cp.sum_squares(S @ (A @ state + B @ u))),
+                   [cp.abs(u) <= stochastic_control.INPUT_BOUND]).solve(solver=cp.CLARABEL, tol_gap_abs=1e-10,
+                                                                        tol_gap_rel=1e-10, tol_feas=1e-10)
+        np.testing.assert_allclose(control, u.value, atol=1e-5)
+    size = stochastic_control.FULL_RUN
+    evaluation = stochastic_control.trajectories(stochastic_control.EVALUATION_SEED, size.evaluation_trajectories,
+                                                 size.horizon)
+    learned = float(stochastic_control.average_cost(model, *evaluation))
+    lqr_initialized = float(stochastic_control.average_cost(stochastic_control.make_policy(), *evaluation))
+    assert learned < 0.99 * lqr_initialized
