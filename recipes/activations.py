@@ -176,7 +176,7 @@ def compare_projections(num_points: int, output_dir: pathlib.Path) -> float:
               f"max |fast - tutorial| {np.abs(fast - projection.tutorial_output).max():.1e}")
 
         y_fast, dy_fast = slice_values_and_derivatives(projection.fast_layer, x0_values)
-        y_cvx, dy_cvx = slice_values_and_derivatives(lambda t: reference(t)[0], x0_values)
+        y_cvx, dy_cvx = slice_values_and_derivatives(lambda t, layer=reference: layer(t)[0], x0_values)
         derivative_gap = np.abs(dy_fast - dy_cvx).max()
         print(f"  along x_0 in [-3, 3] ({num_points} points): max |fast - CvxpyLayer| value "
               f"{np.abs(y_fast - y_cvx).max():.1e}, derivative {derivative_gap:.1e}")

@@ -101,7 +101,7 @@ def draw_gradients(path: pathlib.Path, X, labels, gradient, theta, bias) -> None
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     draw_points(ax, X, labels, theta, bias, color="k", label="decision boundary")
     segments = 0.8 * gradient / np.linalg.norm(gradient, axis=1).max()
-    for start, move in zip(X, segments):
+    for start, move in zip(X, segments, strict=True):
         ax.plot([start[0], start[0] + move[0]], [start[1], start[1] + move[1]], color="k", lw=1)
     ax.set_title("gradient of the test loss\nwith respect to each training point", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
@@ -112,7 +112,7 @@ def draw_gradients(path: pathlib.Path, X, labels, gradient, theta, bias) -> None
 
 def draw_attack_frame(path: pathlib.Path, X_clean, X, labels, clean_fit, fit, step: int, test_loss: float) -> None:
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    for start, end in zip(X_clean, X):
+    for start, end in zip(X_clean, X, strict=True):
         ax.plot([start[0], end[0]], [start[1], end[1]], color="grey", lw=0.8)
     u = np.linspace(-4, 4, 2)
     theta_clean, bias_clean = (np.asarray(t) for t in clean_fit)

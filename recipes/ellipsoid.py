@@ -70,7 +70,8 @@ def draw_ellipsoids(path: pathlib.Path, model: keras.Model, points: np.ndarray, 
         return 0.5 * np.sum(((grid - z) @ A.T) ** 2, axis=-1) - 1.0
 
     fig, axes = plt.subplots(2, 2, figsize=(6, 6), sharex=True, sharey=True)
-    for ax, A_true, z_true, A_learned, z_learned in zip(axes.flat, *hidden_ellipsoids(), *learned_ellipsoids(model)):
+    ellipsoids = zip(axes.flat, *hidden_ellipsoids(), *learned_ellipsoids(model), strict=True)
+    for ax, A_true, z_true, A_learned, z_learned in ellipsoids:
         ax.scatter(points[:, 0], points[:, 1], s=2, c="k", alpha=0.25)
         ax.contourf(u, u, excess(A_true, z_true), levels=[-np.inf, 0.0], colors=["#9ecae1"])
         ax.contour(u, u, excess(A_true, z_true), levels=[0.0], colors=["#3182bd"], linewidths=2)
@@ -85,7 +86,7 @@ def draw_ellipsoids(path: pathlib.Path, model: keras.Model, points: np.ndarray, 
 def shape_and_center_errors(model: keras.Model) -> list[tuple[float, float]]:
     """Per ellipsoid: max |AᵀA - A*ᵀA*| (A itself is known only up to a rotation) and max |z - z*|."""
     errors = []
-    for A, z, A_true, z_true in zip(*learned_ellipsoids(model), *hidden_ellipsoids()):
+    for A, z, A_true, z_true in zip(*learned_ellipsoids(model), *hidden_ellipsoids(), strict=True):
         errors.append((float(np.abs(A.T @ A - A_true.T @ A_true).max()), float(np.abs(z - z_true).max())))
     return errors
 

@@ -6,13 +6,9 @@ import pathlib
 from typing import Callable, Sequence
 
 import keras
-
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
 
 def save_animation(frames: Sequence[pathlib.Path], path: pathlib.Path, frame_ms: int = 300) -> None:

@@ -72,7 +72,7 @@ def test_polytope_targets_are_projections(data_dir):
 def test_ellipsoid_targets_are_projections(data_dir):
     examples = pipeline.arrays(pipeline.prepared(EllipsoidProjections, data_dir), "test[:8]")
     spec = ellipsoid_projection_problem(2)
-    for k, (A, z) in enumerate(zip(*hidden_ellipsoids())):
+    for k, (A, z) in enumerate(zip(*hidden_ellipsoids(), strict=True)):
         expected, = cvxpy_solve_batch(spec.problem, spec.parameters, [examples["x"], [A] * 8, [z] * 8], spec.variables)
         np.testing.assert_allclose(examples["y"][:, k], expected, atol=1e-5)
 
@@ -222,7 +222,7 @@ def test_committed_policy_solves_its_qp_and_beats_lqr():
     states = 3.0 * np.random.default_rng(0).standard_normal((6, stochastic_control.NUM_STATES))
     controls = model.predict(states, verbose=0)
     S = np.asarray(model.get_layer("adp_policy").S)
-    for state, control in zip(states, controls):
+    for state, control in zip(states, controls, strict=True):
         u = cp.Variable(stochastic_control.NUM_INPUTS)
         cp.Problem(cp.Minimize(cp.sum_squares(u) + cp.sum_squares(S @ (A @ state + B @ u))),
                    [cp.abs(u) <= stochastic_control.INPUT_BOUND]).solve(solver=cp.CLARABEL, tol_gap_abs=1e-10,

@@ -38,7 +38,7 @@ class MultilabelPrototypes(ArrayBuilder):
     def make_split(self, split: str, size: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(split_seed(EXAMPLES_SEED, split))
         labels = np.zeros((size, NUM_LABELS))
-        for row, count in zip(labels, rng.integers(MIN_LABELS, MAX_LABELS + 1, size)):
+        for row, count in zip(labels, rng.integers(MIN_LABELS, MAX_LABELS + 1, size), strict=True):
             row[rng.choice(NUM_LABELS, count, replace=False)] = 1.0
         x = labels @ label_prototypes() + NOISE * rng.standard_normal((size, NUM_FEATURES))
         return {"x": x, "labels": labels}
