@@ -18,15 +18,17 @@ from helpers import cvxpy_solve_batch
 from PIL import Image
 
 from keras_optlayers.core.problems import ellipsoid_projection_problem, polytope_projection_problem
-from recipes import activations, data_poisoning, ellipsoid, optnet, pipeline, stochastic_control, topk
+from recipes import activations, data_poisoning, ellipsoid, mpc, optnet, pipeline, stochastic_control, topk
 from recipes.datasets.ellipsoid_projections import EllipsoidProjections, hidden_ellipsoids
+from recipes.datasets.mpc_expert_plans import EXPERT_STATE_WEIGHTS, FORCE_BOUND, HORIZON, MpcExpertPlans, dynamics
 from recipes.datasets.multilabel_prototypes import MAX_LABELS, MIN_LABELS, MultilabelPrototypes
 from recipes.datasets.optnet_solutions import OptnetSolutions, hidden_qp
 from recipes.datasets.poisoning_points import PoisoningPoints
 from recipes.datasets.polytope_projections import PolytopeProjections, hidden_polytope
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-BUILDERS = [PolytopeProjections, EllipsoidProjections, OptnetSolutions, MultilabelPrototypes, PoisoningPoints]
+BUILDERS = [PolytopeProjections, EllipsoidProjections, OptnetSolutions, MultilabelPrototypes, PoisoningPoints,
+            MpcExpertPlans]
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +86,19 @@ def test_optnet_targets_solve_the_hidden_qp(data_dir):
     problem = cp.Problem(cp.Minimize(0.5 * cp.quad_form(x, qp.P) + q @ x), [qp.A @ x == qp.b, qp.G @ x <= qp.h])
     expected, = cvxpy_solve_batch(problem, [q], [examples["q"]], [x])
     np.testing.assert_allclose(examples["x"], expected, atol=1e-5)
+
+
+def test_mpc_targets_are_the_expert_plans(data_dir):
+    examples = pipeline.arrays(pipeline.prepared(MpcExpertPlans, data_dir), "test[:8]")
+    A, B = dynamics()
+    for x0, plan in zip(examples["x0"], examples["plan"], strict=True):
+        u, x = cp.Variable(HORIZON), cp.Variable((HORIZON + 1, 2))
+        constraints = [x[0] == x0, cp.abs(u) <= FORCE_BOUND]
+        constraints += [x[t + 1] == A @ x[t] + B[:, 0] * u[t] for t in range(HORIZON)]
+        cost = sum(EXPERT_STATE_WEIGHTS @ cp.square(x[t]) for t in range(1, HORIZON + 1)) + cp.sum_squares(u)
+        cp.Problem(cp.Minimize(cost), constraints).solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10,
+                                                         tol_feas=1e-10)
+        np.testing.assert_allclose(plan, u.value, atol=1e-5)
 
 
 def test_multilabel_examples_have_two_to_four_labels(data_dir):
@@ -234,3 +249,21 @@ def test_committed_policy_solves_its_qp_and_beats_lqr():
     learned = float(stochastic_control.average_cost(model, *evaluation))
     lqr_initialized = float(stochastic_control.average_cost(stochastic_control.make_policy(), *evaluation))
     assert learned < 0.99 * lqr_initialized
+
+
+@pytest.mark.slow
+def test_mpc_quick_run(tmp_path, data_dir):
+    model_path = tmp_path / "mpc.keras"
+    final_loss = mpc.main(["--quick", "--output-dir", str(tmp_path), "--model-path", str(model_path),
+                           "--data-dir", str(data_dir)])
+    test = pipeline.evaluation_pipeline(pipeline.prepared(MpcExpertPlans, data_dir), mpc.QUICK_RUN.test_split)
+    assert final_loss < mpc.make_model().evaluate(test, verbose=0)
+    assert_images([tmp_path / "loss.png", tmp_path / "trajectories.png"])
+    keras.models.load_model(model_path, safe_mode=True)
+
+
+def test_committed_mpc_model_has_the_experts_weights(data_dir):
+    model = keras.models.load_model(REPO_ROOT / "saved_models" / "mpc.keras", safe_mode=True)
+    np.testing.assert_allclose(model.get_layer("planner").state_weights(), EXPERT_STATE_WEIGHTS, rtol=1e-2)
+    test = pipeline.evaluation_pipeline(pipeline.prepared(MpcExpertPlans, data_dir), "test")
+    assert model.evaluate(test, verbose=0) < mpc.make_model().evaluate(test, verbose=0) / 1000
