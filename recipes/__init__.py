@@ -6,6 +6,6 @@ data_poisoning, stochastic_control and mpc; their TFDS builders live in
 file-only Agg backend is chosen here, before any recipe imports pyplot.
 """
 
-import matplotlib
+import matplotlib as mpl
 
-matplotlib.use("Agg")
+mpl.use("Agg")
