@@ -12,7 +12,7 @@ from helpers import cvxpy_solve_batch
 from PIL import Image
 
 from keras_optlayers.core.problems.polytope import polytope_projection_problem
-from keras_optlayers.layers.polytope_projection import PolytopeProjection
+from keras_optlayers import PolytopeProjection
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAVED_MODEL = REPO_ROOT / "saved_models" / "polytope.keras"
@@ -21,7 +21,7 @@ SAVED_MODEL = REPO_ROOT / "saved_models" / "polytope.keras"
 def test_quick_run_writes_its_outputs(tmp_path, default_solver):
     model_path = tmp_path / "polytope.keras"
     command = [sys.executable, "-m", "recipes.polytope", "--quick",
-               "--output-dir", str(tmp_path), "--model-path", str(model_path)]
+               "--output-dir", str(tmp_path), "--model-path", str(model_path), "--data-dir", str(tmp_path / "data")]
     if default_solver is not None:
         command += ["--solver", default_solver]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)

@@ -1,0 +1,64 @@
+"""Pictures the recipes share: loss curves and GIF animations."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Callable, Sequence
+
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
+
+
+def save_animation(frames: Sequence[pathlib.Path], path: pathlib.Path, frame_ms: int = 300) -> None:
+    """A looping GIF of the PNG frames, holding the last one so the loop shows where it ended."""
+    images = [Image.open(frame).convert("RGB") for frame in frames]
+    durations = [frame_ms] * (len(images) - 1) + [1500]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+
+
+def save_loss_curve(path: pathlib.Path, curves: dict[str, tuple[Sequence[float], Sequence[float]]],
+                    xlabel: str, ylabel: str, log_scale: bool = True) -> None:
+    """One line per curve: {label: (x values, y values)}."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (xs, ys) in curves.items():
+        ax.plot(np.asarray(xs), np.asarray(ys), marker="o" if len(xs) <= 40 else None, label=label)
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+class EpochFrames(keras.callbacks.Callback):
+    """Draws a frame before training and after each epoch: `draw(model, path, step)`.
+
+    Frames go to `frame_dir/frame_XXXX.png` (XXXX: the training step); old
+    frames there are removed first. `paths` lists the frames drawn, in order.
+    """
+
+    def __init__(self, frame_dir: pathlib.Path, draw: Callable[[keras.Model, pathlib.Path, int], None],
+                 steps_per_epoch: int):
+        super().__init__()
+        self.frame_dir = frame_dir
+        self.draw = draw
+        self.steps_per_epoch = steps_per_epoch
+        self.paths: list[pathlib.Path] = []
+
+    def _draw(self, step: int) -> None:
+        path = self.frame_dir / f"frame_{step:04d}.png"
+        self.draw(self.model, path, step)
+        self.paths.append(path)
+
+    def on_train_begin(self, logs=None):
+        self.frame_dir.mkdir(parents=True, exist_ok=True)
+        for old_frame in self.frame_dir.glob("frame_*.png"):
+            old_frame.unlink()
+        self._draw(0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._draw((epoch + 1) * self.steps_per_epoch)
