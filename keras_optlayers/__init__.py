@@ -36,6 +36,7 @@ _LAZY_EXPORTS = {
     "PolytopeProjection": "keras_optlayers.layers",
     "Sparsemax": "keras_optlayers.layers",
     "qp_solve": "keras_optlayers.solvers.qp",
+    "qp_solve_with_info": "keras_optlayers.solvers.qp",
     "qp_solve_with_status": "keras_optlayers.solvers.qp",
 }
 
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
         PolytopeProjection,
         Sparsemax,
     )
-    from keras_optlayers.solvers.qp import qp_solve, qp_solve_with_status
+    from keras_optlayers.solvers.qp import qp_solve, qp_solve_with_info, qp_solve_with_status
 
 
 def __getattr__(name: str) -> Any:
@@ -85,5 +86,6 @@ __all__ = [
     "compare_layers",
     "solver_errors",
     "qp_solve",
+    "qp_solve_with_info",
     "qp_solve_with_status",
 ]

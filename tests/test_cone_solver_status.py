@@ -191,16 +191,17 @@ def test_batched_projections_match_diffcp():
 
 def test_default_solver_per_cone_class():
     def cones_of(problem, parameters, variables):
-        return compiled(problem, parameters, variables).cones
+        return compiled(problem, parameters, variables)
 
     family = sparsemax()
     soc = cones_of(family.problem, family.parameters, family.variables)
     P = cp.Parameter((2, 2), name="P")
     X = cp.Variable((2, 2), symmetric=True)
     psd = cones_of(cp.Problem(cp.Minimize(cp.sum_squares(X - P)), [X >> 0]), [P], [X])
-    assert registry.default_cone_solver(soc) is registry.CLARABEL
+    assert registry.default_cone_solver(soc) is registry.SOCP  # small: the native solver
+    assert registry.default_cone_solver(soc, native=False) is registry.CLARABEL
     assert registry.CLARABEL.default_settings == {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12}
     assert registry.default_cone_solver(psd) is registry.SCS
     layer = EllipsoidProjection()
     layer.build((None, 3))
-    assert layer.batched_problem.solver is registry.CLARABEL
+    assert layer.batched_problem.solver is registry.SOCP

@@ -59,11 +59,14 @@ def test_outputs_are_feasible_and_idempotent(accurate_solver):
     np.testing.assert_allclose(layer(y), y, atol=TOLERANCE)
 
 
-def test_is_a_cone_program_kept_out_of_xla():
+def test_default_is_the_native_socp_solver_and_host_solvers_stay_out_of_xla():
     layer = EllipsoidProjection()
     layer.build((None, 2))
-    assert layer.batched_problem.solver.name == "Clarabel"
-    assert not layer.supports_jit
+    assert layer.batched_problem.solver.name == "SOCP"
+    assert layer.supports_jit
+    host = EllipsoidProjection(solver="Clarabel")
+    host.build((None, 2))
+    assert not host.supports_jit
 
 
 def test_qp_solver_is_refused_when_built():

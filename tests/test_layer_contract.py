@@ -27,8 +27,10 @@ torch = pytest.importorskip("torch")
 import keras_optlayers.torch as kot  # noqa: E402
 
 # Tight enough that the torch twins (diffcp) agree with the Keras layers'
-# exact or native solves to 1e-6.
-TIGHT = {"eps": 1e-10, "max_iters": 100_000}
+# exact or native solves to 1e-6: SCS, whose solutions of these problems are
+# exact on their active set (interior-point ones are ~1e-6 off where CVXPY
+# writes a squared norm as a cone).
+TIGHT = {"solver": "SCS", "solver_args": {"eps": 1e-10, "max_iters": 100_000}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +49,7 @@ def _sparsemax_cvxpy_layer(**kwargs):
 
 def _sparsemax_cvxpy_module():
     spec = sparsemax_problem(5)
-    return kot.CvxpyLayer(spec.problem, spec.parameters, spec.variables, solver_args=TIGHT)
+    return kot.CvxpyLayer(spec.problem, spec.parameters, spec.variables, **TIGHT)
 
 
 CASES = {
@@ -57,15 +59,15 @@ CASES = {
     "CSoftmax": Case(lambda **kw: kol.CSoftmax(upper=0.4, **kw), lambda: kot.CSoftmax(upper=0.4), 5, masking=True),
     "LML": Case(lambda **kw: kol.LML(k=2, **kw), lambda: kot.LML(k=2), 5, masking=True),
     "PolytopeProjection": Case(lambda **kw: kol.PolytopeProjection(4, **kw),
-                               lambda: kot.PolytopeProjection(4, solver_args=TIGHT), 3),
+                               lambda: kot.PolytopeProjection(4, **TIGHT), 3),
     "EllipsoidProjection": Case(lambda **kw: kol.EllipsoidProjection(**kw),
-                                lambda: kot.EllipsoidProjection(solver_args=TIGHT), 3),
-    "OptNetQP": Case(lambda **kw: kol.OptNetQP(1, 2, **kw), lambda: kot.OptNetQP(1, 2, solver_args=TIGHT), 4),
+                                lambda: kot.EllipsoidProjection(**TIGHT), 3),
+    "OptNetQP": Case(lambda **kw: kol.OptNetQP(1, 2, **kw), lambda: kot.OptNetQP(1, 2, **TIGHT), 4),
     "CvxpyLayer": Case(_sparsemax_cvxpy_layer, _sparsemax_cvxpy_module, 5, savable=False),
 }
 
 # The Keras layers solved by diffcp in these configurations take tight settings.
-ACCURATE = {"EllipsoidProjection": {"solver_args": TIGHT}}
+ACCURATE = {"EllipsoidProjection": TIGHT}
 
 
 def keras_layer(name: str, **kwargs) -> keras.layers.Layer:

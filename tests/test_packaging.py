@@ -62,7 +62,7 @@ def declared(*extras: str, core: bool = True) -> dict[str, Requirement]:
 def third_party_imports(directory: pathlib.Path) -> dict[str, set[str]]:
     """Top-level modules imported under `directory` that are neither stdlib nor local, with the files."""
     local = {path.stem for path in directory.iterdir() if path.suffix == ".py" or path.is_dir()}
-    local |= {directory.name, "keras_optlayers"}
+    local |= {directory.name, "keras_optlayers", "recipes"}
     found: dict[str, set[str]] = {}
     for path in sorted(directory.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):

@@ -72,7 +72,7 @@ def test_a_setting_the_chosen_solver_does_not_take_says_which_solver_does():
 
 
 def test_unknown_solver_lists_the_registry():
-    with pytest.raises(ValueError, match=r"one of \['QP', 'SCS', 'ECOS', 'Clarabel'\]. Received: solver='OSQP'"):
+    with pytest.raises(ValueError, match=r"one of \['QP', 'SOCP', 'SCS', 'ECOS', 'Clarabel'\]. Received: solver='OSQP'"):
         sparsemax_layer(solver="OSQP")
 
 

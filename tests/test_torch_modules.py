@@ -92,9 +92,10 @@ def test_call_time_bounds_match_keras(keras_class, torch_class):
         (PolytopeProjection(4, offset="free", solver="SCS", solver_args=TIGHT_SCS),
          kot.PolytopeProjection(4, offset="free", solver="SCS", solver_args=TIGHT_SCS), 2),
         (EllipsoidProjection(solver="SCS", solver_args=TIGHT_SCS),
-         kot.EllipsoidProjection(A_initializer="glorot_uniform", z_initializer="ones", solver_args=TIGHT_SCS), 3),
+         kot.EllipsoidProjection(A_initializer="glorot_uniform", z_initializer="ones", solver="SCS",
+                                solver_args=TIGHT_SCS), 3),
         (OptNetQP(2, 3, solver="SCS", solver_args=TIGHT_SCS),
-         kot.OptNetQP(2, 3, z0_initializer=torch.nn.init.normal_, solver_args=TIGHT_SCS), 5),
+         kot.OptNetQP(2, 3, z0_initializer=torch.nn.init.normal_, solver="SCS", solver_args=TIGHT_SCS), 5),
     ],
     ids=["polytope", "polytope-free", "ellipsoid", "optnet"],
 )
@@ -125,7 +126,6 @@ def test_learnable_module_weights_mirror_keras():
     [
         (lambda S, CS, CM, L: S(axis="last"), ()),
         (lambda S, CS, CM, L: S(axis=2), (np.zeros((2, 3)),)),
-        (lambda S, CS, CM, L: S(), (np.array([0.0, np.nan, 1.0]),)),
         (lambda S, CS, CM, L: CS(upper=0.2), (np.zeros(4),)),
         (lambda S, CS, CM, L: CS(upper=-1.0), ()),
         (lambda S, CS, CM, L: CM(upper=[0.5]), ()),

@@ -26,6 +26,8 @@ from keras_optlayers.solvers.cone_solver import ConeSolver
 from keras_optlayers.solvers.cone_status import SOLVED
 from keras_optlayers.solvers.qp import qp_solve_with_status
 from keras_optlayers.solvers.qp import status as qp_status
+from keras_optlayers.solvers.socp import solve_compiled_socp
+from keras_optlayers.solvers.socp import status as socp_status
 from keras_optlayers.xla_context import in_xla_context
 
 # Eager calls run compiled functions, one per (pattern of batched inputs,
@@ -68,10 +70,12 @@ class BatchedProblem:
         quadratic = None if entry is None else entry.program == "qp"
         self.program: CompiledProblem = compile_problem(problem, parameters, variables, gp=gp, quadratic=quadratic)
         if entry is None:
-            entry = registry.QP if self.program.kind == "qp" else registry.default_cone_solver(self.program.cones)
+            entry = registry.QP if self.program.kind == "qp" else registry.default_cone_solver(self.program)
         self.solver: registry.SolverEntry = entry
         self.settings = registry.translate_settings(entry, settings)
-        self._cone_solver = ConeSolver(self.program, entry.name) if entry.program == "cone" else None
+        # The host path's solver; None when a native solver (QP, SOCP) runs in TF ops.
+        self._cone_solver = None if entry.runs_in_xla else ConeSolver(self.program, entry.name)
+        self._status_report = {"QP": qp_status.REPORT, "SOCP": socp_status.REPORT}.get(entry.name)
         self._maps = {
             "c": affine_maps.SparseMap(self.program.c),
             "A": affine_maps.SparseMap(self.program.A.matrix),
@@ -200,8 +204,10 @@ class BatchedProblem:
     def _solve(self, tensors, settings, layer_name=None):
         """Parameters (float64) -> requested variables, failed mask, failure description."""
         data = self._solver_data(tensors)
-        if self._cone_solver is None:
+        if self.solver is registry.QP:
             x, y, failed, describe = self._solve_qp(data, settings)
+        elif self.solver is registry.SOCP:
+            x, y, failed, describe = self._solve_socp(data, settings)
         else:
             x, y, failed, describe = self._solve_cone(data, settings, layer_name)
         return self._read_outputs(x, y), failed, describe
@@ -234,12 +240,22 @@ class BatchedProblem:
         failed_rows.append(failed)
         return x, tf.concat([nu, lam], axis=1), failed, status
 
+    def _solve_socp(self, data, settings):
+        """The native SOCP solver on the compiled cone program."""
+        settings = {key: settings[key] for key in self.solver.settings if key in settings}
+        failed_rows: list[tf.Tensor] = []
+        A, b, c = _without_gradient_where(failed_rows, data["A"], data["b"], data["c"])
+        x, y, _, status = solve_compiled_socp(self.program, A, b, c, check_status=False, **settings)
+        failed = tf.not_equal(status, socp_status.SOLVED)
+        failed_rows.append(failed)
+        return x, y, failed, status
+
     # -- failures ------------------------------------------------------------
 
     def _failures(self, describe) -> dict[str, list[int]]:
         """{status name: batch indices} of the failed examples (eager)."""
-        if self._cone_solver is None:
-            return qp_status.failures_by_status(describe.numpy())
+        if self._status_report is not None:
+            return self._status_report.failures_by_status(describe.numpy())
         return failure_policy.failures_by_status([name.decode() for name in describe.numpy()], SOLVED)
 
     def _apply_failure_policy(self, outputs, failed, describe, layer_name):
@@ -249,8 +265,8 @@ class BatchedProblem:
             if bool(tf.reduce_any(failed)):
                 failure_policy.handle_failures(self.on_failure, self.solver.name, self._failures(describe), layer_name)
         elif self.on_failure == "raise":
-            if self._cone_solver is None and not in_xla_context():
-                with tf.control_dependencies([qp_status.assert_solved(describe)]):
+            if self._status_report is not None and not in_xla_context():
+                with tf.control_dependencies([self._status_report.assert_solved(describe, layer_name)]):
                     outputs = [tf.identity(o) for o in outputs]
             # The host path raised in its own callback; XLA compiles no assertion.
         elif not in_xla_context():

@@ -76,7 +76,7 @@ class ConeSolver:
 
     def __init__(self, program: CompiledProblem, solver: str):
         entry = registry.get_solver(solver)
-        if entry.program != "cone":
+        if entry.program != "cone" or entry.runs_in_xla:
             raise ValueError(f"ConeSolver runs {registry.cone_solver_names()}. Received: solver={solver!r}")
         self.solver = entry.name
         self.default_settings = dict(entry.default_settings)

@@ -141,17 +141,43 @@ CLARABEL = SolverEntry(
     default_settings={"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12},
 )
 
-SOLVERS: dict[str, SolverEntry] = {entry.name.upper(): entry for entry in (QP, SCS, ECOS, CLARABEL)}
+SOCP = SolverEntry(
+    name="SOCP",
+    program="cone",
+    cones=frozenset({"zero", "nonneg", "soc"}),
+    settings={"tol": "tolerance", "max_iter": "count"},
+    accuracy_settings=("tol",),
+    iteration_setting="max_iter",
+    runs_in_xla=True,
+    exportable=True,
+    differentiation="implicit differentiation of the optimality conditions at the polished solution "
+                    "(solvers/socp/optimality_conditions.py)",
+)
+
+SOLVERS: dict[str, SolverEntry] = {entry.name.upper(): entry for entry in (QP, SOCP, SCS, ECOS, CLARABEL)}
+
+# The native SOCP solver factors dense matrices of this many variables plus
+# rows at most by default; larger cone programs go to Clarabel.
+NATIVE_SOCP_MAX_SIZE = 300
 
 # cvxpylayers 0.1.9 passed solver_args on to diffcp, whose `solve_method`
 # names the solver; code written for it keeps working.
 SOLVE_METHOD_KEY = "solve_method"
 
 
-def default_cone_solver(cones) -> SolverEntry:
-    """The diffcp solver `solver=None` uses for a cone program with these `ConeDims`.
+def default_cone_solver(program, native: bool = True) -> SolverEntry:
+    """The solver `solver=None` uses for a compiled cone program.
 
-    Chosen by measurement (benchmarks/bench_cone_accuracy.py): Clarabel at
+    Second-order cone programs of moderate size go to the native SOCP solver
+    (`native=False` for front ends without it: torch): its polished
+    solutions are exact to ~1e-14, where the interior-point host solvers
+    leave errors of up to ~2e-4 once CVXPY writes a squared norm as a cone
+    (the EllipsoidProjection of points at distance 1e3 was off by 1.9e-4,
+    and passed their residual checks). On a 2-core CPU it is 1.5 to 2 times
+    slower than the host path at batch 128 (benchmarks/bench_socp.py):
+    correct first.
+
+    Otherwise, chosen by measurement (benchmarks/bench_cone_accuracy.py): Clarabel at
     tolerances 1e-12 gives gradients within 2e-5 of central differences on
     the library's polyhedral, second-order and exponential cone problems, and
     is the fastest or close to it there (ECOS is 10 to 25 times slower on
@@ -163,7 +189,12 @@ def default_cone_solver(cones) -> SolverEntry:
     solutions in the wrong layout (they fail the optimality check), and ECOS
     has no PSD cone.
     """
-    return SCS if cones.psd else CLARABEL
+    cones = program.cones
+    if cones.psd:
+        return SCS
+    if native and not cones.exp and program.num_vars + program.num_rows <= NATIVE_SOCP_MAX_SIZE:
+        return SOCP
+    return CLARABEL
 
 
 def solver_names() -> list[str]:
@@ -171,8 +202,8 @@ def solver_names() -> list[str]:
 
 
 def cone_solver_names() -> list[str]:
-    """The solvers of cone programs (diffcp's), which every front end has."""
-    return [entry.name for entry in SOLVERS.values() if entry.program == "cone"]
+    """The host (diffcp) solvers of cone programs, which every front end has."""
+    return [entry.name for entry in SOLVERS.values() if entry.program == "cone" and not entry.runs_in_xla]
 
 
 def get_solver(name: str) -> SolverEntry:

@@ -101,7 +101,7 @@ class CvxpyLayer(torch.nn.Module):
         self.problem = problem
         self.on_failure = on_failure
         self.program: CompiledProblem = compile_problem(problem, parameters, variables, gp=gp, quadratic=False)
-        self._entry = entry or registry.default_cone_solver(self.program.cones)
+        self._entry = entry or registry.default_cone_solver(self.program, native=False)
         self.solver_args = registry.translate_settings(self._entry, settings)
         self._cone_solver = ConeSolver(self.program, self._entry.name)
         # Constants of the problem, not state: plain attributes, kept on the CPU.
@@ -115,7 +115,7 @@ class CvxpyLayer(torch.nn.Module):
                         on_failure: str = "raise") -> registry.SolverEntry | None:
         """Checks the solver arguments; returns the solver they select, if any."""
         entry, _ = registry.check_solver_and_settings(solver, solver_args)
-        if entry is not None and entry.program != "cone":
+        if entry is not None and (entry.program != "cone" or entry.runs_in_xla):
             raise ValueError(
                 f"The torch front end solves with diffcp's solvers {registry.cone_solver_names()}; "
                 f"solver '{entry.name}' runs in TensorFlow. Received: solver={solver!r}")

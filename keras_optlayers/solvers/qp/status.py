@@ -21,10 +21,7 @@ string ops (no host callback).
 
 from __future__ import annotations
 
-import numpy as np
-import tensorflow as tf
-
-from keras_optlayers.errors import SolverError
+from keras_optlayers.solvers.status_report import StatusReport
 
 SOLVER_NAME = "QP"
 
@@ -52,52 +49,7 @@ STATUS_NAMES: dict[int, str] = {
 }
 
 
-def failures_by_status(status) -> dict[str, list[int]]:
-    """Groups failing batch indices by status name.
-
-    Args:
-        status: int array of shape (B,) of codes from `STATUS_NAMES`.
-
-    Returns:
-        {status name: [batch indices]} for every status other than solved,
-        in code order; empty when every example was solved.
-    """
-    status = np.asarray(status).reshape(-1)
-    return {
-        name: np.flatnonzero(status == code).tolist()
-        for code, name in STATUS_NAMES.items()
-        if code != SOLVED and np.any(status == code)
-    }
-
-
-def raise_for_status(status) -> None:
-    """Raises `SolverError` if any example's status is not solved (eager)."""
-    failures = failures_by_status(status)
-    if failures:
-        raise SolverError(SOLVER_NAME, failures)
-
-
-def _failure_message(status: tf.Tensor) -> tf.Tensor:
-    """The `SolverError` message for `status`, as a scalar string tensor."""
-    parts = []
-    for code, name in STATUS_NAMES.items():
-        if code == SOLVED:
-            continue
-        indices = tf.where(tf.equal(status, code))[:, 0]
-        listed = tf.strings.reduce_join(tf.strings.as_string(indices), separator=", ")
-        part = tf.strings.join([f"status '{name}' at batch indices [", listed, "]"])
-        parts.append(tf.where(tf.size(indices) > 0, part, ""))
-    present = tf.stack(parts)
-    present = tf.boolean_mask(present, tf.strings.length(present) > 0)
-    detail = tf.strings.reduce_join(present, separator="; ")
-    return tf.strings.join([f"{SOLVER_NAME} could not solve the problem: ", detail])
-
-
-def assert_solved(status: tf.Tensor) -> tf.Operation:
-    """Graph assert failing with the `SolverError` text if any example failed.
-
-    Not usable under XLA: string ops do not compile and XLA drops asserts.
-    """
-    all_solved = tf.reduce_all(tf.equal(status, SOLVED))
-    # The message is only formatted when the assert fails.
-    return tf.debugging.Assert(all_solved, [tf.cond(all_solved, lambda: tf.constant(""), lambda: _failure_message(status))])
+REPORT = StatusReport(SOLVER_NAME, STATUS_NAMES)
+failures_by_status = REPORT.failures_by_status
+raise_for_status = REPORT.raise_for_status
+assert_solved = REPORT.assert_solved

@@ -308,6 +308,6 @@ def solve_compiled_socp(
         raise ValueError(f"Expected a cone program (compile_problem(..., quadratic=False)). Received: program.kind={program.kind!r}")
     layout = cone_layout(program.cones)
     A_values = tf.convert_to_tensor(A_values)
-    if A_values.shape.rank != 2 or A_values.shape[-1] != program.A.nnz:
-        raise ValueError(f"Expected `A_values` to have shape (batch, {program.A.nnz}). Received: A_values.shape={_shape_text(A_values.shape)}")
+    if A_values.shape.rank != 2 or A_values.shape[-1] != len(program.A.rows):
+        raise ValueError(f"Expected `A_values` to have shape (batch, {len(program.A.rows)}). Received: A_values.shape={_shape_text(A_values.shape)}")
     return socp_solve(dense_constraint_matrix(program, A_values), b, c, layout, tol=tol, max_iter=max_iter, check_status=check_status)
