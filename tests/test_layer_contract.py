@@ -222,3 +222,17 @@ def test_unused_names_are_rejected():
     problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)))
     with pytest.raises(ValueError, match="Received: on_failure='ignore'"):
         kot.CvxpyLayer(problem, [x], [y], on_failure="ignore")
+
+
+def test_weights_take_keras_regularizers_and_constraints():
+    layer = kol.OptNetQP(1, 2, G_regularizer="l2", L_constraint="non_neg", A_initializer="zeros")
+    y = layer(inputs_for("OptNetQP", dtype="float32"))
+    assert y.shape == (4, 4)
+    assert len(layer.losses) == 1 and float(layer.losses[0]) > 0  # the G penalty
+    assert layer.L.constraint is not None and np.all(np.asarray(layer.A) == 0)
+    config = layer.get_config()
+    clone = kol.OptNetQP.from_config(config)
+    assert clone.get_config() == config
+    assert config["G_regularizer"]["class_name"] == "L2"
+    with pytest.raises(ValueError):
+        kol.PolytopeProjection(3, G_regularizer="not-a-regularizer")

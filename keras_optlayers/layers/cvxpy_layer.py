@@ -13,7 +13,6 @@ from keras_optlayers.ops.batched_problem import BatchedProblem
 from keras_optlayers.ops.solver_statistics import ReportsSolverStatistics
 
 
-@keras.saving.register_keras_serializable(package="keras_optlayers")
 class CvxpyLayer(ReportsSolverStatistics, keras.layers.Layer):
     """A differentiable layer that solves a parametrized convex problem.
 
