@@ -6,15 +6,18 @@ projections `Sparsemax`, `CSparsemax`, `CSoftmax`, `LML`. Functional entries:
 `qp_solve` and the projection ops in `keras_optlayers.ops`. The PyTorch shim
 lives in `keras_optlayers.torch`.
 
-The names below load on first use: `import keras_optlayers.torch` needs
-neither TensorFlow nor Keras, and `import keras_optlayers` never imports
-torch. The first Keras name used checks for TensorFlow and for Keras' "tensorflow"
-backend and says what is wrong.
+`import keras_optlayers.torch` needs neither TensorFlow nor Keras, and
+`import keras_optlayers` never imports torch. Where TensorFlow is installed
+(and Keras' backend is "tensorflow") importing the package registers the
+Keras layers, so saved models load; the first Keras name used checks for
+TensorFlow and for Keras' backend and says what is wrong.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 from typing import TYPE_CHECKING, Any
 
 from keras_optlayers.errors import SolverError, solver_errors
@@ -55,6 +58,20 @@ if TYPE_CHECKING:
         Sparsemax,
     )
     from keras_optlayers.solvers.qp import qp_solve, qp_solve_with_info, qp_solve_with_status
+
+
+def _register_keras_layers() -> None:
+    """Imports the Keras layers when TensorFlow and its Keras backend are there.
+
+    Loading a saved `.keras` model needs the layer classes registered, which
+    importing them does; without TensorFlow (torch users) nothing is imported.
+    """
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
+        importlib.import_module("keras_optlayers.layers")
+
+
+_register_keras_layers()
 
 
 def __getattr__(name: str) -> Any:

@@ -35,9 +35,9 @@ def test_quadratic_program_goes_to_the_qp_solver_and_agrees_with_scs(run):
         np.testing.assert_allclose(qp.numpy(), reference.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_cone_program_goes_to_scs():
+def test_exponential_cone_program_goes_to_clarabel():
     default, _ = layers_for(lml())
-    assert default.solver == "SCS"
+    assert default.solver == "Clarabel"
     assert default.supports_jit is False
 
 
@@ -60,7 +60,7 @@ def test_qp_path_names_the_infeasible_example(run):
         run(lambda *t: layer(*t), lower_value, upper_value, x_value)
 
 
-def test_large_sparse_quadratic_program_goes_to_scs_unless_qp_is_asked_for():
+def test_large_sparse_quadratic_program_goes_to_the_host_unless_qp_is_asked_for():
     import cvxpy as cp
 
     from keras_optlayers.core.compiler import AUTO_QP_SMALL_VARIABLES
@@ -68,7 +68,7 @@ def test_large_sparse_quadratic_program_goes_to_scs_unless_qp_is_asked_for():
     n = AUTO_QP_SMALL_VARIABLES  # the canonical form adds variables: over the limit
     x, y = cp.Parameter(n), cp.Variable(n)
     problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [y >= 0])
-    assert CvxpyLayer(problem, [x], [y]).solver == "SCS"
+    assert CvxpyLayer(problem, [x], [y]).solver == "Clarabel"
     assert CvxpyLayer(problem, [x], [y], solver="QP").solver == "QP"
 
 

@@ -14,7 +14,7 @@ class SolverStatistics:
     across replicas (summed on read, as Keras metrics are).
     `keras_optlayers.callbacks.SolverStatisticsCallback` reads and resets them.
 
-    Limits: tf.function forbids creating variables in a function it may
+    Limits: under a `tf.distribute` strategy nothing is counted; tf.function forbids creating variables in a function it may
     trace again, so a layer constructed inside a traced function (rather
     than eagerly, as Keras builds models) keeps no statistics: `result()`
     is then empty.
@@ -36,8 +36,8 @@ class SolverStatistics:
 
     def record(self, batch_size, failed: tf.Tensor) -> None:
         """Counts one call on `batch_size` examples, `failed` (B,) bool."""
-        if not self._counters:
-            return
+        if not self._counters or tf.distribute.has_strategy():
+            return  # counters are per process: not kept under tf.distribute strategies
         self._counters["calls"].assign_add(1)
         self._counters["examples"].assign_add(tf.cast(batch_size, tf.int64))
         self._counters["failures"].assign_add(tf.reduce_sum(tf.cast(failed, tf.int64)))

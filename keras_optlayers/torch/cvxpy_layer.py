@@ -80,7 +80,7 @@ class CvxpyLayer(torch.nn.Module):
     >>> problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [y >= 0])
     >>> relu = CvxpyLayer(problem, parameters=[x], variables=[y])
     >>> y_value, = relu(torch.tensor([[-1.0, 0.5, 2.0]]))
-    >>> y_value.round(decimals=3)
+    >>> y_value.round(decimals=3) + 0.0  # (+ 0.0 turns a solver's -0.0 into 0.0)
     tensor([[0.0000, 0.5000, 2.0000]])
     """
 

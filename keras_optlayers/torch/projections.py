@@ -92,7 +92,7 @@ class Sparsemax(ProjectionModule):
     Example:
 
     >>> import torch
-    >>> Sparsemax()(torch.tensor([1.5, 0.5, -2.0])).round(decimals=4)
+    >>> Sparsemax()(torch.tensor([1.5, 0.5, -2.0])).round(decimals=4) + 0.0  # (-0.0 -> 0.0)
     tensor([1., 0., 0.])
     """
 
