@@ -66,8 +66,13 @@ def _register_keras_layers() -> None:
     Loading a saved `.keras` model needs the layer classes registered, which
     importing them does; without TensorFlow (torch users) nothing is imported.
     """
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    if backend == "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return
+    try:
+        available = importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):  # an import hook that refuses it
+        available = False
+    if available:
         importlib.import_module("keras_optlayers.layers")
 
 

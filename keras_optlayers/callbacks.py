@@ -28,11 +28,11 @@ class SolverStatisticsCallback(keras.callbacks.Callback):
     >>> import numpy as np
     >>> import keras
     >>> from keras_optlayers import PolytopeProjection
-    >>> model = keras.Sequential([keras.Input((2,)), PolytopeProjection(4, on_failure="nan")])
+    >>> model = keras.Sequential([keras.Input((2,)), PolytopeProjection(4, on_failure="nan", name="polytope")])
     >>> model.compile(optimizer="adam", loss="mse")
     >>> history = model.fit(np.zeros((8, 2)), np.zeros((8, 2)), epochs=1, verbose=0,
     ...                     callbacks=[SolverStatisticsCallback()])
-    >>> history.history["polytope_projection/solver_failures"]
+    >>> history.history["polytope/solver_failures"]
     [0]
     """
 

@@ -179,7 +179,7 @@ class CompiledProblem:
         """Gradients (B, *shape) of each parameter from a gradient (B, len(theta)) of theta."""
         batch = theta_gradient.shape[0]
         flat = np.zeros((batch, int(sum(info.size for info in self.parameters)) + 1))
-        np.add.at(flat, (slice(None), self.theta_index), theta_gradient)
+        np.add.at(flat.T, self.theta_index, theta_gradient.T)
         offsets = np.cumsum([0, *(info.size for info in self.parameters)])
         return [flat[:, start:stop].reshape(batch, *info.shape)
                 for info, start, stop in zip(self.parameters, offsets[:-1], offsets[1:])]

@@ -199,7 +199,7 @@ class ConeSolver:
             elif cone_status.hit_iteration_limit(self.solver, raw_statuses[i], iterations[i], kwargs):
                 statuses[i] = cone_status.ITERATION_LIMIT
             else:
-                statuses[i] = cone_status.inaccurate(check.reason(i))
+                statuses[i] = cone_status.inaccurate(check.reason(int(i)))
         info = {"iterations": iterations, "solve_time": solve_time}
         for name, values in zip(MEASURES, check.measures()):
             info[name.replace(" ", "_")] = np.where(candidates, values, np.nan)
@@ -235,8 +235,9 @@ class ConeSolver:
             valid = np.asarray(valid, dtype=bool)
             gradients = [np.zeros_like(A_values), np.zeros_like(b), np.zeros_like(c)]
             if valid.any():
-                arrays = [a[valid] for a in (A_values, b, c, x, y, s, dx, dy, ds)]
-                for gradient, part in zip(gradients, self.adjoint(*arrays, mode=mode)):
+                parts = self.adjoint(A_values[valid], b[valid], c[valid], x[valid], y[valid], s[valid],
+                                     dx[valid], dy[valid], ds[valid], mode=mode)
+                for gradient, part in zip(gradients, parts):
                     gradient[valid] = part
             return tuple(gradients)
         scaling = DataScaling.of(A_values, b, c)

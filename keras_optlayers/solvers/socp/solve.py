@@ -12,6 +12,8 @@ solves the rest, `solution_check` checks the answer in the caller's units,
 
 from __future__ import annotations
 
+from typing import Any
+
 import collections
 import warnings
 from collections.abc import Mapping
@@ -43,7 +45,7 @@ from keras_optlayers.xla_context import in_xla_context
 DEFAULT_TOL = 1e-8
 DEFAULT_MAX_ITER = 50
 
-ConesLike = ConeDims | ConeLayout | Mapping[str, object]
+ConesLike = ConeDims | ConeLayout | Mapping[str, Any]
 
 
 def cone_layout(cones: ConesLike) -> ConeLayout:
@@ -65,7 +67,7 @@ def cone_layout(cones: ConesLike) -> ConeLayout:
         unknown = set(cones) - {"zero", "nonneg", "soc"}
         if unknown:
             raise ValueError(f"Expected cone keys among 'zero', 'nonneg', 'soc'. Received: unknown keys {sorted(unknown)}")
-        zero, nonneg, soc = cones.get("zero", 0), cones.get("nonneg", 0), cones.get("soc", ())
+        zero, nonneg, soc = int(cones.get("zero", 0)), int(cones.get("nonneg", 0)), tuple(cones.get("soc", ()))
     else:
         raise ValueError(f"Expected `cones` to be a ConeDims, a ConeLayout or a dict. Received: cones={cones!r}")  # noqa: TRY004 (the project raises ValueError for bad input)
     soc = tuple(int(q) for q in soc)
