@@ -11,6 +11,7 @@ variables.
 from __future__ import annotations
 
 import collections
+import sys
 from typing import Any, Callable, Mapping, Sequence
 
 import cvxpy as cp
@@ -274,7 +275,7 @@ class BatchedProblem:
             report = tf.cond(
                 tf.reduce_any(failed),
                 lambda: tf.print("WARNING:", message, tf.where(failed)[:, 0],
-                                 f"({failure_policy.EFFECTS[self.on_failure]})", output_stream="file://stderr"),
+                                 f"({failure_policy.EFFECTS[self.on_failure]})", output_stream=sys.stderr),
                 lambda: tf.no_op())
             with tf.control_dependencies([report]):
                 outputs = [tf.identity(o) for o in outputs]
