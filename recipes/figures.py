@@ -62,3 +62,28 @@ class EpochFrames(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._draw((epoch + 1) * self.steps_per_epoch)
+
+
+def fit_animated(model: keras.Model, train, test, *, initial: float, epochs: int, steps_per_epoch: int,
+                 batch_size: int, draw: Callable, output_dir: pathlib.Path, gif_name: str,
+                 model_path: pathlib.Path, loss_format: str = ".3e", ratio_format: str = ".0f") -> float:
+    """The supervised recipes' run: fit with a frame per epoch, loss curve, GIF, saved model, printout.
+
+    `initial` is the test loss before training; returns the final one.
+    """
+    frames = EpochFrames(output_dir / "frames", draw, steps_per_epoch)
+    history = model.fit(train, epochs=epochs, validation_data=test, callbacks=[frames])
+    final = float(model.evaluate(test, verbose=0))
+    steps = steps_per_epoch * np.arange(epochs + 1)
+    save_loss_curve(output_dir / "loss.png", {
+        "training (epoch mean)": (steps[1:], history.history["loss"]),
+        "test": (steps, [initial, *history.history["val_loss"]]),
+    }, xlabel=f"step (batches of {batch_size})", ylabel="mean squared error")
+    save_animation(frames.paths, output_dir / gif_name)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(model_path)
+    print(f"initial test loss (MSE): {initial:{loss_format}}")
+    print(f"final test loss (MSE): {final:{loss_format}} "
+          f"({initial / final:{ratio_format}}x lower after {epochs * steps_per_epoch} steps)")
+    print(f"wrote {output_dir}/loss.png, {len(frames.paths)} frames and {gif_name}; model: {model_path}")
+    return final

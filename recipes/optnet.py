@@ -31,7 +31,7 @@ from keras_optlayers import OptNetQP
 from recipes import pipeline
 from recipes.cli import recipe_parser
 from recipes.datasets.optnet_solutions import DIM, NUM_EQ, NUM_INEQ, OptnetSolutions, hidden_qp
-from recipes.figures import EpochFrames, save_animation, save_loss_curve
+from recipes.figures import fit_animated
 from recipes.pipeline import RunSize
 
 SHUFFLE_SEED = 0
@@ -129,24 +129,11 @@ def run(size: RunSize, output_dir: pathlib.Path, model_path: pathlib.Path, data_
                            f"step {step}: hidden (blue) and learned (red) feasible sets,\n"
                            "cut by the hidden equality plane")
 
-    frames = EpochFrames(output_dir / "frames", draw, steps_per_epoch)
-    history = model.fit(train, epochs=size.epochs, validation_data=test, callbacks=[frames])
-    final_test_loss = float(model.evaluate(test, verbose=0))
-
-    steps = steps_per_epoch * np.arange(size.epochs + 1)
-    save_loss_curve(output_dir / "loss.png", {
-        "training (epoch mean)": (steps[1:], history.history["loss"]),
-        "test": (steps, [initial_test_loss, *history.history["val_loss"]]),
-    }, xlabel=f"step (batches of {BATCH_SIZE})", ylabel="mean squared error")
-    save_animation(frames.paths, output_dir / "feasible_set.gif")
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(model_path)
-
-    print(f"initial test loss (MSE): {initial_test_loss:.3e}")
-    print(f"final test loss (MSE): {final_test_loss:.3e} "
-          f"({initial_test_loss / final_test_loss:.0f}x lower after {size.epochs * steps_per_epoch} steps)")
+    final_test_loss = fit_animated(
+        model, train, test, initial=initial_test_loss, epochs=size.epochs, steps_per_epoch=steps_per_epoch,
+        batch_size=BATCH_SIZE, draw=draw, output_dir=output_dir, gif_name="feasible_set.gif", model_path=model_path,
+        loss_format=".3e", ratio_format=".0f")
     print(f"angle between the learned and the hidden equality planes: {plane_angle_degrees(model, plane):.2f} degrees")
-    print(f"wrote {output_dir}/loss.png, {len(frames.paths)} frames and feasible_set.gif; model: {model_path}")
     return final_test_loss
 
 

@@ -38,7 +38,7 @@ from recipes.datasets.polytope_projections import (
     PolytopeProjections,
     hidden_polytope,
 )
-from recipes.figures import EpochFrames, save_animation, save_loss_curve
+from recipes.figures import fit_animated
 
 INITIAL_POLYTOPE_SEED = 22
 SHUFFLE_SEED = 0
@@ -108,23 +108,10 @@ def run(size: RunSize, output_dir: pathlib.Path, model_path: pathlib.Path, data_
         draw_polytopes(path, hidden_polytope(), model.get_layer("polytope").polytope(), test_targets,
                        f"step {step}: true (blue) and learned (red)")
 
-    frames = EpochFrames(output_dir / "frames", draw, steps_per_epoch)
-    history = model.fit(train, epochs=size.epochs, validation_data=test, callbacks=[frames])
-    final_test_loss = float(model.evaluate(test, verbose=0))
-
-    steps = steps_per_epoch * np.arange(size.epochs + 1)
-    save_loss_curve(output_dir / "loss.png", {
-        "training (epoch mean)": (steps[1:], history.history["loss"]),
-        "test": (steps, [initial_test_loss, *history.history["val_loss"]]),
-    }, xlabel=f"step (batches of {BATCH_SIZE})", ylabel="mean squared error")
-    save_animation(frames.paths, output_dir / "polytope.gif")
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(model_path)
-
-    print(f"initial test loss (MSE): {initial_test_loss:.6f}")
-    print(f"final test loss (MSE): {final_test_loss:.6f} "
-          f"({initial_test_loss / final_test_loss:.1f}x lower after {size.epochs * steps_per_epoch} steps)")
-    print(f"wrote {output_dir}/loss.png, {len(frames.paths)} frames and polytope.gif; model: {model_path}")
+    final_test_loss = fit_animated(
+        model, train, test, initial=initial_test_loss, epochs=size.epochs, steps_per_epoch=steps_per_epoch,
+        batch_size=BATCH_SIZE, draw=draw, output_dir=output_dir, gif_name="polytope.gif", model_path=model_path,
+        loss_format=".6f", ratio_format=".1f")
     return final_test_loss
 
 
