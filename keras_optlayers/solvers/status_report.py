@@ -9,12 +9,14 @@ callback). Under XLA neither runs: read the statuses instead.
 
 from __future__ import annotations
 
-from typing import Mapping
+import warnings
+from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from keras_optlayers.errors import SolverError
+from keras_optlayers.xla_context import in_xla_context
 
 
 class StatusReport:
@@ -65,3 +67,22 @@ class StatusReport:
         # The message is only formatted when the assert fails.
         return tf.debugging.Assert(
             all_solved, [tf.cond(all_solved, lambda: tf.constant(""), lambda: self.failure_message(status, layer))])
+
+    def enforce(self, status: tf.Tensor, tensors: Sequence[tf.Tensor], function: str) -> list[tf.Tensor]:
+        """`tensors`, once every example is known solved: raises eagerly, asserts in a graph.
+
+        Under XLA no status can be asserted: `function` (the caller's name)
+        warns once, at trace time, and the tensors come back unchecked.
+        """
+        if tf.executing_eagerly():
+            self.raise_for_status(status.numpy())
+            return list(tensors)
+        if in_xla_context():
+            warnings.warn(
+                f"{function} cannot check solver statuses under XLA (jit_compile=True): failed examples return "
+                "their last iterate. Pass check_status=False and read the returned statuses.",
+                stacklevel=4,
+            )
+            return list(tensors)
+        with tf.control_dependencies([self.assert_solved(status)]):
+            return [tf.identity(t) for t in tensors]

@@ -19,7 +19,6 @@ into "inaccurate" when it fails. The gradient is the KKT adjoint
 from __future__ import annotations
 
 import collections
-import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -235,19 +234,10 @@ def _solve(P, q, A, b, G, h, tol, max_iter, check_status):
         non_convex = np.flatnonzero(status.numpy() == qp_status.NON_CONVEX)
         if non_convex.size:
             raise non_convex_error(tensors["P"].numpy(), non_convex)
-        if check_status:
-            qp_status.raise_for_status(status.numpy())
     else:
         x, nu, lam, status, info = _solve_graph(*args, *settings)
-        if check_status and xla:
-            warnings.warn(
-                "qp_solve cannot check solver statuses under XLA (jit_compile=True): failed examples return their "
-                "last iterate. Pass check_status=False and use qp_solve_with_status to read the statuses.",
-                stacklevel=3,
-            )
-        elif check_status:
-            with tf.control_dependencies([qp_status.assert_solved(status)]):
-                x, nu, lam = tf.identity(x), tf.identity(nu), tf.identity(lam)
+    if check_status:
+        x, nu, lam = qp_status.REPORT.enforce(status, [x, nu, lam], "qp_solve")
     if not batched:
         x, nu, lam, status = x[0], nu[0], lam[0], status[0]
         info = {name: value[0] for name, value in info.items()}

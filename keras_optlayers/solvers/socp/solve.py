@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import collections
-import warnings
 from collections.abc import Mapping
 
 import tensorflow as tf
@@ -260,19 +259,10 @@ def socp_solve(
         A, b, c = checked["A"], checked["b"], checked["c"]
     if tf.executing_eagerly():
         x, y, s, status = _compiled_solve(A, b, c, layout, tol, max_iter)(A, b, c)
-        if check_status:
-            socp_status.raise_for_status(status.numpy())
     else:
         x, y, s, status = _solve_graph(A, b, c, layout, tol, max_iter)
-        if check_status and xla:
-            warnings.warn(
-                "socp_solve cannot check solver statuses under XLA (jit_compile=True): failed examples return their "
-                "last iterate. Pass check_status=False and read the returned statuses.",
-                stacklevel=2,
-            )
-        elif check_status:
-            with tf.control_dependencies([socp_status.assert_solved(status)]):
-                x, y, s = tf.identity(x), tf.identity(y), tf.identity(s)
+    if check_status:
+        x, y, s = socp_status.REPORT.enforce(status, [x, y, s], "socp_solve")
     if not batched:
         x, y, s, status = x[0], y[0], s[0], status[0]
     return x, y, s, status
