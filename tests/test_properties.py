@@ -188,6 +188,11 @@ def test_qp_solutions_satisfy_their_optimality_conditions(qp):
         assert np.abs(lam * (G @ x - h)).max() <= 1e-6 * scale * x_scale * (1 + np.abs(lam).max())
 
 
+# One function for every case, traced once per shape (the solver needs static
+# sizes), not once per case.
+_TRACED_QP_SOLVE = tf.function(lambda P, q, G, h: kol.qp_solve(P, q, G=G, h=h))
+
+
 @PROPERTY_SETTINGS
 @given(qp=feasible_qps())
 def test_qp_solve_agrees_eagerly_and_in_tf_function(qp):
@@ -197,17 +202,28 @@ def test_qp_solve_agrees_eagerly_and_in_tf_function(qp):
         eager = kol.qp_solve(P, q, G=G, h=h).numpy()
     except SolverError:
         return
-    traced = tf.function(lambda *t: kol.qp_solve(*t[:2], G=t[2], h=t[3]))(P, q, G, h).numpy()
+    traced = _TRACED_QP_SOLVE(P, q, G, h).numpy()
     np.testing.assert_allclose(traced, eager, atol=1e-9 * (1 + np.abs(eager).max()))
 
 
 # -- learnable layers ---------------------------------------------------------------
 
+_LAYERS: dict = {}
+
+
+def _shared_layer(name, make):
+    """One layer for all of a property's cases: the cases vary the inputs, and a
+    layer per case would spend the test's time compiling the same problem."""
+    if name not in _LAYERS:
+        _LAYERS[name] = make()
+    return _LAYERS[name]
+
+
 
 @PROPERTY_SETTINGS
 @given(seed=st.integers(0, 2**31 - 1), scale=st.sampled_from([1e-3, 1.0, 10.0, 1e3]))
 def test_polytope_projection_is_feasible_and_idempotent(seed, scale):
-    layer = kol.PolytopeProjection(5, dtype="float64")
+    layer = _shared_layer("polytope", lambda: kol.PolytopeProjection(5, dtype="float64"))
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(4, 3)) * scale
     y = layer(x).numpy()
@@ -229,7 +245,7 @@ def test_polytope_projection_is_feasible_and_idempotent(seed, scale):
 @PROPERTY_SETTINGS
 @given(seed=st.integers(0, 2**31 - 1), scale=st.sampled_from([1e-3, 1.0, 10.0, 1e3]))
 def test_ellipsoid_projection_is_feasible_and_idempotent(seed, scale):
-    layer = kol.EllipsoidProjection(dtype="float64")
+    layer = _shared_layer("ellipsoid", lambda: kol.EllipsoidProjection(dtype="float64"))
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(3, 2)) * scale
     try:
