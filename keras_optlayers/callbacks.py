@@ -13,15 +13,24 @@ class SolverStatisticsCallback(keras.callbacks.Callback):
     """Adds each optimization layer's solver statistics to the epoch logs.
 
     For every layer of the model that has `solver_statistics()` (every
-    `CvxpyLayer` and `ConvexLayer`), the counts of the epoch's training
-    steps are added to the logs as `<layer name>/solver_calls`,
-    `<layer name>/solver_examples` and `<layer name>/solver_failures`; the
-    counters are reset at the start of each epoch. The logs reach `History`
-    (`model.fit(...).history`), and `keras.callbacks.TensorBoard` when it
-    comes after this callback in the `callbacks` list.
+    `CvxpyLayer` and `ConvexLayer`), the epoch's statistics are added to the
+    logs as `<layer name>/solver_<statistic>`:
 
-    Failures are examples whose solve failed under `on_failure="warn"` or
-    `"nan"` (with "raise" the first failure stops training).
+    * `calls`, `examples`, `failures`: solver calls, examples solved, and
+      examples whose solve failed under `on_failure="warn"` or `"nan"` (with
+      "raise" the first failure stops training);
+    * `mean_iterations`: solver iterations per example;
+    * `solve_seconds`: wall-clock time in the solver (forward passes; 0
+      under XLA);
+    * `worst_residual`: the largest relative optimality residual of a
+      solved example (each passed the check at 1e-6): how close the epoch's
+      solutions came to being refused.
+
+    The statistics are reset at the start of each epoch and cover the
+    training steps (validation runs after `on_epoch_begin` too, so it is
+    counted as well). The logs reach `History` (`model.fit(...).history`),
+    and `keras.callbacks.TensorBoard` when it comes after this callback in
+    the `callbacks` list.
 
     Example:
 
@@ -34,6 +43,8 @@ class SolverStatisticsCallback(keras.callbacks.Callback):
     ...                     callbacks=[SolverStatisticsCallback()])
     >>> history.history["polytope/solver_failures"]
     [0]
+    >>> history.history["polytope/solver_worst_residual"][0] < 1e-6
+    True
     """
 
     def _layers(self) -> list[Any]:

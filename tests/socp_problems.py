@@ -82,7 +82,7 @@ class SocpLayerFunction:
         return self.A_map(theta), self.b_map(theta), self.c_map(theta)
 
     def __call__(self, *parameters: tf.Tensor) -> list[tf.Tensor]:
-        x, y, _, _ = solve_compiled_socp(self.program, *self.data(*parameters), **self.solve_args)
+        x, y, _, _, _ = solve_compiled_socp(self.program, *self.data(*parameters), **self.solve_args)
         return [read_output(output, x, y) for output in self.program.outputs]
 
 

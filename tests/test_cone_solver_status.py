@@ -205,3 +205,25 @@ def test_default_solver_per_cone_class():
     layer = EllipsoidProjection()
     layer.build((None, 3))
     assert layer.batched_problem.solver is registry.SOCP
+
+
+
+def test_a_large_problem_that_stalls_at_the_tight_default_is_solved_at_the_fallback_accuracy():
+    """Sparsemax with n = 1000 in CVXPY's cone form goes to Clarabel, whose
+    default 1e-12 stalls on example 1 (primal residual 1e-5, refused by the
+    check, scaled or not); the fallback attempt at 1e-8 passes the check.
+
+    The solutions are only ~3e-4 accurate (measured 2.4e-4): CVXPY writes
+    the squared norm as a second-order cone whose epigraph variable is ~1e3
+    here, and a relative residual ε there moves the minimizer by ~√ε (README,
+    "Limits"; solver="QP" solves this problem exactly)."""
+    from keras_optlayers import CvxpyLayer
+    from keras_optlayers.core.problems import sparsemax_problem
+
+    layer = CvxpyLayer(*sparsemax_problem(1000))
+    assert layer.batched_problem.solver.name == "Clarabel"
+    x = np.random.default_rng(0).normal(size=(2, 1000))
+    y, = layer(x)
+    np.testing.assert_allclose(y.numpy(), [sparsemax_solution(row) for row in x], atol=1e-3)
+    statistics = layer.solver_statistics()
+    assert statistics["failures"] == 0 and statistics["worst_residual"] <= 1e-6

@@ -89,6 +89,49 @@ def test_statistics_count_failures_and_the_callback_logs_them():
     name = layer.name
     assert history.history[f"{name}/solver_failures"] == [8, 8]
     assert history.history[f"{name}/solver_examples"] == [8, 8]
+    for statistic in ("mean_iterations", "solve_seconds", "worst_residual"):
+        assert len(history.history[f"{name}/solver_{statistic}"]) == 2
+    assert history.history[f"{name}/solver_worst_residual"] == [0.0, 0.0]  # nothing was solved
+
+
+def _ball_layer(solver):
+    """argmin ||y - x||² s.t. ||y|| <= 1: a second-order cone program."""
+    x, y = cp.Parameter(3), cp.Variable(3)
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [cp.norm(y) <= 1])
+    return kol.CvxpyLayer(problem, [x], [y], solver=solver)
+
+
+@pytest.mark.parametrize("solver", ["QP", "SOCP", "SCS", "Clarabel"])
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+def test_statistics_report_iterations_time_and_the_worst_residual(solver, mode):
+    """Every path reports its iterations, wall time and the check's worst measure."""
+    rng = np.random.default_rng(0)
+    if solver == "QP":
+        layer = interval_layer(solver, "raise")
+        args = (rng.normal(size=(6, 2)) * 2, np.zeros((6, 2)), np.ones((6, 2)))
+    else:
+        layer = _ball_layer(solver)
+        args = (rng.normal(size=(6, 3)) * 2,)
+    run = layer if mode == "eager" else tf.function(lambda *a: layer(*a))
+    run(*args)
+    run(*args)
+    statistics = layer.solver_statistics()
+    assert statistics["calls"] == 2 and statistics["examples"] == 12 and statistics["failures"] == 0
+    most = 100_000 if solver == "SCS" else 100  # SCS is a first-order method
+    assert 1 <= statistics["mean_iterations"] <= most
+    assert 0 < statistics["solve_seconds"] < 60
+    assert 0 <= statistics["worst_residual"] <= 1e-6
+    if solver == "QP":  # the worst of the native check's own measures
+        program = layer.batched_problem
+        G = np.vstack([-np.eye(2), np.eye(2)])
+        _, _, _, status, info = kol.qp_solve_with_info(2 * np.eye(2), -2 * args[0], G=G, h=np.concatenate(
+            [-args[1], args[2]], axis=1))
+        assert program.solver.name == "QP" and np.all(status.numpy() == 0)
+        expected = max(float(np.max(info[name])) for name in ("primal_residual", "dual_residual", "gap"))
+        np.testing.assert_allclose(statistics["worst_residual"], expected, rtol=0.5, atol=1e-15)
+    layer.reset_solver_statistics()
+    assert layer.solver_statistics() == {"calls": 0, "examples": 0, "failures": 0, "mean_iterations": 0.0,
+                                         "solve_seconds": 0.0, "worst_residual": 0.0}
 
 
 class _no_check:

@@ -25,7 +25,7 @@ from keras_optlayers.ops.solver_statistics import SolverStatistics
 from keras_optlayers.solvers import registry
 from keras_optlayers.solvers.cone_solver import ConeSolver
 from keras_optlayers.solvers.cone_status import SOLVED
-from keras_optlayers.solvers.qp import qp_solve_with_status
+from keras_optlayers.solvers.qp import qp_solve_with_info
 from keras_optlayers.solvers.qp import status as qp_status
 from keras_optlayers.solvers.socp import solve_compiled_socp
 from keras_optlayers.solvers.socp import status as socp_status
@@ -162,21 +162,20 @@ class BatchedProblem:
         checked = self._checked(checked, batched, batch_size)
         ranks = tuple(t.shape.rank for t in checked)
         if not tf.executing_eagerly():
-            outputs, failed, describe = self._solve(checked, settings, layer_name)
-            outputs = self._apply_failure_policy(outputs, failed, describe, layer_name)
+            outputs, failed, describe, info = self._solve(checked, settings, layer_name)
         elif self._cone_solver is None:
             # Eager callers get graph speed: the whole native path is one
             # function, traced once per pattern of batched inputs and settings.
             key = ("native", ranks, *sorted(settings.items()))
-            outputs, failed, describe = self._compiled(key, self._solve)(checked, settings)
-            outputs = self._apply_failure_policy(outputs, failed, describe, layer_name)
+            outputs, failed, describe, info = self._compiled(key, self._solve)(checked, settings)
         else:
             # The affine steps run compiled; the host solve between them runs
             # as itself, so a SolverError reaches the caller unchanged.
             data = self._compiled(("data", ranks), self._solver_data)(checked)
-            x, y, failed, describe = self._solve_cone(data, settings, layer_name)
+            x, y, failed, describe, info = self._timed(self._solve_cone, data, settings, layer_name)
             outputs = self._compiled(("read",), self._read_outputs)(x, y)
-            outputs = self._apply_failure_policy(outputs, failed, describe, layer_name)
+        self.statistics.record(failed, info["iterations"], info["residual"], info["seconds"])
+        outputs = self._apply_failure_policy(outputs, failed, describe, layer_name)
         if not any(batched):
             outputs = [o[0] for o in outputs]
         return [tf.cast(o, out_dtype) for o in outputs]
@@ -203,25 +202,36 @@ class BatchedProblem:
         return [affine_maps.read_output(o, x, y) for o in self.program.outputs]
 
     def _solve(self, tensors, settings, layer_name=None):
-        """Parameters (float64) -> requested variables, failed mask, failure description."""
+        """Parameters (float64) -> requested variables, failed mask, failure description, info."""
         data = self._solver_data(tensors)
-        if self.solver is registry.QP:
-            x, y, failed, describe = self._solve_qp(data, settings)
-        elif self.solver is registry.SOCP:
-            x, y, failed, describe = self._solve_socp(data, settings)
-        else:
-            x, y, failed, describe = self._solve_cone(data, settings, layer_name)
-        return self._read_outputs(x, y), failed, describe
+        solve = self._solve_qp if self.solver is registry.QP else \
+            self._solve_socp if self.solver is registry.SOCP else self._solve_cone
+        x, y, failed, describe, info = self._timed(solve, data, settings, layer_name)
+        return self._read_outputs(x, y), failed, describe, info
+
+    @staticmethod
+    def _timed(solve, data, settings, layer_name):
+        """`solve(data, settings, layer_name)`, its info completed with the wall time it took."""
+        if in_xla_context():  # XLA has no clock op
+            x, y, failed, describe, info = solve(data, settings, layer_name)
+            return x, y, failed, describe, {**info, "seconds": tf.constant(0.0, tf.float64)}
+        with tf.control_dependencies(list(data.values())):
+            start = tf.timestamp()
+        x, y, failed, describe, info = solve(data, settings, layer_name)
+        with tf.control_dependencies([x, y]):
+            end = tf.timestamp()
+        return x, y, failed, describe, {**info, "seconds": end - start}
 
     def _solve_cone(self, data, settings, layer_name):
+        """The host solver (diffcp) on the compiled cone program."""
         settings = dict(settings)
         mode = settings.pop("mode", "auto")
-        x, y, _, status = cone_solve(
+        x, y, _, status, info = cone_solve(
             self._cone_solver, data["A"], data["b"], data["c"], settings, mode,
             raise_on_failure=self.on_failure == "raise", layer_name=layer_name)
-        return x, y, tf.not_equal(status, SOLVED), status
+        return x, y, tf.not_equal(status, SOLVED), status, info
 
-    def _solve_qp(self, data, settings):
+    def _solve_qp(self, data, settings, layer_name=None):
         """The native QP solver on P, c and the rows of A, b split by cone."""
         settings = {key: settings[key] for key in self.solver.settings if key in settings}
         program = self.program
@@ -236,20 +246,20 @@ class BatchedProblem:
         G, h = (A[:, zero:], b[:, zero:]) if rows > zero else (None, None)
         failed_rows: list[tf.Tensor] = []
         P, c, A_eq, b_eq, G, h = _without_gradient_where(failed_rows, P, data["c"], A_eq, b_eq, G, h)
-        x, nu, lam, status = qp_solve_with_status(P, c, A_eq, b_eq, G, h, **settings)
+        x, nu, lam, status, info = qp_solve_with_info(P, c, A_eq, b_eq, G, h, **settings)
         failed = tf.not_equal(status, qp_status.SOLVED)
         failed_rows.append(failed)
-        return x, tf.concat([nu, lam], axis=1), failed, status
+        return x, tf.concat([nu, lam], axis=1), failed, status, _largest_measure(info)
 
-    def _solve_socp(self, data, settings):
+    def _solve_socp(self, data, settings, layer_name=None):
         """The native SOCP solver on the compiled cone program."""
         settings = {key: settings[key] for key in self.solver.settings if key in settings}
         failed_rows: list[tf.Tensor] = []
         A, b, c = _without_gradient_where(failed_rows, data["A"], data["b"], data["c"])
-        x, y, _, status = solve_compiled_socp(self.program, A, b, c, check_status=False, **settings)
+        x, y, _, status, info = solve_compiled_socp(self.program, A, b, c, **settings)
         failed = tf.not_equal(status, socp_status.SOLVED)
         failed_rows.append(failed)
-        return x, y, failed, status
+        return x, y, failed, status, _largest_measure(info)
 
     # -- failures ------------------------------------------------------------
 
@@ -261,7 +271,6 @@ class BatchedProblem:
 
     def _apply_failure_policy(self, outputs, failed, describe, layer_name):
         """Raises, or warns and masks, for the failed examples (see `on_failure`)."""
-        self.statistics.record(tf.shape(failed)[0], failed)
         if tf.executing_eagerly():
             if bool(tf.reduce_any(failed)):
                 failure_policy.handle_failures(self.on_failure, self.solver.name, self._failures(describe), layer_name)
@@ -288,6 +297,12 @@ def _result_dtype(dtypes: Sequence[tf.DType]) -> tf.DType:
         if wide in dtypes:
             return wide
     return dtypes[0]
+
+
+def _largest_measure(info: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """A native solver's info as {"iterations", "residual"}: the largest of its check's relative measures."""
+    measures = [value for name, value in info.items() if name != "iterations"]
+    return {"iterations": info["iterations"], "residual": tf.reduce_max(tf.stack(measures), axis=0)}
 
 
 def _mask_failed(output: tf.Tensor, failed: tf.Tensor, on_failure: str) -> tf.Tensor:

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_optlayers.core import failure_policy
+from keras_optlayers.solvers.cone_solution_check import MEASURES
 from keras_optlayers.solvers.cone_solver import ConeSolver
 from keras_optlayers.solvers.cone_status import SOLVED
 
@@ -44,7 +45,7 @@ def cone_solve(
     derivative_mode: str,
     raise_on_failure: bool,
     layer_name: str | None = None,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
     """Solves a batch of cone programs; differentiable in A, b and c.
 
     Args:
@@ -60,19 +61,23 @@ def cone_solve(
         layer_name: the layer named in the `SolverError`.
 
     Returns:
-        x (B, n), y (B, m), s (B, m) and the statuses (B,) as strings
-        (`SOLVED` for a solution).
+        x (B, n), y (B, m), s (B, m), the statuses (B,) as strings (`SOLVED`
+        for a solution) and info: "iterations" (B,) float64, the solver's
+        iterations (both attempts, NaN where it raised), and "residual" (B,)
+        float64, the largest relative measure of the after-the-fact check
+        (`cone_solution_check`; NaN where the solver returned no point).
     """
     settings = dict(settings)
     batch = A_values.shape[0]
-    statuses: list[tf.Tensor] = []
+    extras: list[tf.Tensor] = []  # status, iterations, residual: outputs the gradient ignores
 
     def solve(A_np, b_np, c_np):
-        x, y, s, status, _ = solver.solve_with_status(A_np, b_np, c_np, settings)
+        x, y, s, status, info = solver.solve_with_status(A_np, b_np, c_np, settings)
         if raise_on_failure:
             failure_policy.handle_failures("raise", solver.solver, failure_policy.failures_by_status(status, SOLVED),
                                            layer_name)
-        return x, y, s, np.array(status, dtype=object).astype(bytes)
+        residual = np.max([info[name.replace(" ", "_")] for name in MEASURES], axis=0)
+        return x, y, s, np.array(status, dtype=object).astype(bytes), info["iterations"], residual
 
     def adjoint(*arrays):
         *data_and_grads, solved = arrays
@@ -80,13 +85,15 @@ def cone_solve(
 
     @tf.custom_gradient
     def solve_with_gradient(A_values, b, c):
-        x, y, s, status = _host_call(solve, [A_values, b, c], [
+        x, y, s, status, iterations, residual = _host_call(solve, [A_values, b, c], [
             (tf.float64, tf.TensorShape([batch, solver.n])),
             (tf.float64, tf.TensorShape([batch, solver.m])),
             (tf.float64, tf.TensorShape([batch, solver.m])),
             (tf.string, tf.TensorShape([batch])),
+            (tf.float64, tf.TensorShape([batch])),
+            (tf.float64, tf.TensorShape([batch])),
         ])
-        statuses.append(status)
+        extras.extend([status, iterations, residual])
         solved = tf.equal(status, SOLVED)
 
         def gradient(dx, dy, ds):
@@ -98,4 +105,5 @@ def cone_solve(
         return (x, y, s), gradient
 
     x, y, s = solve_with_gradient(A_values, b, c)
-    return x, y, s, statuses[0]
+    status, iterations, residual = extras
+    return x, y, s, status, {"iterations": iterations, "residual": residual}

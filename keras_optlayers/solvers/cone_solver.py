@@ -20,7 +20,9 @@ is all the state the backward pass needs, so nothing is kept between the two.
 Every example is checked after its solve (`cone_solution_check`), whatever
 the solver said: a point that fails is reported, never returned. Examples
 that fail are solved once more with their data scaled to unit size
-(`cone_scaling`). Statuses are named the same way for every solver
+(`cone_scaling`), and those that still fail once more at the registry's
+looser fallback accuracy (a tight target can stall an interior-point
+solver on a large problem; the check still decides). Statuses are named the same way for every solver
 (`cone_status`).
 
 Limits: the derivative is that of the solution map at the returned
@@ -64,7 +66,8 @@ class ConeSolver:
     fails the check is reported ("inaccurate", or "iteration limit" where the
     solver ran out of iterations), never returned as a solution, whatever the
     solver's status and the user's tolerances. Failed examples are solved
-    once more with their data scaled to unit size (`cone_scaling`).
+    once more with their data scaled to unit size (`cone_scaling`), then at
+    the registry entry's `fallback_accuracy`.
 
     Args:
         program: a CompiledProblem of kind "cone".
@@ -79,6 +82,7 @@ class ConeSolver:
         if entry.program != "cone" or entry.runs_in_xla:
             raise ValueError(f"ConeSolver runs {registry.cone_solver_names()}. Received: solver={solver!r}")
         self.solver = entry.name
+        self._entry = entry
         self.default_settings = dict(entry.default_settings)
         if self.solver == "ECOS" and program.cones.psd:
             raise ValueError("ECOS cannot solve problems with PSD cones; use SCS or Clarabel.")
@@ -137,15 +141,25 @@ class ConeSolver:
         """
         kwargs = {**self.default_settings, **(settings or {})}
         outcome = self._solve_and_check(A_values, b, c, kwargs, scaling=None)
-        retry = np.flatnonzero([status != cone_status.SOLVED for status in outcome.statuses])
-        if retry.size:
+        for attempt_kwargs in (kwargs, self._fallback_settings(kwargs)):
+            retry = np.flatnonzero([status != cone_status.SOLVED for status in outcome.statuses])
+            if not retry.size or attempt_kwargs is None:
+                break
             data = (A_values[retry], b[retry], c[retry])
-            second = self._solve_and_check(*data, kwargs, scaling=DataScaling.of(*data))
-            outcome.update(retry, second)
+            outcome.update(retry, self._solve_and_check(*data, attempt_kwargs, scaling=DataScaling.of(*data)))
         solved = np.array([status == cone_status.SOLVED for status in outcome.statuses], dtype=bool)
         for array in (outcome.x, outcome.y, outcome.s):
             array[~solved] = 0.0
         return outcome.x, outcome.y, outcome.s, outcome.statuses, outcome.info
+
+    def _fallback_settings(self, kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+        """`kwargs` with its accuracy targets loosened to the registry's fallback; None if nothing changes."""
+        loosest = self._entry.fallback_accuracy
+        if loosest is None:
+            return None
+        loosened = {key: max(kwargs[key], loosest) for key in self._entry.accuracy_settings
+                    if key in kwargs and kwargs[key] < loosest}
+        return {**kwargs, **loosened} if loosened else None
 
     def _solve_and_check(self, A_values, b, c, kwargs, scaling: DataScaling | None) -> _Outcome:
         """One attempt at every example: solve (scaled if asked), then check."""

@@ -5,8 +5,9 @@ from keras_optlayers.solvers.socp.solve import (
     cone_layout,
     dense_constraint_matrix,
     socp_solve,
+    socp_solve_with_info,
     solve_compiled_socp,
 )
 from keras_optlayers.solvers.socp.status import STATUS_NAMES
 
-__all__ = ["STATUS_NAMES", "ConeLayout", "cone_layout", "dense_constraint_matrix", "socp_solve", "solve_compiled_socp"]
+__all__ = ["STATUS_NAMES", "ConeLayout", "cone_layout", "dense_constraint_matrix", "socp_solve", "socp_solve_with_info", "solve_compiled_socp"]

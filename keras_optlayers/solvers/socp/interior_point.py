@@ -54,7 +54,8 @@ class InteriorPointResult(NamedTuple):
     """Final iterate of every example and its status.
 
     y: (B, n) primal; s: (B, m) slacks in K; z: (B, m) multipliers in K;
-    status: (B,) int32 codes; iterations: scalar.
+    status: (B,) int32 codes; iterations: (B,) int32, the iterations each
+    example took before it got its status.
     """
 
     y: tf.Tensor
@@ -160,7 +161,8 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: float, max_iter: int) -> 
         ds = -primal_residual - matvec(F, dy)
         return dy, ds, dz
 
-    def body(iteration, status, y, s, z, dual_residual, primal_residual):
+    def body(iteration, iterations, status, y, s, z, dual_residual, primal_residual):
+        iterations += tf.cast(tf.equal(status, socp_status.RUNNING), tf.int32)
         scaling = NesterovToddScaling(cones, s, z)
         scaled_F = scaling.apply_inverse(F)
         inverse_factor = reduced_kkt.factor(Q, scaled_F, tf.linalg.matrix_transpose(scaled_F), tf.ones_like(s))
@@ -184,17 +186,17 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: float, max_iter: int) -> 
         y, s, z = tf.where(keep, new_y, y), tf.where(keep, new_s, s), tf.where(keep, new_z, z)
         # The step taken moved Fy by F dy = −(ds + r_p), no product needed.
         status, dual_residual, primal_residual = assess(status, y, s, z, dy, -(ds + primal_residual))
-        return iteration + 1, status, y, s, z, dual_residual, primal_residual
+        return iteration + 1, iterations, status, y, s, z, dual_residual, primal_residual
 
     y, s, z = _starting_point(cones, Q, c, F, F_t, g)
     status = tf.fill(tf.shape(c)[:1], socp_status.RUNNING)
     # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
     status, dual_residual, primal_residual = assess(status, y, s, z, tf.zeros_like(y), tf.zeros_like(s))
-    iteration, status, y, s, z, _, _ = tf.while_loop(
-        lambda iteration, status, *_: (iteration < max_iter) & tf.reduce_any(tf.equal(status, socp_status.RUNNING)),
+    _, iterations, status, y, s, z, _, _ = tf.while_loop(
+        lambda iteration, _, status, *__: (iteration < max_iter) & tf.reduce_any(tf.equal(status, socp_status.RUNNING)),
         body,
-        (tf.constant(0), status, y, s, z, dual_residual, primal_residual),
+        (tf.constant(0), tf.zeros_like(status), status, y, s, z, dual_residual, primal_residual),
         maximum_iterations=max_iter,
     )
     status = tf.where(tf.equal(status, socp_status.RUNNING), socp_status.ITERATION_LIMIT, status)
-    return InteriorPointResult(y, s, z, status, iteration)
+    return InteriorPointResult(y, s, z, status, iterations)

@@ -26,22 +26,34 @@ def _inf_norm(v: tf.Tensor) -> tf.Tensor:
     return tf.reduce_max(tf.abs(v), axis=-1)
 
 
-def solution_passes(cones: ConeLayout, A, b, c, x, y, s) -> tf.Tensor:
-    """(B,) bool: whether each example's (x, y, s) passes the check above (float64 inputs)."""
+def _ratio(residual: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+    """residual / scale, with 0 / 0 = 0 (nothing to compare) and r / 0 = inf."""
+    safe = tf.where(scale > 0, scale, tf.ones_like(scale))
+    return tf.where(scale > 0, residual / safe, tf.where(residual > 0, tf.constant(float("inf"), residual.dtype), 0.0))
+
+
+def relative_measures(cones: ConeLayout, A, b, c, x, y, s) -> dict[str, tf.Tensor]:
+    """(B,) each: the primal and dual residuals, the gap and the cone violation,
+    each divided by its scale above (float64 inputs); NaN points give NaN."""
     A_norm = tf.reduce_max(tf.reduce_sum(tf.abs(A), axis=-1), axis=-1)
     x_norm, y_norm, s_norm = _inf_norm(x), _inf_norm(y), _inf_norm(s)
-    primal_residual = _inf_norm(tf.linalg.matvec(A, x) + s - b)
-    dual_residual = _inf_norm(tf.linalg.matvec(A, y, adjoint_a=True) + c)
-    gap = tf.abs(tf.reduce_sum(c * x, -1) + tf.reduce_sum(b * y, -1))
-    passes = (
-        (primal_residual <= CHECK_TOL * (A_norm * x_norm + s_norm + _inf_norm(b)))
-        & (dual_residual <= CHECK_TOL * (A_norm * y_norm + _inf_norm(c)))
-        & (gap <= CHECK_TOL * (tf.reduce_sum(tf.abs(c), -1) * x_norm + tf.reduce_sum(tf.abs(b), -1) * y_norm))
-    )
+    measures = {
+        "primal_residual": _ratio(_inf_norm(tf.linalg.matvec(A, x) + s - b), A_norm * x_norm + s_norm + _inf_norm(b)),
+        "dual_residual": _ratio(_inf_norm(tf.linalg.matvec(A, y, adjoint_a=True) + c), A_norm * y_norm + _inf_norm(c)),
+        "gap": _ratio(tf.abs(tf.reduce_sum(c * x, -1) + tf.reduce_sum(b * y, -1)),
+                      tf.reduce_sum(tf.abs(c), -1) * x_norm + tf.reduce_sum(tf.abs(b), -1) * y_norm),
+    }
+    cone = tf.zeros_like(x_norm)
     if cones.zero:
-        passes &= tf.reduce_all(tf.equal(s[:, : cones.zero], 0.0), axis=-1)
+        cone = tf.where(tf.reduce_all(tf.equal(s[:, : cones.zero], 0.0), axis=-1), cone, float("inf"))
     if cones.num_conic_rows:
-        passes &= cones.min_eigenvalue(s[:, cones.zero :]) >= -CHECK_TOL * s_norm
-        passes &= cones.min_eigenvalue(y[:, cones.zero :]) >= -CHECK_TOL * y_norm
+        cone = tf.maximum(cone, _ratio(tf.nn.relu(-cones.min_eigenvalue(s[:, cones.zero :])), s_norm))
+        cone = tf.maximum(cone, _ratio(tf.nn.relu(-cones.min_eigenvalue(y[:, cones.zero :])), y_norm))
+    measures["cone"] = cone
     finite = tf.reduce_all(tf.math.is_finite(tf.concat([x, y, s], axis=-1)), axis=-1)
-    return passes & finite
+    return {name: tf.where(finite, value, float("nan")) for name, value in measures.items()}
+
+
+def solution_passes(measures: dict[str, tf.Tensor]) -> tf.Tensor:
+    """(B,) bool: every measure of `relative_measures` is at most CHECK_TOL (NaN fails)."""
+    return tf.reduce_all(tf.stack(list(measures.values())) <= CHECK_TOL, axis=0)

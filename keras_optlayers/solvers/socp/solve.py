@@ -35,7 +35,7 @@ from keras_optlayers.solvers.socp.cones import ConeLayout
 from keras_optlayers.solvers.socp.equilibration import equilibrate, unscale
 from keras_optlayers.solvers.socp.interior_point import solve_conic
 from keras_optlayers.solvers.socp.optimality_conditions import polish, solution_adjoint
-from keras_optlayers.solvers.socp.solution_check import solution_passes
+from keras_optlayers.solvers.socp.solution_check import relative_measures, solution_passes
 from keras_optlayers.xla_context import in_xla_context
 
 # Loose enough to save iterations: the Newton polish that follows takes the
@@ -124,17 +124,18 @@ def _differentiable_solve(layout: ConeLayout, tol: float, max_iter: int):
         s = tf.concat([tf.zeros_like(y_equality), s_conic], axis=1)
         x, y, s = polish(layout, A, b, c, x, y, s)
         status = result.status
+        iterations = result.iterations
         if zero:
             b_scale = 1.0 + tf.reduce_max(tf.abs(b[:, :zero]), axis=-1)
             status = tf.where(reduced.equality_residual > tol * b_scale, socp_status.PRIMAL_INFEASIBLE, status)
 
-        def gradient(grad_x, grad_y, grad_s, _grad_status):
+        def gradient(grad_x, grad_y, grad_s, _grad_status, _grad_iterations):
             grad_x = tf.zeros_like(x) if grad_x is None else grad_x
             grad_y = tf.zeros_like(y) if grad_y is None else grad_y
             grad_s = tf.zeros_like(s) if grad_s is None else grad_s
             return solution_adjoint(layout, A, x, y, s, grad_x, grad_y, grad_s)
 
-        return (x, y, s, status), gradient
+        return (x, y, s, status, iterations), gradient
 
     return solve
 
@@ -152,11 +153,12 @@ def _solve_graph(A, b, c, layout: ConeLayout, tol: float, max_iter: int):
     b64 = tf.cast(tf.broadcast_to(b, tf.concat([[batch_size], tf.shape(b)[-1:]], 0)), tf.float64)
     c64 = tf.cast(tf.broadcast_to(c, tf.concat([[batch_size], tf.shape(c)[-1:]], 0)), tf.float64)
     scaling, A_scaled, b_scaled, c_scaled = equilibrate(layout, A64, b64, c64)
-    x, y, s, status = _differentiable_solve(layout, tol, max_iter)(A_scaled, b_scaled, c_scaled)
+    x, y, s, status, iterations = _differentiable_solve(layout, tol, max_iter)(A_scaled, b_scaled, c_scaled)
     x, y, s = unscale(scaling, x, y, s)
-    passes = solution_passes(layout, A64, b64, c64, x, y, s)
-    status = tf.where(tf.equal(status, socp_status.SOLVED) & ~passes, socp_status.INACCURATE, status)
-    return tf.cast(x, dtype), tf.cast(y, dtype), tf.cast(s, dtype), status
+    info = relative_measures(layout, A64, b64, c64, x, y, s)
+    status = tf.where(tf.equal(status, socp_status.SOLVED) & ~solution_passes(info), socp_status.INACCURATE, status)
+    info["iterations"] = iterations
+    return tf.cast(x, dtype), tf.cast(y, dtype), tf.cast(s, dtype), status, info
 
 
 # Compiled solves for eager callers, keyed by (argument specs with a free
@@ -247,6 +249,32 @@ def socp_solve(
         infeasible problems may end at the iteration limit. Gradients assume
         a unique, strictly complementary solution and no redundant zero rows.
     """
+    x, y, s, status, _ = _solve(A, b, c, cones, tol, max_iter, check_status)
+    return x, y, s, status
+
+
+def socp_solve_with_info(
+    A,
+    b,
+    c,
+    cones: ConesLike,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
+    """`socp_solve` with check_status=False, plus solver statistics per example.
+
+    Returns:
+        (x, y, s, status, info), the first four as in `socp_solve`; info maps
+        "iterations" to (B,) int32 (the interior-point iterations each
+        example took) and "primal_residual", "dual_residual", "gap", "cone"
+        to (B,) float64, the relative measures of the after-the-fact check
+        (see `solution_check`), whatever the status.
+    """
+    return _solve(A, b, c, cones, tol, max_iter, check_status=False)
+
+
+def _solve(A, b, c, cones: ConesLike, tol: float, max_iter: int, check_status: bool):
     if not tol > 0:
         raise ValueError(f"Expected `tol` to be positive. Received: tol={tol}")
     if int(max_iter) < 1:
@@ -258,14 +286,15 @@ def socp_solve(
         checked = _check_finite({"A": A, "b": b, "c": c})
         A, b, c = checked["A"], checked["b"], checked["c"]
     if tf.executing_eagerly():
-        x, y, s, status = _compiled_solve(A, b, c, layout, tol, max_iter)(A, b, c)
+        x, y, s, status, info = _compiled_solve(A, b, c, layout, tol, max_iter)(A, b, c)
     else:
-        x, y, s, status = _solve_graph(A, b, c, layout, tol, max_iter)
+        x, y, s, status, info = _solve_graph(A, b, c, layout, tol, max_iter)
     if check_status:
         x, y, s = socp_status.REPORT.enforce(status, [x, y, s], "socp_solve")
     if not batched:
         x, y, s, status = x[0], y[0], s[0], status[0]
-    return x, y, s, status
+        info = {name: value[0] for name, value in info.items()}
+    return x, y, s, status, info
 
 
 def dense_constraint_matrix(program: CompiledProblem, A_values: tf.Tensor) -> tf.Tensor:
@@ -281,9 +310,8 @@ def solve_compiled_socp(
     *,
     tol: float = DEFAULT_TOL,
     max_iter: int = DEFAULT_MAX_ITER,
-    check_status: bool = True,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """`socp_solve` on a compiled cone program's data.
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
+    """`socp_solve_with_info` on a compiled cone program's data.
 
     Args:
         program: a `CompiledProblem` of kind "cone" with only zero, nonneg
@@ -291,10 +319,10 @@ def solve_compiled_socp(
         A_values: (B, nnz) values of A in `program.A`'s sparsity pattern
             (`program.A.matrix @ theta`, transposed).
         b: (B, m) = (`program.b @ theta`)ᵀ; c: (B, n) = (`program.c @ theta`)ᵀ.
-        tol, max_iter, check_status: as in `socp_solve`.
+        tol, max_iter: as in `socp_solve`.
 
     Returns:
-        (x, y, s, status) as in `socp_solve`, batched.
+        (x, y, s, status, info) as in `socp_solve_with_info`, batched.
     """
     if program.kind != "cone":
         raise ValueError(f"Expected a cone program (compile_problem(..., quadratic=False)). Received: program.kind={program.kind!r}")
@@ -302,4 +330,4 @@ def solve_compiled_socp(
     A_values = tf.convert_to_tensor(A_values)
     if A_values.shape.rank != 2 or A_values.shape[-1] != len(program.A.rows):
         raise ValueError(f"Expected `A_values` to have shape (batch, {len(program.A.rows)}). Received: A_values.shape={_shape_text(A_values.shape)}")
-    return socp_solve(dense_constraint_matrix(program, A_values), b, c, layout, tol=tol, max_iter=max_iter, check_status=check_status)
+    return socp_solve_with_info(dense_constraint_matrix(program, A_values), b, c, layout, tol=tol, max_iter=max_iter)
