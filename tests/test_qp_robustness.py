@@ -314,3 +314,27 @@ def test_compiled_solves_are_bounded(monkeypatch):
     for n in (2, 3, 4):
         qp_solve(np.eye(n), np.ones(n))
     assert [specs[1].shape.as_list() for specs in qp_solve_module._COMPILED_SOLVES] == [[3], [4]]
+
+
+@pytest.mark.parametrize("seed", [109, 129, 169, 244, 279, 304])
+def test_strictly_convex_qps_with_a_large_linear_term_are_solved(seed):
+    """|q| ~ 1e6 with h ~ 1: before the size of x accounted for q / P these
+    ended "unbounded" (untrue: P is positive definite), "iteration limit" or
+    "inaccurate"."""
+    rng = np.random.default_rng(seed)
+    n = rng.integers(2, 7)
+    p, m = rng.integers(0, n), rng.integers(0, 7)
+    M = rng.normal(size=(n, n))
+    P = M @ M.T + 0.1 * np.eye(n)
+    z = rng.normal(size=n)
+    A, G = rng.normal(size=(p, n)), rng.normal(size=(m, n))
+    q = rng.normal(size=n) * 3e6
+    b, h = A @ z, G @ z + rng.uniform(0.1, 1.0, size=m)
+    args = dict(A=A if p else None, b=b if p else None, G=G if m else None, h=h if m else None)
+    x, nu, lam, status = (t.numpy() for t in qp_solve_with_status(P, q, **args))
+    assert int(status) == 0, STATUS_NAMES[int(status)]
+    stationarity = P @ x + q + (A.T @ nu if p else 0) + (G.T @ lam if m else 0)
+    assert np.abs(stationarity).max() <= 1e-7 * np.abs(q).max()
+    if m:
+        assert np.all(G @ x - h <= 1e-8 * (1 + np.abs(x).max()))
+        assert np.all(lam >= 0)

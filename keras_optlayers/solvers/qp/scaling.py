@@ -9,9 +9,13 @@ that leaves the solution unchanged once undone:
    `RUIZ_PASSES` passes dividing each row and column by the square root of
    its largest entry, giving P̃ = D P D, Ã = E_A A D, G̃ = E_G G D,
    q̃ = D q, b̃ = E_A b, h̃ = E_G h with x = D x̃, ν = E_A ν̃, λ = E_G λ̃.
-2. The size of x: x̃ = β x̂ with β the largest entry of b̃ and h̃ (of
-   q̃ / max|P̃| when b and h are zero), so the constraints' right-hand sides
-   become at most one.
+2. The size of x: x̃ = β x̂ with β the largest entry r of b̃ and h̃, raised
+   to the geometric mean √(r u) of r and the unconstrained minimizer's size
+   u = ‖q̃‖∞ / max|P̃| when u is larger (u itself when b and h are zero).
+   Taking r alone misjudged x by the ratio u / r where the constraints leave
+   x free to grow: with |q| ~ 1e6 and h ~ 1, 6 of 80 random strictly convex
+   QPs ended "unbounded", "iteration limit" or "inaccurate"; taking u
+   alone left 8 "inaccurate"; the mean solves all 80.
 3. The size of the objective: it is divided by γ⁻¹ = max(max|P̃|, ‖q̃‖∞ / β)
    (as OSQP does), which divides the multipliers the same way.
 
@@ -103,8 +107,11 @@ def _factors(P, q, A, b, G, h) -> Scaling:
     P_norm = _largest_magnitude(P, [-2, -1])
     q_norm = _largest_magnitude(column * q, -1)
     right_hand_side = tf.maximum(_largest_magnitude(equality_rows * b, -1), _largest_magnitude(inequality_rows * h, -1))
-    # Without right-hand sides the unconstrained minimizer's size q/P stands in.
-    size = tf.where(right_hand_side > 0.0, right_hand_side, q_norm * _safe_reciprocal(P_norm))
+    # x is at least as large as the right-hand sides make it, and (where the
+    # constraints let it) as the unconstrained minimizer's size q/P.
+    unconstrained = q_norm * _safe_reciprocal(P_norm)
+    size = tf.where(right_hand_side > 0.0, tf.maximum(right_hand_side, tf.sqrt(right_hand_side * unconstrained)),
+                    unconstrained)
     size = tf.where(size > 0.0, size, 1.0)
     objective = _safe_reciprocal(tf.maximum(P_norm, q_norm / size))
     return Scaling(*(_power_of_two(factor) for factor in (column, equality_rows, inequality_rows, size, objective)))
