@@ -6,7 +6,8 @@ sparsemax (n=20), LML (n=20, k=5) and the ellipsoid projection (n=20), for
 
 * this library's CvxpyLayer with solver="SCS", called eagerly and inside a
   tf.function, and with the default solver (the native QP solver for the
-  QPs, SCS for the others), called eagerly,
+  QPs, Clarabel for LML, the native SOCP solver for the ellipsoid), called
+  eagerly,
 * cvxpylayers 0.1.9's TensorFlow layer (eager only: it calls .numpy()),
 * cvxpylayers 1.x's torch layer,
 

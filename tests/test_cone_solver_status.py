@@ -227,3 +227,17 @@ def test_a_large_problem_that_stalls_at_the_tight_default_is_solved_at_the_fallb
     np.testing.assert_allclose(y.numpy(), [sparsemax_solution(row) for row in x], atol=1e-3)
     statistics = layer.solver_statistics()
     assert statistics["failures"] == 0 and statistics["worst_residual"] <= 1e-6
+
+
+def test_a_constraint_row_is_checked_against_its_own_size():
+    """Sparsemax of a point ~1e3 through Clarabel came back [.2, .2, .2, .2]
+    (sum 0.8) as solved: the sum row's error 0.2 was measured against the
+    epigraph variable of the squared norm (~1e6). Now a right answer or a
+    SolverError, never that point."""
+    x, y = cp.Parameter(4), cp.Variable(4)
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(x - y)), [cp.sum(y) == 1, y >= 0])
+    program = compiled(problem, [x], [y])
+    point = np.array([-2325.03077464, -218.79166393, -1245.91094725, -732.2673547])
+    solution, _, _, statuses, _ = ConeSolver(program, "Clarabel").solve_with_status(*solver_data(program, [[point]]))
+    if statuses[0] == "solved":
+        np.testing.assert_allclose(solution[0, :4], sparsemax_solution(point), atol=1e-4)
