@@ -37,6 +37,7 @@ class SolverStatistics:
 
     def __init__(self):
         self._counters: dict[str, tf.Variable] = {}
+        self._compiled_record: Any = None
         if tf.inside_function():
             return
         self._counters = {
@@ -54,6 +55,15 @@ class SolverStatistics:
         (NaN where unknown), `seconds` the solve's wall time."""
         if not self._counters or tf.distribute.has_strategy():
             return  # counters are per process: not kept under tf.distribute strategies
+        if tf.executing_eagerly():
+            # One compiled call instead of a dozen eager ops (1.4 ms of a 10 ms batch-1 call).
+            if self._compiled_record is None:
+                self._compiled_record = tf.function(self._update, reduce_retracing=True, autograph=False)
+            self._compiled_record(failed, iterations, residual, seconds)
+        else:
+            self._update(failed, iterations, residual, seconds)
+
+    def _update(self, failed, iterations, residual, seconds) -> None:
         known = lambda t: tf.where(tf.math.is_nan(t), tf.zeros_like(t), t)  # noqa: E731
         counters = self._counters
         counters["calls"].assign_add(1)
