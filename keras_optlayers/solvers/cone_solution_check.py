@@ -8,9 +8,15 @@ positive number:
 
     primal residual  ‖Ax + s - b‖∞ / max(‖A‖∞‖x‖∞, ‖s‖∞, ‖b‖∞), and each
                      row's |Ax + s - b|ᵢ / max(Σⱼ|Aᵢⱼxⱼ|, |sᵢ|, |bᵢ|,
-                     ROW_SCALE_FLOOR × that scale)
+                     TERM_SCALE_FLOOR × that scale)
     dual residual    ‖Aᵀy + c‖∞    / max(‖A‖∞‖y‖∞, ‖c‖∞)
-    gap              |cᵀx + bᵀy|   / max(|cᵀx|, |bᵀy|, ‖c‖∞‖x‖∞, ‖b‖∞‖y‖∞)
+    gap              max(|cᵀx + bᵀy| / G, Σₖ min(|sₖᵀyₖ| / G, |sₖᵀyₖ| / (‖sₖ‖‖yₖ‖)))
+                     with G = max(Σᵢ|cᵢxᵢ|, Σᵢ|bᵢyᵢ|, TERM_SCALE_FLOOR ×
+                     (‖c‖∞‖x‖∞ + ‖b‖∞‖y‖∞)), k running over the cones (each
+                     row of the zero and nonnegative cones is one): each
+                     cone's complementarity is small against the whole gap's
+                     scale, or sₖ and yₖ are orthogonal (the cosine of their
+                     angle is small)
     primal cone      dist∞(s, K)   / primal scale
     dual cone        ‖A‖∞ dist∞(y, K*) / dual scale
 
@@ -44,9 +50,13 @@ from keras_optlayers.solvers.cone_projection import ConeProjection
 # SCS at its default eps 1e-4 reaches about 1e-5, and its wrong answers 1e-2.
 ACCEPTANCE_TOLERANCE = 1e-6
 
-# Rows are measured against their own terms, but no smaller than this share of
-# the whole primal scale: interior-point solvers do not resolve tiny rows.
-ROW_SCALE_FLOOR = 1e-2
+# Rows and the gap are measured against their own terms, but no smaller than
+# this share of a whole-problem scale (products of the largest entries):
+# solvers do not resolve terms much below their own tolerance times that
+# scale (1e-12 at the defaults), and an objective of exactly 0 has no size of
+# its own. At 1e-2, rows of size 1 next to a squared norm's epigraph of 1e8
+# passed with residuals of 0.6 (a ball projection returned 0).
+TERM_SCALE_FLOOR = 1e-4
 
 MEASURES = ("primal residual", "dual residual", "gap", "primal cone", "dual cone")
 
@@ -102,6 +112,15 @@ class ConeSolutionChecker:
         self._to_rows = sp.csr_matrix((ones, (entries, rows)), shape=(len(rows), m))
         self._to_cols = sp.csr_matrix((ones, (entries, cols)), shape=(len(rows), n))
         self.rows, self.cols = rows, cols
+        # Products of a (B, m) array with this sum each cone's rows.
+        cone_of_row = np.concatenate([
+            np.arange(cones.zero + cones.nonneg),
+            *(np.full(size, index) for index, size in enumerate(
+                [*cones.soc, *(k * (k + 1) // 2 for k in cones.psd), *([3] * cones.exp)],
+                start=cones.zero + cones.nonneg)),
+        ]).astype(np.int64)
+        self._to_cones = sp.csr_matrix((np.ones(m), (np.arange(m), cone_of_row)),
+                                       shape=(m, int(cone_of_row.max(initial=-1)) + 1))
 
     def __call__(self, A_values, b, c, x, y, s) -> SolutionCheck:
         """Measures (x, y, s) (B, n), (B, m), (B, m) against the data (A as values)."""
@@ -117,19 +136,34 @@ class ConeSolutionChecker:
         primal_scale = np.maximum.reduce([A_size * x_size, s_size, b_size])
         dual_scale = np.maximum(A_size * y_size, c_size)
         cx, by = np.sum(c * x, axis=1), np.sum(b * y, axis=1)
-        gap_scale = np.maximum.reduce([np.abs(cx), np.abs(by), c_size * x_size, b_size * y_size])
+        # The terms the gap sums, more than products of largest entries:
+        # ‖b‖∞‖y‖∞ pairs b's and y's largest entries, which need not meet
+        # (3.8e9 against an objective of 2.6e6 in a ball projection).
+        gap_scale = np.maximum.reduce([np.sum(np.abs(c * x), axis=1), np.sum(np.abs(b * y), axis=1),
+                                       TERM_SCALE_FLOOR * (c_size * x_size + b_size * y_size)])
         # Each row is also measured against its own terms (floored at a
-        # ROW_SCALE_FLOOR share of the whole scale): a global scale is set by
+        # TERM_SCALE_FLOOR share of the whole scale): a global scale is set by
         # the largest entry, often the epigraph variable of a squared norm,
         # and let sum(y) == 1 be off by 0.2 where that variable was ~1e6.
         row_terms = np.asarray((np.abs(A_values * x[:, self.cols])) @ self._to_rows)
         row_scale = np.maximum.reduce([row_terms, np.abs(s), np.abs(b),
-                                       np.broadcast_to(ROW_SCALE_FLOOR * primal_scale[:, None], b.shape)])
+                                       np.broadcast_to(TERM_SCALE_FLOOR * primal_scale[:, None], b.shape)])
+        # At a solution every cone's sₖᵀyₖ vanishes; their sum sᵀy (= cᵀx +
+        # bᵀy up to the residuals) does not show them: ECOS returned a ball
+        # projection 0.09 off with a gap of 1e-12, +357 in one cone cancelled
+        # by -357 in another, and sparsemax at 1e3 0.18 off, a multiplier of
+        # 1e3 on a slack of 0.18 offset by the dual residual times a squared
+        # norm's epigraph variable (~1e6). The cosine lets a squared norm's own
+        # cone, whose products are ~1e12, carry a product of 10.
+        cone_products = np.abs(np.asarray((s * y) @ self._to_cones))
+        cone_sizes = np.sqrt(np.asarray((s * s) @ self._to_cones) * np.asarray((y * y) @ self._to_cones))
+        complementarity = np.sum(np.minimum(_ratio(cone_products, gap_scale[:, None]),
+                                            _ratio(cone_products, cone_sizes)), axis=1)
         row_residual = np.max(_ratio(np.abs(Ax + s - b), row_scale), axis=1, initial=0.0)
         return SolutionCheck(
             primal_residual=np.maximum(_ratio(np.linalg.norm(Ax + s - b, inf, axis=1), primal_scale), row_residual),
             dual_residual=_ratio(np.linalg.norm(ATy + c, inf, axis=1), dual_scale),
-            gap=_ratio(np.abs(cx + by), gap_scale),
+            gap=np.maximum(_ratio(np.abs(cx + by), gap_scale), complementarity),
             primal_cone=_ratio(np.linalg.norm(s - self.projection.primal(s), inf, axis=1), primal_scale),
             dual_cone=_ratio(A_size * np.linalg.norm(y - self.projection.dual(y), inf, axis=1), dual_scale),
         )

@@ -170,7 +170,8 @@ SOLVERS: dict[str, SolverEntry] = {entry.name.upper(): entry for entry in (QP, S
 
 # The native SOCP solver factors dense matrices of this many variables plus
 # rows at most by default (EllipsoidProjection up to 28 dimensions); larger
-# cone programs, and QPs too large for the dense QP solver, go to Clarabel.
+# cone programs, and QPs too large for the dense QP solver, go to the host
+# path (`default_cone_solver`).
 NATIVE_SOCP_MAX_SIZE = 150
 
 # cvxpylayers 0.1.9 passed solver_args on to diffcp, whose `solve_method`
@@ -190,11 +191,14 @@ def default_cone_solver(program, native: bool = True) -> SolverEntry:
     slower than the host path at batch 128 (benchmarks/bench_socp.py):
     correct first.
 
-    Otherwise, chosen by measurement (benchmarks/bench_cone_accuracy.py): Clarabel at
-    tolerances 1e-12 gives gradients within 2e-5 of central differences on
-    the library's polyhedral, second-order and exponential cone problems, and
-    is the fastest or close to it there (ECOS is 10 to 25 times slower on
-    exponential cones). SCS's solutions of degenerate canonical forms (an
+    Otherwise, chosen by measurement (benchmarks/bench_cone_accuracy.py):
+    exponential cones go to Clarabel at tolerances 1e-12 (gradients within
+    1e-7 of central differences on softmax and LML; ECOS is 10 to 20 times
+    slower there), and polyhedral and second-order cone programs to ECOS at
+    1e-11, as fast as Clarabel at batch 128 and more accurate where CVXPY
+    writes a squared norm as a cone: sparsemax with n = 1000 came out within
+    2e-8 through ECOS, where Clarabel stalled on one example and passed the
+    other 2.4e-4 off; gradient errors on the ellipsoid 5e-8 against 1e-5. SCS's solutions of degenerate canonical forms (an
     inactive `½‖At‖² <= 1`, whose auxiliary variable is not unique) sit at an
     extreme point where the implicit derivative is ill-posed: EllipsoidProjection's
     gradient was off by 1e-3 at eps 1e-9, against 1e-8 for interior-point
@@ -214,7 +218,7 @@ def default_cone_solver(program, native: bool = True) -> SolverEntry:
         return SCS
     if native and not cones.exp and program.num_vars + program.num_rows <= NATIVE_SOCP_MAX_SIZE:
         return SOCP
-    return CLARABEL
+    return CLARABEL if cones.exp else ECOS
 
 
 def solver_names() -> list[str]:
