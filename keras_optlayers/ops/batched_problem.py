@@ -11,6 +11,7 @@ variables.
 from __future__ import annotations
 
 import collections
+import functools
 import sys
 from typing import Any, Callable, Mapping, Sequence
 
@@ -22,7 +23,7 @@ from keras_optlayers.core.compiler import CompiledProblem, compile_problem
 from keras_optlayers.ops import affine_maps
 from keras_optlayers.ops.cone_solve import cone_solve
 from keras_optlayers.ops.solver_statistics import SolverStatistics
-from keras_optlayers.solvers import registry
+from keras_optlayers.solvers import registry, solution_replay
 from keras_optlayers.solvers.cone_solver import ConeSolver
 from keras_optlayers.solvers.cone_status import SOLVED
 from keras_optlayers.solvers.qp import qp_solve_with_info
@@ -161,24 +162,73 @@ class BatchedProblem:
         checked = [tf.cast(t, tf.float64) for t in checked]
         checked = self._checked(checked, batched, batch_size)
         ranks = tuple(t.shape.rank for t in checked)
-        if not tf.executing_eagerly():
-            outputs, failed, describe, info = self._solve(checked, settings, layer_name)
-        elif self._cone_solver is None:
-            # Eager callers get graph speed: the whole native path is one
-            # function, traced once per pattern of batched inputs and settings.
-            key = ("native", ranks, *sorted(settings.items()))
-            outputs, failed, describe, info = self._compiled(key, self._solve)(checked, settings)
+        if tf.executing_eagerly() and self._cone_solver is None:
+            outputs, failed, describe = self._solve_native_eagerly(checked, settings, ranks)
         else:
-            # The affine steps run compiled; the host solve between them runs
-            # as itself, so a SolverError reaches the caller unchanged.
-            data = self._compiled(("data", ranks), self._solver_data)(checked)
-            x, y, failed, describe, info = self._timed(self._solve_cone, data, settings, layer_name)
-            outputs = self._compiled(("read",), self._read_outputs)(x, y)
-        self.statistics.record(failed, info["iterations"], info["residual"], info["seconds"])
+            if not tf.executing_eagerly():
+                outputs, failed, describe, info = self._solve(checked, settings, layer_name)
+            else:
+                # The affine steps run compiled; the host solve between them runs
+                # as itself, so a SolverError reaches the caller unchanged.
+                data = self._compiled(("data", ranks), self._solver_data)(checked)
+                x, y, failed, describe, info = self._timed(self._solve_cone, data, settings, layer_name)
+                outputs = self._compiled(("read",), self._read_outputs)(x, y)
+            self.statistics.record(failed, info["iterations"], info["residual"], info["seconds"])
         outputs = self._apply_failure_policy(outputs, failed, describe, layer_name)
         if not any(batched):
             outputs = [o[0] for o in outputs]
         return [tf.cast(o, out_dtype) for o in outputs]
+
+    def _solve_native_eagerly(self, tensors, settings, ranks):
+        """`_solve` for eager callers, at graph speed, differentiable.
+
+        Two compiled functions, traced once per pattern of batched inputs and
+        settings (which they hold: a settings dict as an argument costs a
+        signature lookup per call). The forward pass (solve and statistics)
+        runs with its inputs cut from any gradient tape: a compiled function
+        called under a tape runs a variant that keeps every intermediate for
+        the backward pass, which took the OptNet QP at batch 1 from 1.3 ms to
+        2.8 ms. It also returns the solver's solution (`solution_replay`),
+        from which the gradient's function differentiates without solving
+        again.
+
+        Returns:
+            The outputs, the failed mask and the failure description.
+        """
+        key = (ranks, *sorted(settings.items()))
+        forward = self._compiled(("native",) + key, functools.partial(self._solve_and_record, settings=settings))
+        results = {}
+
+        @tf.custom_gradient
+        def solve(*parameters):
+            outputs, results["failed"], results["describe"], solution = forward(
+                [tf.stop_gradient(p) for p in parameters])
+
+            def gradient(*upstream):
+                backward = self._compiled(("native gradient",) + key,
+                                          functools.partial(self._gradient, settings=settings))
+                return backward(list(parameters), solution, [tf.zeros_like(o) if g is None else g
+                                                             for o, g in zip(outputs, upstream)])
+
+            return outputs, gradient
+
+        outputs = solve(*tensors)
+        return list(outputs), results["failed"], results["describe"]
+
+    def _solve_and_record(self, tensors, settings):
+        """`_solve` with its statistics recorded, and the solver's solution for `_gradient`."""
+        with solution_replay.recording() as solution:
+            outputs, failed, describe, info = self._solve(tensors, settings)
+        self.statistics.record(failed, info["iterations"], info["residual"], info["seconds"])
+        return outputs, failed, describe, solution
+
+    def _gradient(self, tensors, solution, upstream, settings):
+        """The parameters' gradients of `_solve`'s outputs against `upstream`, at the recorded solution."""
+        with tf.GradientTape() as tape, solution_replay.replaying(solution):
+            tape.watch(tensors)
+            outputs = self._solve(tensors, settings)[0]
+        gradients = tape.gradient(outputs, tensors, output_gradients=upstream)
+        return [tf.zeros_like(t) if g is None else g for t, g in zip(tensors, gradients)]
 
     def _compiled(self, key: tuple, function: Callable) -> Callable:
         """`function` as a tf.function; at most COMPILED_FUNCTIONS_PER_PROBLEM kept."""

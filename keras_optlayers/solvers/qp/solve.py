@@ -23,6 +23,7 @@ import collections
 import numpy as np
 import tensorflow as tf
 
+from keras_optlayers.solvers import solution_replay
 from keras_optlayers.solvers.qp import solution_check
 from keras_optlayers.solvers.qp import status as qp_status
 from keras_optlayers.solvers.qp.convexity import (
@@ -116,29 +117,35 @@ def _differentiable_solve(tol: tf.Tensor, max_iter: tf.Tensor):
     @tf.custom_gradient
     def solve(P, q, A, b, G, h):
         reduced = eliminate_equalities(P, q, A, b, G, h)
-        if G.shape[-2] == 0:
-            result = solve_unconstrained_qp(reduced.Q, reduced.c, tol)
-        else:
-            result = solve_inequality_qp(reduced.Q, reduced.c, reduced.F, reduced.g, tol=tol, max_iter=max_iter)
-            y, slack, lam, _ = polish(
-                reduced.Q, reduced.c, reduced.F, reduced.g, result.y, result.s, result.lam, result.active, tf.equal(result.status, qp_status.SOLVED)
-            )
-            result = result._replace(y=y, s=slack, lam=lam)
-        x = primal_from_reduced(reduced, result.y)
-        lam = result.lam
-        nu = equality_multipliers(reduced, matvec(P, x) + q + tf.linalg.matvec(G, lam, adjoint_a=True))
-        status = result.status
-        if A.shape[-2] > 0:
-            # b is scaled to at most one: a residual of x₀ = A⁺b above rounding means b is outside A's range.
-            inconsistent = reduced.equality_residual > solution_check.acceptance_tolerance(tol) * (1.0 + tf.reduce_max(tf.abs(b), axis=-1))
-            status = tf.where(inconsistent, qp_status.PRIMAL_INFEASIBLE, status)
+
+        def iterate():
+            if G.shape[-2] == 0:
+                result = solve_unconstrained_qp(reduced.Q, reduced.c, tol)
+            else:
+                result = solve_inequality_qp(reduced.Q, reduced.c, reduced.F, reduced.g, tol=tol, max_iter=max_iter)
+                y, slack, lam, _ = polish(
+                    reduced.Q, reduced.c, reduced.F, reduced.g, result.y, result.s, result.lam, result.active,
+                    tf.equal(result.status, qp_status.SOLVED)
+                )
+                result = result._replace(y=y, s=slack, lam=lam)
+            x = primal_from_reduced(reduced, result.y)
+            lam = result.lam
+            nu = equality_multipliers(reduced, matvec(P, x) + q + tf.linalg.matvec(G, lam, adjoint_a=True))
+            status = result.status
+            if A.shape[-2] > 0:
+                # b is scaled to at most one: a residual of x₀ = A⁺b above rounding means b is outside A's range.
+                inconsistent = reduced.equality_residual > solution_check.acceptance_tolerance(tol) * (1.0 + tf.reduce_max(tf.abs(b), axis=-1))
+                status = tf.where(inconsistent, qp_status.PRIMAL_INFEASIBLE, status)
+            return x, nu, lam, result.s, status, result.iterations
+
+        x, nu, lam, slack, status, iterations = solution_replay.solve_or_replay(iterate, count=6)
 
         def gradient(grad_x, grad_nu, grad_lam, _grad_status, _grad_iterations):
             grad_nu = tf.zeros_like(nu) if grad_nu is None else grad_nu
             grad_lam = tf.zeros_like(lam) if grad_lam is None else grad_lam
-            return kkt_adjoint(reduced, P, G, x, nu, lam, result.s, grad_x, grad_nu, grad_lam)
+            return kkt_adjoint(reduced, P, G, x, nu, lam, slack, grad_x, grad_nu, grad_lam)
 
-        return (x, nu, lam, status, result.iterations), gradient
+        return (x, nu, lam, status, iterations), gradient
 
     return solve
 

@@ -26,6 +26,7 @@ from keras_optlayers.solvers.qp.equality_elimination import (
     equality_multipliers,
     primal_from_reduced,
 )
+from keras_optlayers.solvers import solution_replay
 from keras_optlayers.solvers.qp.interior_point import solve_unconstrained_qp
 
 # The QP entry's input helpers, shared rather than copied (they deserve a public home).
@@ -108,26 +109,29 @@ def _differentiable_solve(layout: ConeLayout, tol: float, max_iter: int):
 
     @tf.custom_gradient
     def solve(A, b, c):
-        A_equality, A_conic = A[:, :zero], A[:, zero:]
-        n = c.shape[-1]
-        no_quadratic_term = tf.zeros(tf.stack([tf.shape(c)[0], n, n]), c.dtype)
-        reduced = eliminate_equalities(no_quadratic_term, c, A_equality, b[:, :zero], A_conic, b[:, zero:])
-        if layout.num_conic_rows:
-            result = solve_conic(layout, reduced.Q, reduced.c, reduced.F, reduced.g, tol=tol, max_iter=max_iter)
-            s_conic, y_conic = result.s, result.z
-        else:
-            result = solve_unconstrained_qp(reduced.Q, reduced.c, tol)
-            s_conic, y_conic = b[:, zero:zero], b[:, zero:zero]
-        x = primal_from_reduced(reduced, result.y)
-        y_equality = equality_multipliers(reduced, c + tf.linalg.matvec(A_conic, y_conic, adjoint_a=True))
-        y = tf.concat([y_equality, y_conic], axis=1)
-        s = tf.concat([tf.zeros_like(y_equality), s_conic], axis=1)
-        x, y, s = polish(layout, A, b, c, x, y, s)
-        status = result.status
-        iterations = result.iterations
-        if zero:
-            b_scale = 1.0 + tf.reduce_max(tf.abs(b[:, :zero]), axis=-1)
-            status = tf.where(reduced.equality_residual > tol * b_scale, socp_status.PRIMAL_INFEASIBLE, status)
+        def iterate():
+            A_equality, A_conic = A[:, :zero], A[:, zero:]
+            n = c.shape[-1]
+            no_quadratic_term = tf.zeros(tf.stack([tf.shape(c)[0], n, n]), c.dtype)
+            reduced = eliminate_equalities(no_quadratic_term, c, A_equality, b[:, :zero], A_conic, b[:, zero:])
+            if layout.num_conic_rows:
+                result = solve_conic(layout, reduced.Q, reduced.c, reduced.F, reduced.g, tol=tol, max_iter=max_iter)
+                s_conic, y_conic = result.s, result.z
+            else:
+                result = solve_unconstrained_qp(reduced.Q, reduced.c, tol)
+                s_conic, y_conic = b[:, zero:zero], b[:, zero:zero]
+            x = primal_from_reduced(reduced, result.y)
+            y_equality = equality_multipliers(reduced, c + tf.linalg.matvec(A_conic, y_conic, adjoint_a=True))
+            y = tf.concat([y_equality, y_conic], axis=1)
+            s = tf.concat([tf.zeros_like(y_equality), s_conic], axis=1)
+            x, y, s = polish(layout, A, b, c, x, y, s)
+            status = result.status
+            if zero:
+                b_scale = 1.0 + tf.reduce_max(tf.abs(b[:, :zero]), axis=-1)
+                status = tf.where(reduced.equality_residual > tol * b_scale, socp_status.PRIMAL_INFEASIBLE, status)
+            return x, y, s, status, result.iterations
+
+        x, y, s, status, iterations = solution_replay.solve_or_replay(iterate, count=5)
 
         def gradient(grad_x, grad_y, grad_s, _grad_status, _grad_iterations):
             grad_x = tf.zeros_like(x) if grad_x is None else grad_x

@@ -1,0 +1,82 @@
+"""Eager calls of the native solvers: a compiled forward pass, and a compiled
+gradient at the forward pass's own solution (`solvers/solution_replay.py`).
+
+The gradient must be the one a single graph computes, and match central
+differences; the gradient's graph must not iterate (no loop: the solve is
+replayed), and one forward-and-backward call counts as one solve.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import (
+    cvxpy_solve,
+    ellipsoid_projection,
+    finite_difference_gradients,
+    inequality_qp,
+    loss_and_gradients,
+    weights_like,
+)
+
+from keras_optlayers import CvxpyLayer
+from keras_optlayers.solvers import solution_replay
+
+FAMILIES = {"QP": inequality_qp, "SOCP": ellipsoid_projection}
+
+
+def layer_and_values(solver):
+    family = FAMILIES[solver]()
+    values = family.sample(np.random.default_rng(3))
+    layer = CvxpyLayer(family.problem, family.parameters, family.variables, solver=solver)
+    weights = weights_like(cvxpy_solve(family.problem, family.parameters, values, family.variables))
+    return layer, values, weights
+
+
+@pytest.mark.parametrize("solver", sorted(FAMILIES))
+def test_eager_gradient_is_the_graph_gradient_and_matches_central_differences(solver):
+    layer, values, weights = layer_and_values(solver)
+    tensors = [tf.constant(v) for v in values]
+    compute = loss_and_gradients(layer, weights)
+
+    eager_loss, eager_gradients = compute(*tensors)
+    graph_loss, graph_gradients = tf.function(compute)(*tensors)
+
+    np.testing.assert_allclose(eager_loss.numpy(), graph_loss.numpy(), rtol=1e-12)
+    for eager, graph in zip(eager_gradients, graph_gradients):
+        np.testing.assert_allclose(eager.numpy(), graph.numpy(), rtol=1e-9, atol=1e-12)
+    for eager, expected in zip(eager_gradients, finite_difference_gradients(layer, weights, values)):
+        np.testing.assert_allclose(eager.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("solver", sorted(FAMILIES))
+def test_eager_gradient_does_not_solve_again(solver):
+    layer, values, weights = layer_and_values(solver)
+    tensors = [tf.constant(v) for v in values]
+
+    loss_and_gradients(layer, weights)(*tensors)
+
+    functions = layer.batched_problem._functions
+    gradient_function = next(f for key, f in functions.items() if key[0] == "native gradient")
+    graph, = [concrete.graph for concrete in gradient_function._list_all_concrete_functions()]
+    loops = [op.type for op in graph.get_operations() if "While" in op.type]
+    inner = [node.op for function in graph.as_graph_def().library.function
+             for node in function.node_def if "While" in node.op]
+    assert not loops and not inner
+    assert layer.solver_statistics()["calls"] == 1
+
+
+def test_replaying_needs_as_many_tensors_as_the_solves_take():
+    with solution_replay.replaying([tf.constant(1.0)]):
+        with pytest.raises(RuntimeError, match="fewer tensors"):
+            solution_replay.solve_or_replay(lambda: (tf.constant(0.0), tf.constant(0.0)), count=2)
+
+
+def test_recording_collects_and_replaying_returns_the_solution():
+    with solution_replay.recording() as recorded:
+        first = solution_replay.solve_or_replay(lambda: (tf.constant(1.0), tf.constant(2.0)), count=2)
+    assert [float(t) for t in recorded] == [1.0, 2.0] == [float(t) for t in first]
+    with solution_replay.replaying([tf.constant(5.0), tf.constant(6.0)]):
+        replayed = solution_replay.solve_or_replay(lambda: pytest.fail("solved again"), count=2)
+    assert [float(t) for t in replayed] == [5.0, 6.0]
+    # Outside both, it just solves.
+    assert float(solution_replay.solve_or_replay(lambda: (tf.constant(7.0),), count=1)[0]) == 7.0
