@@ -7,6 +7,9 @@ respect to every QP input), float64, CPU. Problems:
   * the cvxpylayers paper's dense QP: n=128, 128 inequalities, batch 128.
 
 Every example is feasible by construction (b = A x₀, h = G x₀ + s₀, s₀ ≥ 0).
+At OptNet size it also times the path users call, inside a tf.function:
+CvxpyLayer(solver="QP") on the problem as CVXPY writes it (½‖Lᵀx‖²) and the
+OptNetQP layer (its weights shared by the batch).
 Prints a markdown table of median times and ratios. XLA is checked for
 agreement only (on CPU it is far slower than graph mode for this work).
 
@@ -146,6 +149,46 @@ def cvxpy_layer_scs_run(data, n, p, m, batch):
     return _cvxpy_layer_run(layer, data, p, batch)
 
 
+def cvxpy_layer_qp_graph_run(data, n, p, m):
+    """CvxpyLayer(solver="QP") on the problem as CVXPY writes it, inside a tf.function."""
+    from keras_optlayers.layers.cvxpy_layer import CvxpyLayer
+
+    problem, parameters, x = _cvxpy_qp(n, p, m)
+    layer = CvxpyLayer(problem, parameters=parameters, variables=[x], solver="QP")
+    names = ["root", "q", "G", "h"] + (["A", "b"] if p else [])
+    args = [tf.constant(data[k]) for k in names]
+    weights = tf.constant(data["weights"])
+
+    @tf.function
+    def forward_backward(*args):
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            (x,) = layer(*args)
+            loss = tf.reduce_sum(weights * x)
+        return tape.gradient(loss, args)
+
+    return lambda: forward_backward(*args)
+
+
+def optnet_layer_graph_run(data, n, p, m):
+    """The OptNetQP layer (weights L, A, G, z0 shared by the batch; input q) inside a tf.function."""
+    from keras_optlayers import OptNetQP
+
+    layer = OptNetQP(num_eq=p, num_ineq=m, dtype="float64")
+    q = tf.constant(data["q"])
+    layer(q)
+    weights = tf.constant(data["weights"])
+
+    @tf.function
+    def forward_backward(q):
+        with tf.GradientTape() as tape:
+            tape.watch(q)
+            loss = tf.reduce_sum(weights * layer(q))
+        return tape.gradient(loss, [q, *layer.trainable_weights])
+
+    return lambda: forward_backward(q)
+
+
 def check_xla(data, p):
     graph = ours_graph(data, p)()
     xla = ours_graph(data, p, jit_compile=True)()
@@ -193,6 +236,9 @@ def main():
             result["scs"] = 1e3 * median_seconds(cvxpy_layer_scs_run(data, n, p, m, slow_batch), slow_repeats if dense else repeats)
         if slow:
             notes.append(f"{label}, batch {batch}: the CVXPY-based columns were timed at batch {slow_batch}, not {batch}.")
+        if not dense:
+            result["layer_qp"] = 1e3 * median_seconds(cvxpy_layer_qp_graph_run(data, n, p, m), repeats)
+            result["optnet"] = 1e3 * median_seconds(optnet_layer_graph_run(data, n, p, m), repeats)
         result["xla_diff"] = check_xla(data, p) if not dense else None
         rows.append((label, batch, result))
         print(f"done: {label} batch {batch}", flush=True)
@@ -214,6 +260,15 @@ def main():
         print("| " + " | ".join(cells) + " |")
     for note in notes:
         print(f"\nnote: {note}")
+    print()
+    print("Through the layers, forward and backward inside a tf.function, against the same run's qpth:")
+    print()
+    print("| problem | batch | qpth (ms) | CvxpyLayer(solver='QP') (ms) | OptNetQP (ms) | qpth / CvxpyLayer | qpth / OptNetQP |")
+    print("|---|---|---|---|---|---|---|")
+    for label, batch, r in rows:
+        if "layer_qp" in r:
+            print(f"| {label} | {batch} | {r['qpth']:.1f} | {r['layer_qp']:.1f} | {r['optnet']:.1f} | "
+                  f"{r['qpth'] / r['layer_qp']:.1f}x | {r['qpth'] / r['optnet']:.1f}x |")
 
 
 if __name__ == "__main__":

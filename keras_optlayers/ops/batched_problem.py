@@ -19,9 +19,11 @@ import cvxpy as cp
 import tensorflow as tf
 
 from keras_optlayers.core import checks, failure_policy
+from keras_optlayers.core.auxiliary_variables import find_auxiliary_variables
 from keras_optlayers.core.compiler import CompiledProblem, compile_problem
 from keras_optlayers.ops import affine_maps
 from keras_optlayers.ops.cone_solve import cone_solve
+from keras_optlayers.ops.qp_reduction import substitute_auxiliary_variables
 from keras_optlayers.ops.solver_statistics import SolverStatistics
 from keras_optlayers.solvers import registry, solution_replay
 from keras_optlayers.solvers.cone_solver import ConeSolver
@@ -78,6 +80,8 @@ class BatchedProblem:
         # The host path's solver; None when a native solver (QP, SOCP) runs in TF ops.
         self._cone_solver = None if entry.runs_in_xla else ConeSolver(self.program, entry.name)
         self._status_report = {"QP": qp_status.REPORT, "SOCP": socp_status.REPORT}.get(entry.name)
+        # The native QP solver solves for the variables CVXPY's auxiliary ones depend on.
+        self._auxiliary = find_auxiliary_variables(self.program) if entry is registry.QP else None
         self._maps = {
             "c": affine_maps.SparseMap(self.program.c),
             "A": affine_maps.SparseMap(self.program.A.matrix),
@@ -296,7 +300,12 @@ class BatchedProblem:
         G, h = (A[:, zero:], b[:, zero:]) if rows > zero else (None, None)
         failed_rows: list[tf.Tensor] = []
         P, c, A_eq, b_eq, G, h = _without_gradient_where(failed_rows, P, data["c"], A_eq, b_eq, G, h)
-        x, nu, lam, status, info = qp_solve_with_info(P, c, A_eq, b_eq, G, h, **settings)
+        if self._auxiliary is None:
+            x, nu, lam, status, info = qp_solve_with_info(P, c, A_eq, b_eq, G, h, **settings)
+        else:
+            reduced, restore = substitute_auxiliary_variables(self._auxiliary, P, c, A_eq, b_eq, G, h)
+            x, nu, lam, status, info = qp_solve_with_info(*reduced, **settings)
+            x, nu = restore(x, nu)
         failed = tf.not_equal(status, qp_status.SOLVED)
         failed_rows.append(failed)
         return x, tf.concat([nu, lam], axis=1), failed, status, _largest_measure(info)

@@ -1,0 +1,120 @@
+"""The native QP path substitutes CVXPY's auxiliary variables out before solving.
+
+CVXPY writes ½‖Mx‖² as ½‖t‖² with t = Mx; the QP solver then solves for x
+alone (`core/auxiliary_variables.py`, `ops/qp_reduction.py`). The answers,
+the multipliers of the substituted rows and the gradients must be those of
+the problem as written.
+"""
+
+import cvxpy as cp
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import REFERENCE_CLARABEL, central_differences
+
+from keras_optlayers import CvxpyLayer
+from keras_optlayers.core.auxiliary_variables import find_auxiliary_variables
+from keras_optlayers.core.compiler import compile_problem
+from keras_optlayers.core.problems import sparsemax_problem
+
+
+def optnet_qp(n=4, p=1, m=3):
+    root, q, A, b, G, h = (cp.Parameter(shape, name=name) for name, shape in
+                           (("root", (n, n)), ("q", n), ("A", (p, n)), ("b", p), ("G", (m, n)), ("h", m)))
+    x = cp.Variable(n, name="x")
+    equality, inequality = A @ x == b, G @ x <= h
+    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(root @ x) + q @ x), [equality, inequality])
+    return problem, [root, q, A, b, G, h], x, equality, inequality
+
+
+def optnet_values(rng, n=4, p=1, m=3):
+    x0 = rng.normal(size=n)
+    A, G = rng.normal(size=(p, n)), rng.normal(size=(m, n))
+    # The unconstrained minimizer far along -q: some inequalities are active.
+    return [rng.normal(size=(n, n)) + 2 * np.eye(n), rng.normal(size=n) * 3, A, A @ x0, G, G @ x0 + 0.5]
+
+
+def test_the_auxiliary_variables_of_a_squared_norm_are_found():
+    problem, parameters, x, _, _ = optnet_qp()
+    program = compile_problem(problem, parameters, [x], quadratic=True)
+    auxiliary = find_auxiliary_variables(program)
+    assert program.num_vars == 8 and program.cones.zero == 5
+    assert len(auxiliary.eliminated) == 4 and len(auxiliary.kept) == 4
+    assert len(auxiliary.defining_rows) == 4 and len(auxiliary.kept_rows) == 1
+    # Gathers that put [kept, eliminated] back in the compiled order.
+    order = np.concatenate([auxiliary.kept, auxiliary.eliminated])[auxiliary.variable_order]
+    np.testing.assert_array_equal(order, np.arange(8))
+
+
+def test_no_auxiliary_variables_where_none_is_defined_by_an_equality():
+    q, y = cp.Parameter(5), cp.Variable(5)
+    plain = cp.Problem(cp.Minimize(cp.sum_squares(y) + q @ y), [y >= 0])  # no auxiliary variable
+    program = compile_problem(plain, [q], [y], quadratic=True)
+    assert find_auxiliary_variables(program) is None
+    spec = sparsemax_problem(5)  # ½‖x - y‖² is ½‖t‖² with t = x - y
+    program = compile_problem(spec.problem, spec.parameters, spec.variables, quadratic=True)
+    assert len(find_auxiliary_variables(program).eliminated) == 5
+    # A variable that also enters an inequality stays.
+    M, y, t = cp.Parameter((3, 3)), cp.Variable(3), cp.Variable(3)
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(t) + cp.sum(y)), [t == M @ y, t >= -1])
+    program = compile_problem(problem, [M], [y], quadratic=True)
+    auxiliary = find_auxiliary_variables(program)
+    assert auxiliary is None or not set(auxiliary.eliminated) & set(_columns_in_inequalities(program))
+
+
+def _columns_in_inequalities(program):
+    return program.A.cols[program.A.rows >= program.cones.zero]
+
+
+def test_solutions_multipliers_and_gradients_are_those_of_the_problem_as_written(run):
+    problem, parameters, x, equality, inequality = optnet_qp()
+    rng = np.random.default_rng(4)
+    values = optnet_values(rng)
+    layer = CvxpyLayer(problem, parameters, [x, equality.dual_variables[0], inequality.dual_variables[0]],
+                       solver="QP")
+    assert layer.batched_problem._auxiliary is not None
+
+    outputs = run(lambda *t: layer(*t), *[tf.constant(v) for v in values])
+
+    for parameter, value in zip(parameters, values):
+        parameter.value = value
+    problem.solve(**REFERENCE_CLARABEL)
+    np.testing.assert_allclose(outputs[0].numpy(), x.value, atol=1e-7)
+    np.testing.assert_allclose(outputs[1].numpy(), equality.dual_value, atol=1e-6)
+    np.testing.assert_allclose(outputs[2].numpy(), inequality.dual_value, atol=1e-6)
+    assert np.any(inequality.dual_value > 1e-3)  # an active inequality
+
+    weights = rng.normal(size=4)
+
+    def loss(*tensors):
+        with tf.GradientTape() as tape:
+            tape.watch(tensors)
+            value = tf.reduce_sum(layer(*tensors)[0] * weights)
+        return tape.gradient(value, tensors)
+
+    gradients = run(loss, *[tf.constant(v) for v in values])
+    expected = central_differences(lambda arrays: float(np.sum(layer(*arrays)[0].numpy() * weights)), values)
+    for got, want in zip(gradients, expected):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_a_users_own_defining_equality_keeps_its_multiplier(batched):
+    """t == M y written by the user is substituted too; its dual comes from stationarity in t."""
+    M, q = cp.Parameter((3, 3), name="M"), cp.Parameter(3, name="q")
+    y, t = cp.Variable(3), cp.Variable(3)
+    definition = t == M @ y
+    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(t) + q @ y + cp.sum_squares(y)), [definition, y >= -1])
+    layer = CvxpyLayer(problem, [M, q], [y, t, definition.dual_variables[0]], solver="QP")
+    assert layer.batched_problem._auxiliary is not None
+    rng = np.random.default_rng(5)
+    M_value, q_value = rng.normal(size=(3, 3)), rng.normal(size=3) * 4
+    inputs = (M_value[None], q_value[None]) if batched else (M_value, q_value)
+
+    y_out, t_out, dual = (o.numpy().reshape(3) for o in layer(*inputs))
+
+    M.value, q.value = M_value, q_value
+    problem.solve(**REFERENCE_CLARABEL)
+    np.testing.assert_allclose(y_out, y.value, atol=1e-7)
+    np.testing.assert_allclose(t_out, t.value, atol=1e-7)
+    np.testing.assert_allclose(dual, definition.dual_value, atol=1e-6)
