@@ -11,7 +11,6 @@ variables.
 from __future__ import annotations
 
 import collections
-import functools
 import sys
 from typing import Any, Callable, Mapping, Sequence
 
@@ -174,9 +173,9 @@ class BatchedProblem:
             else:
                 # The affine steps run compiled; the host solve between them runs
                 # as itself, so a SolverError reaches the caller unchanged.
-                data = self._compiled(("data", ranks), self._solver_data)(checked)
+                data = self._compiled(("data", ranks), lambda: _graph_function(self._solver_data))(checked)
                 x, y, failed, describe, info = self._timed(self._solve_cone, data, settings, layer_name)
-                outputs = self._compiled(("read",), self._read_outputs)(x, y)
+                outputs = self._compiled(("read",), lambda: _graph_function(self._read_outputs))(x, y)
             self.statistics.record(failed, info["iterations"], info["residual"], info["seconds"])
         outputs = self._apply_failure_policy(outputs, failed, describe, layer_name)
         if not any(batched):
@@ -186,60 +185,35 @@ class BatchedProblem:
     def _solve_native_eagerly(self, tensors, settings, ranks):
         """`_solve` for eager callers, at graph speed, differentiable.
 
-        Two compiled functions, traced once per pattern of batched inputs and
-        settings (which they hold: a settings dict as an argument costs a
-        signature lookup per call). The forward pass (solve and statistics)
-        runs with its inputs cut from any gradient tape: a compiled function
-        called under a tape runs a variant that keeps every intermediate for
-        the backward pass, which took the OptNet QP at batch 1 from 1.3 ms to
-        2.8 ms. It also returns the solver's solution (`solution_replay`),
-        from which the gradient's function differentiates without solving
-        again.
+        A `solution_replay.CompiledSolve` per pattern of batched inputs and
+        settings (which it holds: a settings dict as an argument costs a
+        signature lookup per call), its statistics recorded in its forward
+        graph.
 
         Returns:
             The outputs, the failed mask and the failure description.
         """
-        key = (ranks, *sorted(settings.items()))
-        forward = self._compiled(("native",) + key, functools.partial(self._solve_and_record, settings=settings))
-        results = {}
+        count = len(self.program.outputs)
 
-        @tf.custom_gradient
-        def solve(*parameters):
-            outputs, results["failed"], results["describe"], solution = forward(
-                [tf.stop_gradient(p) for p in parameters])
+        def solve(inputs, _constants):
+            outputs, failed, describe, info = self._solve(inputs, settings)
+            return (*outputs, failed, describe, info)
 
-            def gradient(*upstream):
-                backward = self._compiled(("native gradient",) + key,
-                                          functools.partial(self._gradient, settings=settings))
-                return backward(list(parameters), solution, [tf.zeros_like(o) if g is None else g
-                                                             for o, g in zip(outputs, upstream)])
+        def record(results):
+            failed, _, info = results[count:]
+            self.statistics.record(failed, info["iterations"], info["residual"], info["seconds"])
 
-            return outputs, gradient
+        key = ("native", ranks, *sorted(settings.items()))
+        compiled = self._compiled(key, lambda: solution_replay.CompiledSolve(solve, count, after=record))
+        *outputs, failed, describe, _ = compiled(tensors)
+        return outputs, failed, describe
 
-        outputs = solve(*tensors)
-        return list(outputs), results["failed"], results["describe"]
-
-    def _solve_and_record(self, tensors, settings):
-        """`_solve` with its statistics recorded, and the solver's solution for `_gradient`."""
-        with solution_replay.recording() as solution:
-            outputs, failed, describe, info = self._solve(tensors, settings)
-        self.statistics.record(failed, info["iterations"], info["residual"], info["seconds"])
-        return outputs, failed, describe, solution
-
-    def _gradient(self, tensors, solution, upstream, settings):
-        """The parameters' gradients of `_solve`'s outputs against `upstream`, at the recorded solution."""
-        with tf.GradientTape() as tape, solution_replay.replaying(solution):
-            tape.watch(tensors)
-            outputs = self._solve(tensors, settings)[0]
-        gradients = tape.gradient(outputs, tensors, output_gradients=upstream)
-        return [tf.zeros_like(t) if g is None else g for t, g in zip(tensors, gradients)]
-
-    def _compiled(self, key: tuple, function: Callable) -> Callable:
-        """`function` as a tf.function; at most COMPILED_FUNCTIONS_PER_PROBLEM kept."""
+    def _compiled(self, key: tuple, make: Callable[[], Callable]) -> Callable:
+        """The compiled function `make()` builds for `key`; at most COMPILED_FUNCTIONS_PER_PROBLEM kept."""
         if key in self._functions:
             self._functions.move_to_end(key)
         else:
-            self._functions[key] = tf.function(function, reduce_retracing=True, autograph=False)
+            self._functions[key] = make()
             if len(self._functions) > COMPILED_FUNCTIONS_PER_PROBLEM:
                 self._functions.popitem(last=False)
         return self._functions[key]
@@ -348,6 +322,10 @@ class BatchedProblem:
             with tf.control_dependencies([report]):
                 outputs = [tf.identity(o) for o in outputs]
         return [_mask_failed(o, failed, self.on_failure) for o in outputs]
+
+
+def _graph_function(function: Callable) -> Callable:
+    return tf.function(function, reduce_retracing=True, autograph=False)
 
 
 def _result_dtype(dtypes: Sequence[tf.DType]) -> tf.DType:

@@ -12,7 +12,8 @@ replaced by those tensors.
 
 Both are trace-time switches for the current thread; outside them
 `solve_or_replay` just solves. A recorded solution is replayed in the order
-it was recorded, one group per solve.
+it was recorded, one group per solve. `CompiledSolve` puts the two functions
+together for eager callers (the layers' engine, `qp_solve`, `socp_solve`).
 """
 
 from __future__ import annotations
@@ -62,3 +63,67 @@ def solve_or_replay(solve: Callable[[], tuple[tf.Tensor, ...]], count: int) -> t
     if recorded is not None:
         recorded.extend(result)
     return result
+
+
+class CompiledSolve:
+    """A graph solve for eager callers: a compiled forward pass cut from the
+    gradient tape, and a compiled gradient at the forward pass's solution.
+
+    A compiled function called under a gradient tape runs a variant that
+    keeps every intermediate for the backward pass: the OptNet QP at batch 1
+    took 2.8 ms that way against 1.3 ms. Here the forward function runs with
+    its inputs cut from the tape, recording the solver's solution; the
+    gradient function traces the same solve replaying it, so it
+    differentiates without iterating.
+
+    Args:
+        solve: `solve(inputs, constants)` -> a tuple whose first
+            `differentiable` entries are tensors differentiable in `inputs`
+            (a list of float tensors); the rest (statuses, statistics) are
+            passed through. It must trace the same solves each time.
+        differentiable: how many leading outputs carry gradients.
+        after: `after(outputs)`, run in the forward graph only (statistics).
+        input_signature: the forward function's, as `[inputs specs,
+            constants specs]`; None traces per shape.
+    """
+
+    def __init__(self, solve: Callable[..., tuple], differentiable: int,
+                 after: Callable[[tuple], None] | None = None, input_signature: list | None = None):
+        self._differentiable = differentiable
+
+        def forward(inputs, constants):
+            with recording() as solution:
+                outputs = solve(inputs, constants)
+            if after is not None:
+                after(outputs)
+            return outputs, solution
+
+        def gradient(inputs, constants, solution, upstream):
+            with tf.GradientTape() as tape, replaying(solution):
+                tape.watch(inputs)
+                outputs = solve(inputs, constants)[:differentiable]
+            gradients = tape.gradient(list(outputs), inputs, output_gradients=upstream)
+            return [tf.zeros_like(t) if g is None else g for t, g in zip(inputs, gradients)]
+
+        self._forward = tf.function(forward, input_signature=input_signature, autograph=False,
+                                    reduce_retracing=input_signature is None)
+        self._gradient = tf.function(gradient, autograph=False, reduce_retracing=True)
+
+    def __call__(self, inputs: Sequence[tf.Tensor], constants: Sequence[tf.Tensor] = ()) -> tuple:
+        """`solve(inputs, constants)`'s outputs, differentiable in `inputs` under an eager tape."""
+        constants = list(constants)
+        passed_through: dict[str, tuple] = {}
+
+        @tf.custom_gradient
+        def call(*inputs):
+            outputs, solution = self._forward([tf.stop_gradient(t) for t in inputs], constants)
+            passed_through["outputs"] = tuple(outputs[self._differentiable:])
+
+            def gradient(*upstream):
+                upstream = [tf.zeros_like(o) if g is None else g
+                            for o, g in zip(outputs[:self._differentiable], upstream)]
+                return self._gradient(list(inputs), constants, solution, upstream)
+
+            return list(outputs[:self._differentiable]), gradient
+
+        return (*call(*inputs), *passed_through["outputs"])

@@ -197,11 +197,11 @@ def _solve_graph(P, q, A, b, G, h, tol: tf.Tensor, max_iter: tf.Tensor):
 
 # Compiled solves for eager calls, keyed by the six arguments' TensorSpecs
 # (batch size left free), least recently used first; at most COMPILED_SOLVES_LIMIT.
-_COMPILED_SOLVES: collections.OrderedDict[tuple, tf.types.experimental.GenericFunction] = collections.OrderedDict()
+_COMPILED_SOLVES: collections.OrderedDict[tuple, solution_replay.CompiledSolve] = collections.OrderedDict()
 
 
 def _compiled_solve(tensors):
-    """The `tf.function` eager calls run: one per argument structure, shapes and dtypes.
+    """The compiled solve eager calls run (`solution_replay.CompiledSolve`): one per argument structure, shapes and dtypes.
 
     Its input signature leaves the batch size free, so a new batch size does
     not retrace; the other dimensions stay static (the solver branches on
@@ -215,10 +215,10 @@ def _compiled_solve(tensors):
     if specs in _COMPILED_SOLVES:
         _COMPILED_SOLVES.move_to_end(specs)
     else:
-        _COMPILED_SOLVES[specs] = tf.function(
-            _solve_graph,
-            input_signature=specs + (tf.TensorSpec([], tf.float64), tf.TensorSpec([], tf.int32)),
-            autograph=False,
+        _COMPILED_SOLVES[specs] = solution_replay.CompiledSolve(
+            lambda inputs, settings: _solve_graph(*inputs, *settings),
+            differentiable=3,
+            input_signature=[list(specs), [tf.TensorSpec([], tf.float64), tf.TensorSpec([], tf.int32)]],
         )
         while len(_COMPILED_SOLVES) > COMPILED_SOLVES_LIMIT:
             _COMPILED_SOLVES.popitem(last=False)
@@ -237,7 +237,7 @@ def _solve(P, q, A, b, G, h, tol, max_iter, check_status):
     args = [tensors[name] for name in _ARGUMENT_SHAPES]
     settings = (tf.constant(float(tol), tf.float64), tf.constant(int(max_iter), tf.int32))
     if tf.executing_eagerly():
-        x, nu, lam, status, info = _compiled_solve(args)(*args, *settings)
+        x, nu, lam, status, info = _compiled_solve(args)(args, settings)
         non_convex = np.flatnonzero(status.numpy() == qp_status.NON_CONVEX)
         if non_convex.size:
             raise non_convex_error(tensors["P"].numpy(), non_convex)

@@ -168,11 +168,11 @@ def _solve_graph(A, b, c, layout: ConeLayout, tol: float, max_iter: int):
 # Compiled solves for eager callers, keyed by (argument specs with a free
 # batch size, cone layout, tol, max_iter); least recently used dropped first.
 _COMPILED_SOLVES_LIMIT = 32
-_COMPILED_SOLVES: collections.OrderedDict[tuple, tf.types.experimental.GenericFunction] = collections.OrderedDict()
+_COMPILED_SOLVES: collections.OrderedDict[tuple, solution_replay.CompiledSolve] = collections.OrderedDict()
 
 
 def _compiled_solve(A, b, c, layout: ConeLayout, tol: float, max_iter: int):
-    """The `tf.function` eager calls run; a new batch size does not retrace."""
+    """The compiled solve eager calls run (`solution_replay.CompiledSolve`); a new batch size does not retrace."""
     specs = tuple(
         tf.TensorSpec([None] + t.shape[1:].as_list() if t.shape.rank == rank else t.shape, t.dtype)
         for t, rank in ((A, 3), (b, 2), (c, 2))
@@ -181,10 +181,10 @@ def _compiled_solve(A, b, c, layout: ConeLayout, tol: float, max_iter: int):
     if key in _COMPILED_SOLVES:
         _COMPILED_SOLVES.move_to_end(key)
     else:
-        _COMPILED_SOLVES[key] = tf.function(
-            lambda A, b, c: _solve_graph(A, b, c, layout, key[2], key[3]),
-            input_signature=specs,
-            autograph=False,
+        _COMPILED_SOLVES[key] = solution_replay.CompiledSolve(
+            lambda inputs, _: _solve_graph(inputs[0], inputs[1], inputs[2], layout, key[2], key[3]),
+            differentiable=3,
+            input_signature=[list(specs), []],
         )
         if len(_COMPILED_SOLVES) > _COMPILED_SOLVES_LIMIT:
             _COMPILED_SOLVES.popitem(last=False)
@@ -290,7 +290,7 @@ def _solve(A, b, c, cones: ConesLike, tol: float, max_iter: int, check_status: b
         checked = _check_finite({"A": A, "b": b, "c": c})
         A, b, c = checked["A"], checked["b"], checked["c"]
     if tf.executing_eagerly():
-        x, y, s, status, info = _compiled_solve(A, b, c, layout, tol, max_iter)(A, b, c)
+        x, y, s, status, info = _compiled_solve(A, b, c, layout, tol, max_iter)([A, b, c])
     else:
         x, y, s, status, info = _solve_graph(A, b, c, layout, tol, max_iter)
     if check_status:
