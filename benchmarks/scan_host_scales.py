@@ -1,0 +1,83 @@
+"""Right or refused: the host solvers on squared-norm problems from 1e-6 to 1e10.
+
+Projects random points of each magnitude onto the probability simplex
+(sparsemax) and onto the unit ball, in CVXPY's conic form (the squared norm
+becomes a second-order cone), through the host path (`ConeSolver`: solve,
+check, retries) with SCS, ECOS and Clarabel at the library's defaults, and
+compares every point that passed the optimality check with the exact answer.
+An accuracy scan, not a timing: it prints, per problem, solver and
+magnitude, how many points were refused and the worst error of the passed
+ones relative to the magnitude (max(1, scale)).
+
+    python benchmarks/scan_host_scales.py                 # 32 points per cell
+    python benchmarks/scan_host_scales.py --points 8 --solvers ECOS
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cvxpy as cp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_optlayers.core.compiler import compile_problem  # noqa: E402
+from keras_optlayers.solvers.cone_solver import ConeSolver  # noqa: E402
+
+SCALES = (1e-6, 1e-2, 1.0, 1e2, 1e3, 1e4, 1e6, 1e8, 1e10)
+
+
+def sparsemax(points: np.ndarray) -> np.ndarray:
+    """Sort-based projections onto the probability simplex."""
+    out = []
+    for v in points:
+        u = np.sort(v)[::-1]
+        cumulative = np.cumsum(u)
+        k = np.arange(1, len(v) + 1)
+        support = k[u - (cumulative - 1) / k > 0][-1]
+        out.append(np.maximum(v - (cumulative[support - 1] - 1) / support, 0))
+    return np.array(out)
+
+
+def unit_ball(points: np.ndarray) -> np.ndarray:
+    return points / np.maximum(1.0, np.linalg.norm(points, axis=1))[:, None]
+
+
+def problems():
+    x, y = cp.Parameter(4), cp.Variable(4)
+    simplex = cp.Problem(cp.Minimize(cp.sum_squares(x - y)), [cp.sum(y) == 1, y >= 0])
+    z, w = cp.Parameter(3), cp.Variable(3)
+    ball = cp.Problem(cp.Minimize(cp.sum_squares(z - w)), [cp.norm(w) <= 1])
+    return {"sparsemax": (simplex, x, y, sparsemax), "unit ball": (ball, z, w, unit_ball)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", type=int, default=32)
+    parser.add_argument("--solvers", nargs="+", default=["SCS", "ECOS", "Clarabel"])
+    options = parser.parse_args()
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(0)
+    print("| problem | solver | scale | refused | worst error of the passed / max(1, scale) |")
+    print("|---|---|---|---|---|")
+    for name, (problem, parameter, variable, exact) in problems().items():
+        program = compile_problem(problem, [parameter], [variable], quadratic=False)
+        for solver in options.solvers:
+            cone_solver = ConeSolver(program, solver)
+            for scale in SCALES:
+                points = rng.normal(size=(options.points, parameter.size)) * scale
+                theta = program.theta([points])
+                data = ((program.A.matrix @ theta.T).T, (program.b @ theta.T).T, (program.c @ theta.T).T)
+                x, _, _, statuses, _ = cone_solver.solve_with_status(*data)
+                passed = np.array([status == "solved" for status in statuses])
+                error = np.abs(x[:, program.outputs[0].indices] - exact(points)).max(axis=1) / max(1.0, scale)
+                worst = f"{error[passed].max():.1e}" if passed.any() else "-"
+                print(f"| {name} | {solver} | {scale:.0e} | {int((~passed).sum())}/{options.points} | {worst} |",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()
