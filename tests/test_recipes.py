@@ -18,17 +18,18 @@ from helpers import cvxpy_solve_batch
 from PIL import Image
 
 from keras_optlayers.core.problems import ellipsoid_projection_problem, polytope_projection_problem
-from recipes import activations, data_poisoning, ellipsoid, mpc, optnet, pipeline, stochastic_control, topk
+from recipes import activations, data_poisoning, ellipsoid, mpc, optnet, pipeline, stiffness, stochastic_control, topk
 from recipes.datasets.ellipsoid_projections import EllipsoidProjections, hidden_ellipsoids
 from recipes.datasets.mpc_expert_plans import EXPERT_STATE_WEIGHTS, FORCE_BOUND, HORIZON, MpcExpertPlans, dynamics
 from recipes.datasets.multilabel_prototypes import MAX_LABELS, MIN_LABELS, MultilabelPrototypes
 from recipes.datasets.optnet_solutions import OptnetSolutions, hidden_qp
 from recipes.datasets.poisoning_points import PoisoningPoints
 from recipes.datasets.polytope_projections import PolytopeProjections, hidden_polytope
+from recipes.datasets.spring_equilibria import HIDDEN_STIFFNESS, LENGTH, WIDTH, SpringEquilibria
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILDERS = [PolytopeProjections, EllipsoidProjections, OptnetSolutions, MultilabelPrototypes, PoisoningPoints,
-            MpcExpertPlans]
+            MpcExpertPlans, SpringEquilibria]
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +268,35 @@ def test_committed_mpc_model_has_the_experts_weights(data_dir):
     np.testing.assert_allclose(model.get_layer("planner").state_weights(), EXPERT_STATE_WEIGHTS, rtol=1e-2)
     test = pipeline.evaluation_pipeline(pipeline.prepared(MpcExpertPlans, data_dir), "test")
     assert model.evaluate(test, verbose=0) < mpc.make_model().evaluate(test, verbose=0) / 1000
+
+
+def test_spring_targets_are_the_resting_positions(data_dir):
+    examples = pipeline.arrays(pipeline.prepared(SpringEquilibria, data_dir), "test[:8]")
+    p = cp.Variable(7)
+    touching = 0
+    for forces, positions in zip(examples["forces"], examples["positions"]):
+        energy = sum(0.5 * k * cp.square(p[i + 1] - p[i]) for i, k in enumerate(HIDDEN_STIFFNESS))
+        problem = cp.Problem(cp.Minimize(energy - forces.astype(float) @ p[1:-1]),
+                             [p[0] == 0, p[-1] == LENGTH, cp.diff(p) >= WIDTH])
+        problem.solve(solver=cp.CLARABEL)
+        np.testing.assert_allclose(positions, p.value[1:-1], atol=1e-5)  # float32 storage
+        touching += int(np.any(np.diff(p.value) < WIDTH + 1e-6))
+    assert 0 < touching < 8  # some loads press blocks together, some do not
+
+
+@pytest.mark.slow
+def test_stiffness_quick_run(tmp_path, data_dir):
+    model_path = tmp_path / "stiffness.keras"
+    final_loss = stiffness.main(["--quick", "--output-dir", str(tmp_path), "--model-path", str(model_path),
+                                 "--data-dir", str(data_dir)])
+    test = pipeline.evaluation_pipeline(pipeline.prepared(SpringEquilibria, data_dir), stiffness.QUICK_RUN.test_split)
+    assert final_loss < stiffness.make_model().evaluate(test, verbose=0)
+    assert_images([tmp_path / "loss.png", tmp_path / "blocks.png"])
+    keras.models.load_model(model_path, safe_mode=True)
+
+
+def test_committed_stiffness_model_has_the_hidden_constants(data_dir):
+    model = keras.models.load_model(REPO_ROOT / "saved_models" / "stiffness.keras", safe_mode=True)
+    np.testing.assert_allclose(model.get_layer("chain").stiffness(), HIDDEN_STIFFNESS, rtol=1e-2)
+    test = pipeline.evaluation_pipeline(pipeline.prepared(SpringEquilibria, data_dir), "test")
+    assert model.evaluate(test, verbose=0) < stiffness.make_model().evaluate(test, verbose=0) / 1000
