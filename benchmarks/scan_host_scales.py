@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
+import sys
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cvxpy as cp  # noqa: E402
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
+from helpers import sparsemax_solution  # noqa: E402
 
 from keras_optlayers.core.compiler import compile_problem  # noqa: E402
 from keras_optlayers.solvers.cone_solver import ConeSolver  # noqa: E402
@@ -31,15 +36,7 @@ SCALES = (1e-6, 1e-2, 1.0, 1e2, 1e3, 1e4, 1e6, 1e8, 1e10)
 
 
 def sparsemax(points: np.ndarray) -> np.ndarray:
-    """Sort-based projections onto the probability simplex."""
-    out = []
-    for v in points:
-        u = np.sort(v)[::-1]
-        cumulative = np.cumsum(u)
-        k = np.arange(1, len(v) + 1)
-        support = k[u - (cumulative - 1) / k > 0][-1]
-        out.append(np.maximum(v - (cumulative[support - 1] - 1) / support, 0))
-    return np.array(out)
+    return np.array([sparsemax_solution(point) for point in points])
 
 
 def unit_ball(points: np.ndarray) -> np.ndarray:

@@ -93,10 +93,7 @@ def shape_and_center_errors(model: keras.Model) -> list[tuple[float, float]]:
 
 def run(size: RunSize, output_dir: pathlib.Path, model_path: pathlib.Path, data_dir: pathlib.Path | None) -> float:
     """Trains, draws and saves; returns the final test loss."""
-    keras.utils.set_random_seed(SHUFFLE_SEED)
-    builder = pipeline.prepared(EllipsoidProjections, data_dir)
-    train = pipeline.training_pipeline(builder, size.train_split, BATCH_SIZE, seed=SHUFFLE_SEED)
-    test = pipeline.evaluation_pipeline(builder, size.test_split)
+    builder, train, test = pipeline.start_run(EllipsoidProjections, size, BATCH_SIZE, SHUFFLE_SEED, data_dir)
     test_inputs = pipeline.arrays(builder, size.test_split)["x"]
     model = make_model()
     initial_test_loss = float(model.evaluate(test, verbose=0))

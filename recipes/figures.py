@@ -34,6 +34,16 @@ def save_loss_curve(path: pathlib.Path, curves: dict[str, tuple[Sequence[float],
     plt.close(fig)
 
 
+def save_fit_curves(path: pathlib.Path, history: keras.callbacks.History, initial_test_loss: float,
+                    ylabel: str) -> None:
+    """The epoch-mean training loss and the test loss (from before the first epoch) of a `model.fit`."""
+    epochs = np.arange(len(history.history["loss"]) + 1)
+    save_loss_curve(path, {
+        "training (epoch mean)": (epochs[1:], history.history["loss"]),
+        "test": (epochs, [initial_test_loss, *history.history["val_loss"]]),
+    }, xlabel="epoch", ylabel=ylabel)
+
+
 class EpochFrames(keras.callbacks.Callback):
     """Draws a frame before training and after each epoch: `draw(model, path, step)`.
 

@@ -40,7 +40,7 @@ from recipes.datasets.mpc_expert_plans import (
     dynamics,
     expert_plans,
 )
-from recipes.figures import save_loss_curve
+from recipes.figures import save_fit_curves
 from recipes.pipeline import RunSize
 
 SHUFFLE_SEED = 0
@@ -120,21 +120,14 @@ def draw_trajectories(path: pathlib.Path, initial_model: keras.Model, model: ker
 def run(size: RunSize, closed_loop_steps: int, output_dir: pathlib.Path, model_path: pathlib.Path,
         data_dir: pathlib.Path | None) -> float:
     """Trains, draws and saves; returns the final test loss."""
-    keras.utils.set_random_seed(SHUFFLE_SEED)
-    builder = pipeline.prepared(MpcExpertPlans, data_dir)
-    train = pipeline.training_pipeline(builder, size.train_split, BATCH_SIZE, seed=SHUFFLE_SEED)
-    test = pipeline.evaluation_pipeline(builder, size.test_split)
+    builder, train, test = pipeline.start_run(MpcExpertPlans, size, BATCH_SIZE, SHUFFLE_SEED, data_dir)
     initial_model, model = make_model(), make_model()
     initial_test_loss = float(model.evaluate(test, verbose=0))
     history = model.fit(train, epochs=size.epochs, validation_data=test)
     final_test_loss = float(model.evaluate(test, verbose=0))
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    epochs = np.arange(size.epochs + 1)
-    save_loss_curve(output_dir / "loss.png", {
-        "training (epoch mean)": (epochs[1:], history.history["loss"]),
-        "test": (epochs, [initial_test_loss, *history.history["val_loss"]]),
-    }, xlabel="epoch", ylabel="mean squared error of the plans")
+    save_fit_curves(output_dir / "loss.png", history, initial_test_loss, ylabel="mean squared error of the plans")
     draw_trajectories(output_dir / "trajectories.png", initial_model, model, closed_loop_steps)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model.save(model_path)

@@ -114,10 +114,7 @@ def draw_feasible_sets(path: pathlib.Path, model: keras.Model, plane: HiddenPlan
 
 def run(size: RunSize, output_dir: pathlib.Path, model_path: pathlib.Path, data_dir: pathlib.Path | None) -> float:
     """Trains, draws and saves; returns the final test loss."""
-    keras.utils.set_random_seed(SHUFFLE_SEED)
-    builder = pipeline.prepared(OptnetSolutions, data_dir)
-    train = pipeline.training_pipeline(builder, size.train_split, BATCH_SIZE, seed=SHUFFLE_SEED)
-    test = pipeline.evaluation_pipeline(builder, size.test_split)
+    builder, train, test = pipeline.start_run(OptnetSolutions, size, BATCH_SIZE, SHUFFLE_SEED, data_dir)
     test_arrays = pipeline.arrays(builder, size.test_split)
     plane = HiddenPlane()
     model = make_model()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
+import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -35,6 +36,15 @@ def shuffled_batches(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf
 def ordered_batches(dataset: tf.data.Dataset, batch_size: int = 256) -> tf.data.Dataset:
     """Batches in a fixed order, prefetched: for evaluation."""
     return dataset.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def start_run(builder_class: type[tfds.core.DatasetBuilder], size: RunSize, batch_size: int, seed: int,
+              data_dir: pathlib.Path | None) -> tuple[tfds.core.DatasetBuilder, tf.data.Dataset, tf.data.Dataset]:
+    """Seeds Keras, prepares the data set; (builder, training batches, test batches) of `size`."""
+    keras.utils.set_random_seed(seed)
+    builder = prepared(builder_class, data_dir)
+    train = training_pipeline(builder, size.train_split, batch_size, seed=seed)
+    return builder, train, evaluation_pipeline(builder, size.test_split)
 
 
 def training_pipeline(builder: tfds.core.DatasetBuilder, split: str, batch_size: int, seed: int) -> tf.data.Dataset:

@@ -94,11 +94,7 @@ def draw_polytopes(path: pathlib.Path, true_polytope, learned_polytope, points: 
 def run(size: RunSize, output_dir: pathlib.Path, model_path: pathlib.Path, data_dir: pathlib.Path | None,
         solver: str | None) -> float:
     """Trains, draws and saves; returns the final test loss."""
-    keras.utils.set_random_seed(SHUFFLE_SEED)
-
-    builder = pipeline.prepared(PolytopeProjections, data_dir)
-    train = pipeline.training_pipeline(builder, size.train_split, BATCH_SIZE, seed=SHUFFLE_SEED)
-    test = pipeline.evaluation_pipeline(builder, size.test_split)
+    builder, train, test = pipeline.start_run(PolytopeProjections, size, BATCH_SIZE, SHUFFLE_SEED, data_dir)
     model = make_model(solver)
     initial_test_loss = float(model.evaluate(test, verbose=0))
     steps_per_epoch = size.steps_per_epoch(BATCH_SIZE)

@@ -253,13 +253,16 @@ def test_committed_policy_solves_its_qp_and_beats_lqr():
 
 
 @pytest.mark.slow
-def test_mpc_quick_run(tmp_path, data_dir):
-    model_path = tmp_path / "mpc.keras"
-    final_loss = mpc.main(["--quick", "--output-dir", str(tmp_path), "--model-path", str(model_path),
-                           "--data-dir", str(data_dir)])
-    test = pipeline.evaluation_pipeline(pipeline.prepared(MpcExpertPlans, data_dir), mpc.QUICK_RUN.test_split)
-    assert final_loss < mpc.make_model().evaluate(test, verbose=0)
-    assert_images([tmp_path / "loss.png", tmp_path / "trajectories.png"])
+@pytest.mark.parametrize("recipe, builder_class, picture", [(mpc, MpcExpertPlans, "trajectories.png"),
+                                                             (stiffness, SpringEquilibria, "blocks.png")],
+                         ids=["mpc", "stiffness"])
+def test_fitted_recipe_quick_run(tmp_path, data_dir, recipe, builder_class, picture):
+    model_path = tmp_path / "model.keras"
+    final_loss = recipe.main(["--quick", "--output-dir", str(tmp_path), "--model-path", str(model_path),
+                              "--data-dir", str(data_dir)])
+    test = pipeline.evaluation_pipeline(pipeline.prepared(builder_class, data_dir), recipe.QUICK_RUN.test_split)
+    assert final_loss < recipe.make_model().evaluate(test, verbose=0)
+    assert_images([tmp_path / "loss.png", tmp_path / picture])
     keras.models.load_model(model_path, safe_mode=True)
 
 
@@ -282,17 +285,6 @@ def test_spring_targets_are_the_resting_positions(data_dir):
         np.testing.assert_allclose(positions, p.value[1:-1], atol=1e-5)  # float32 storage
         touching += int(np.any(np.diff(p.value) < WIDTH + 1e-6))
     assert 0 < touching < 8  # some loads press blocks together, some do not
-
-
-@pytest.mark.slow
-def test_stiffness_quick_run(tmp_path, data_dir):
-    model_path = tmp_path / "stiffness.keras"
-    final_loss = stiffness.main(["--quick", "--output-dir", str(tmp_path), "--model-path", str(model_path),
-                                 "--data-dir", str(data_dir)])
-    test = pipeline.evaluation_pipeline(pipeline.prepared(SpringEquilibria, data_dir), stiffness.QUICK_RUN.test_split)
-    assert final_loss < stiffness.make_model().evaluate(test, verbose=0)
-    assert_images([tmp_path / "loss.png", tmp_path / "blocks.png"])
-    keras.models.load_model(model_path, safe_mode=True)
 
 
 def test_committed_stiffness_model_has_the_hidden_constants(data_dir):

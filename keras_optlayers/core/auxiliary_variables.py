@@ -28,7 +28,8 @@ from keras_optlayers.core.compiler import CompiledProblem
 class AuxiliaryVariables:
     """Variables to substitute out of a compiled QP, with the equalities that define them.
 
-    `eliminated[i]` is defined by equality row `defining_rows[i]`. Ordering
+    `eliminated[i]` is defined by equality row `defining_rows[i]`, where its
+    coefficient is the constant `coefficients[i]`. Ordering
     the variables as [kept, eliminated] and the equality rows as [kept_rows,
     defining_rows], `variable_order` and `row_order` put them back in the
     compiled order (a gather).
@@ -37,6 +38,7 @@ class AuxiliaryVariables:
     kept: np.ndarray
     eliminated: np.ndarray
     defining_rows: np.ndarray
+    coefficients: np.ndarray
     kept_rows: np.ndarray
     variable_order: np.ndarray
     row_order: np.ndarray
@@ -53,8 +55,8 @@ def find_auxiliary_variables(program: CompiledProblem) -> AuxiliaryVariables | N
     # after every parameter, before the gather that forms theta).
     one = sum(info.size for info in program.parameters)
     constant_columns = np.flatnonzero(program.theta_index == one)
-    matrix = program.A.matrix.tocsr()
-    eliminated, defining_rows, used_rows = [], [], set()
+    matrix = program.A.matrix
+    eliminated, defining_rows, coefficients, used_rows = [], [], [], set()
     for entry, (row, col) in enumerate(zip(rows, cols)):
         if appearances[col] != 1 or row >= num_equalities or row in used_rows:
             continue
@@ -64,6 +66,7 @@ def find_auxiliary_variables(program: CompiledProblem) -> AuxiliaryVariables | N
             continue
         eliminated.append(int(col))
         defining_rows.append(int(row))
+        coefficients.append(float(matrix.data[start]))
         used_rows.add(int(row))
     if not eliminated or len(eliminated) == num_vars:
         return None
@@ -75,6 +78,7 @@ def find_auxiliary_variables(program: CompiledProblem) -> AuxiliaryVariables | N
         kept=kept,
         eliminated=eliminated_array,
         defining_rows=defining,
+        coefficients=np.array(coefficients),
         kept_rows=kept_rows,
         variable_order=np.argsort(np.concatenate([kept, eliminated_array])),
         row_order=np.argsort(np.concatenate([kept_rows, defining])),

@@ -193,6 +193,12 @@ class BatchedProblem:
         Returns:
             The outputs, the failed mask and the failure description.
         """
+        key = ("native", ranks, *sorted(settings.items()))
+        *outputs, failed, describe, _ = self._compiled(key, lambda: self._compiled_native_solve(settings))(tensors)
+        return outputs, failed, describe
+
+    def _compiled_native_solve(self, settings) -> solution_replay.CompiledSolve:
+        """`_solve` at `settings` as a CompiledSolve: outputs first, then failed, describe, info."""
         count = len(self.program.outputs)
 
         def solve(inputs, _constants):
@@ -203,10 +209,7 @@ class BatchedProblem:
             failed, _, info = results[count:]
             self.statistics.record(failed, info["iterations"], info["residual"], info["seconds"])
 
-        key = ("native", ranks, *sorted(settings.items()))
-        compiled = self._compiled(key, lambda: solution_replay.CompiledSolve(solve, count, after=record))
-        *outputs, failed, describe, _ = compiled(tensors)
-        return outputs, failed, describe
+        return solution_replay.CompiledSolve(solve, count, after=record)
 
     def _compiled(self, key: tuple, make: Callable[[], Callable]) -> Callable:
         """The compiled function `make()` builds for `key`; at most COMPILED_FUNCTIONS_PER_PROBLEM kept."""

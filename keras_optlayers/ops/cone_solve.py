@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_optlayers.core import failure_policy
-from keras_optlayers.solvers.cone_solution_check import MEASURES
+from keras_optlayers.solvers.cone_solution_check import MEASURE_KEYS
 from keras_optlayers.solvers.cone_solver import ConeSolver
 from keras_optlayers.solvers.cone_status import SOLVED
 
@@ -76,7 +76,7 @@ def cone_solve(
         if raise_on_failure:
             failure_policy.handle_failures("raise", solver.solver, failure_policy.failures_by_status(status, SOLVED),
                                            layer_name)
-        residual = np.max([info[name.replace(" ", "_")] for name in MEASURES], axis=0)
+        residual = np.max([info[key] for key in MEASURE_KEYS], axis=0)
         return x, y, s, np.array(status, dtype=object).astype(bytes), info["iterations"], residual
 
     def adjoint(*arrays):

@@ -34,8 +34,8 @@ def substitute_auxiliary_variables(
     every equality defined a variable.
     """
     defining = tf.gather(A_eq, auxiliary.defining_rows, axis=1)
-    coefficient = tf.linalg.diag_part(tf.gather(defining, auxiliary.eliminated, axis=2))
-    M = -tf.gather(defining, auxiliary.kept, axis=2) / coefficient[..., None]
+    coefficient = tf.constant(auxiliary.coefficients, A_eq.dtype)  # constant: found at compile time
+    M = -tf.gather(defining, auxiliary.kept, axis=2) / coefficient[:, None]
     d = tf.gather(b_eq, auxiliary.defining_rows, axis=1) / coefficient
     batch, kept = tf.shape(M)[0], len(auxiliary.kept)
     identity = tf.eye(kept, batch_shape=[batch], dtype=M.dtype)

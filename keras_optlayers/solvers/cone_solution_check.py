@@ -60,6 +60,8 @@ ACCEPTANCE_TOLERANCE = 1e-6
 TERM_SCALE_FLOOR = 1e-3
 
 MEASURES = ("primal residual", "dual residual", "gap", "primal cone", "dual cone")
+# The same measures as keys of a solver's info dict.
+MEASURE_KEYS = tuple(name.replace(" ", "_") for name in MEASURES)
 
 
 @dataclasses.dataclass(frozen=True)

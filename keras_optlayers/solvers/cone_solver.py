@@ -52,7 +52,7 @@ from keras_optlayers.core.compiler import CompiledProblem
 from keras_optlayers.errors import SolverError
 from keras_optlayers.solvers import cone_status, registry
 from keras_optlayers.solvers.cone_scaling import DataScaling
-from keras_optlayers.solvers.cone_solution_check import MEASURES, ConeSolutionChecker
+from keras_optlayers.solvers.cone_solution_check import MEASURE_KEYS, ConeSolutionChecker
 from keras_optlayers.solvers.dual_cone_projection import DualConeDerivative
 
 # Above this size of the embedding (variables + rows + 1) the adjoint uses
@@ -221,8 +221,8 @@ class ConeSolver:
             else:
                 statuses[i] = cone_status.inaccurate(check.reason(int(i)))
         info = {"iterations": iterations, "solve_time": solve_time}
-        for name, values in zip(MEASURES, check.measures()):
-            info[name.replace(" ", "_")] = np.where(candidates, values, np.nan)
+        for key, values in zip(MEASURE_KEYS, check.measures()):
+            info[key] = np.where(candidates, values, np.nan)
         return _Outcome(x, y, s, statuses, info)
 
     # -- backward ----------------------------------------------------------
