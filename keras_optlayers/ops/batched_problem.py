@@ -28,14 +28,16 @@ from keras_optlayers.solvers import registry, solution_replay
 from keras_optlayers.solvers.cone_solver import ConeSolver
 from keras_optlayers.solvers.cone_status import SOLVED
 from keras_optlayers.solvers.qp import qp_solve_with_info
+from keras_optlayers.solvers.qp import solve as qp_solve_module
 from keras_optlayers.solvers.qp import status as qp_status
 from keras_optlayers.solvers.socp import solve_compiled_socp
+from keras_optlayers.solvers.socp import solve as socp_solve_module
 from keras_optlayers.solvers.socp import status as socp_status
 from keras_optlayers.xla_context import in_xla_context
 
-# Eager calls run compiled functions, one per (pattern of batched inputs,
-# settings); the oldest is dropped past this many, so a caller that changes
-# its settings at every call does not grow memory.
+# Eager calls run compiled functions, one per pattern of batched inputs (the
+# native solvers' settings are tensor arguments of theirs); the oldest is
+# dropped past this many.
 COMPILED_FUNCTIONS_PER_PROBLEM = 8
 
 
@@ -185,24 +187,29 @@ class BatchedProblem:
     def _solve_native_eagerly(self, tensors, settings, ranks):
         """`_solve` for eager callers, at graph speed, differentiable.
 
-        A `solution_replay.CompiledSolve` per pattern of batched inputs and
-        settings (which it holds: a settings dict as an argument costs a
-        signature lookup per call), its statistics recorded in its forward
-        graph.
+        A `solution_replay.CompiledSolve` per pattern of batched inputs, its
+        statistics recorded in its forward graph. The settings are tensor
+        arguments of it, not part of its key: a graph traced per setting
+        keeps about 11 MiB that TensorFlow never frees (its gradient
+        registrations hold the graph), 2.3 GB after 200 calls with distinct
+        `tol` (benchmarks/settings_memory.py).
 
         Returns:
             The outputs, the failed mask and the failure description.
         """
-        key = ("native", ranks, *sorted(settings.items()))
-        *outputs, failed, describe, _ = self._compiled(key, lambda: self._compiled_native_solve(settings))(tensors)
+        compiled = self._compiled(("native", ranks), self._compiled_native_solve)
+        values = [tf.constant(settings.get(name, default), dtype)
+                  for name, default, dtype in _NATIVE_SETTINGS[self.solver.name]]
+        *outputs, failed, describe, _ = compiled(tensors, values)
         return outputs, failed, describe
 
-    def _compiled_native_solve(self, settings) -> solution_replay.CompiledSolve:
-        """`_solve` at `settings` as a CompiledSolve: outputs first, then failed, describe, info."""
+    def _compiled_native_solve(self) -> solution_replay.CompiledSolve:
+        """`_solve` as a CompiledSolve of (parameters, setting values): outputs, then failed, describe, info."""
         count = len(self.program.outputs)
+        names = [name for name, _, _ in _NATIVE_SETTINGS[self.solver.name]]
 
-        def solve(inputs, _constants):
-            outputs, failed, describe, info = self._solve(inputs, settings)
+        def solve(inputs, values):
+            outputs, failed, describe, info = self._solve(inputs, dict(zip(names, values)))
             return (*outputs, failed, describe, info)
 
         def record(results):
@@ -325,6 +332,15 @@ class BatchedProblem:
             with tf.control_dependencies([report]):
                 outputs = [tf.identity(o) for o in outputs]
         return [_mask_failed(o, failed, self.on_failure) for o in outputs]
+
+
+# Each native solver's settings as (name, default, dtype), passed to its
+# compiled eager solve as tensors.
+_NATIVE_SETTINGS = {
+    "QP": (("tol", qp_solve_module.DEFAULT_TOL, tf.float64), ("max_iter", qp_solve_module.DEFAULT_MAX_ITER, tf.int32)),
+    "SOCP": (("tol", socp_solve_module.DEFAULT_TOL, tf.float64),
+             ("max_iter", socp_solve_module.DEFAULT_MAX_ITER, tf.int32)),
+}
 
 
 def _graph_function(function: Callable) -> Callable:

@@ -101,6 +101,19 @@ def _validated_inputs(P, q, A, b, G, h) -> tuple[dict[str, tf.Tensor], bool]:
     return tensors, bool(batch_sizes)
 
 
+def _check_settings(tol, max_iter) -> None:
+    """Raises ValueError for a tolerance that is not positive or fewer than one iteration.
+
+    Tensors pass unchecked: a caller that traces once for every setting (the
+    layers, so that a new setting does not compile, and keep, a new graph)
+    has checked them as numbers already.
+    """
+    if not tf.is_tensor(tol) and not tol > 0:
+        raise ValueError(f"Expected `tol` to be positive. Received: tol={tol}")
+    if not tf.is_tensor(max_iter) and int(max_iter) < 1:
+        raise ValueError(f"Expected `max_iter` to be at least 1. Received: max_iter={max_iter}")
+
+
 def _check_finite(tensors: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     """Raises ValueError eagerly, or adds graph checks, for NaN or Inf inputs."""
     if tf.executing_eagerly():
@@ -226,16 +239,13 @@ def _compiled_solve(tensors):
 
 
 def _solve(P, q, A, b, G, h, tol, max_iter, check_status):
-    if not tol > 0:
-        raise ValueError(f"Expected `tol` to be positive. Received: tol={tol}")
-    if int(max_iter) < 1:
-        raise ValueError(f"Expected `max_iter` to be at least 1. Received: max_iter={max_iter}")
+    _check_settings(tol, max_iter)
     tensors, batched = _validated_inputs(P, q, A, b, G, h)
     xla = in_xla_context()
     if not xla:
         tensors = _check_finite(tensors)
     args = [tensors[name] for name in _ARGUMENT_SHAPES]
-    settings = (tf.constant(float(tol), tf.float64), tf.constant(int(max_iter), tf.int32))
+    settings = (tf.cast(tol, tf.float64), tf.cast(max_iter, tf.int32))
     if tf.executing_eagerly():
         x, nu, lam, status, info = _compiled_solve(args)(args, settings)
         non_convex = np.flatnonzero(status.numpy() == qp_status.NON_CONVEX)

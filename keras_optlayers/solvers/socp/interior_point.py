@@ -87,7 +87,7 @@ def _starting_point(cones: ConeLayout, Q, c, F, F_t, g):
     return y, _shift_into_cone(cones, residual), _shift_into_cone(cones, -residual)
 
 
-def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: float, max_iter: int) -> InteriorPointResult:
+def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_iter: tf.Tensor | int) -> InteriorPointResult:
     """Runs the interior-point method on a batch of cone programs without equalities.
 
     Args:

@@ -30,7 +30,7 @@ from keras_optlayers.solvers import solution_replay
 from keras_optlayers.solvers.qp.interior_point import solve_unconstrained_qp
 
 # The QP entry's input helpers, shared rather than copied (they deserve a public home).
-from keras_optlayers.solvers.qp.solve import _check_finite, _shape_text
+from keras_optlayers.solvers.qp.solve import _check_finite, _check_settings, _shape_text
 from keras_optlayers.solvers.socp import status as socp_status
 from keras_optlayers.solvers.socp.cones import ConeLayout
 from keras_optlayers.solvers.socp.equilibration import equilibrate, unscale
@@ -103,7 +103,7 @@ def _validated_inputs(A, b, c, layout: ConeLayout):
     return A, b, c, bool(batched)
 
 
-def _differentiable_solve(layout: ConeLayout, tol: float, max_iter: int):
+def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tensor):
     """(Ã, b̃, c̃) -> (x̃, ỹ, s̃, status) on equilibrated float64 data, with its implicit gradient."""
     zero = layout.zero
 
@@ -144,7 +144,7 @@ def _differentiable_solve(layout: ConeLayout, tol: float, max_iter: int):
     return solve
 
 
-def _solve_graph(A, b, c, layout: ConeLayout, tol: float, max_iter: int):
+def _solve_graph(A, b, c, layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tensor):
     """Broadcasts shared arguments over the batch, equilibrates, solves in float64, checks, casts back."""
     batched = [t for t, rank in ((A, 3), (b, 2), (c, 2)) if t.shape.rank == rank]
     batch_size = tf.shape(batched[0])[0] if batched else 1
@@ -166,25 +166,26 @@ def _solve_graph(A, b, c, layout: ConeLayout, tol: float, max_iter: int):
 
 
 # Compiled solves for eager callers, keyed by (argument specs with a free
-# batch size, cone layout, tol, max_iter); least recently used dropped first.
+# batch size, cone layout); tol and max_iter are tensor arguments, so new
+# values neither retrace nor keep another graph. Least recently used dropped first.
 _COMPILED_SOLVES_LIMIT = 32
 _COMPILED_SOLVES: collections.OrderedDict[tuple, solution_replay.CompiledSolve] = collections.OrderedDict()
 
 
-def _compiled_solve(A, b, c, layout: ConeLayout, tol: float, max_iter: int):
+def _compiled_solve(A, b, c, layout: ConeLayout):
     """The compiled solve eager calls run (`solution_replay.CompiledSolve`); a new batch size does not retrace."""
     specs = tuple(
         tf.TensorSpec([None] + t.shape[1:].as_list() if t.shape.rank == rank else t.shape, t.dtype)
         for t, rank in ((A, 3), (b, 2), (c, 2))
     )
-    key = (specs, layout, float(tol), int(max_iter))
+    key = (specs, layout)
     if key in _COMPILED_SOLVES:
         _COMPILED_SOLVES.move_to_end(key)
     else:
         _COMPILED_SOLVES[key] = solution_replay.CompiledSolve(
-            lambda inputs, _: _solve_graph(inputs[0], inputs[1], inputs[2], layout, key[2], key[3]),
+            lambda inputs, settings: _solve_graph(inputs[0], inputs[1], inputs[2], layout, settings[0], settings[1]),
             differentiable=3,
-            input_signature=[list(specs), []],
+            input_signature=[list(specs), [tf.TensorSpec([], tf.float64), tf.TensorSpec([], tf.int32)]],
         )
         if len(_COMPILED_SOLVES) > _COMPILED_SOLVES_LIMIT:
             _COMPILED_SOLVES.popitem(last=False)
@@ -279,20 +280,18 @@ def socp_solve_with_info(
 
 
 def _solve(A, b, c, cones: ConesLike, tol: float, max_iter: int, check_status: bool):
-    if not tol > 0:
-        raise ValueError(f"Expected `tol` to be positive. Received: tol={tol}")
-    if int(max_iter) < 1:
-        raise ValueError(f"Expected `max_iter` to be at least 1. Received: max_iter={max_iter}")
+    _check_settings(tol, max_iter)
     layout = cone_layout(cones)
     A, b, c, batched = _validated_inputs(A, b, c, layout)
     xla = in_xla_context()
     if not xla:
         checked = _check_finite({"A": A, "b": b, "c": c})
         A, b, c = checked["A"], checked["b"], checked["c"]
+    settings = (tf.cast(tol, tf.float64), tf.cast(max_iter, tf.int32))
     if tf.executing_eagerly():
-        x, y, s, status, info = _compiled_solve(A, b, c, layout, tol, max_iter)([A, b, c])
+        x, y, s, status, info = _compiled_solve(A, b, c, layout)([A, b, c], settings)
     else:
-        x, y, s, status, info = _solve_graph(A, b, c, layout, tol, max_iter)
+        x, y, s, status, info = _solve_graph(A, b, c, layout, *settings)
     if check_status:
         x, y, s = socp_status.REPORT.enforce(status, [x, y, s], "socp_solve")
     if not batched:
