@@ -202,11 +202,15 @@ def test_tf_function_and_xla_match_eager(dtype):
     xla = tf.function(forward_backward, jit_compile=True)(*tensors)
     assert eager[0].dtype == dtype and all(g.dtype == dtype for g in eager[4:])
     np.testing.assert_array_equal(eager[3], 0)
-    # Graph mode runs the same kernels as eager; XLA's Cholesky, SVD and
-    # triangular solves round differently, so its iterates stop at a point
-    # within the solver's tolerance (1e-8) of eager's.
-    graph_tolerance, xla_tolerance = (1e-12, 1e-6) if dtype == tf.float64 else (1e-6, 1e-5)
-    for e, g, x in zip(eager, graph, xla):
+    np.testing.assert_array_equal(xla[3], 0)
+    # Graph mode runs the same kernels as eager. XLA's Cholesky and triangular
+    # solves round differently, and its SVD is accurate to about 1e-7 only
+    # (the equality elimination refines what it takes from it): its solution
+    # is within the solver's tolerance (1e-8) of eager's, and its gradients,
+    # solved with weights up to the adjoint's cap, within 1e-6.
+    graph_tolerance = 1e-12 if dtype == tf.float64 else 1e-6
+    xla_tolerances = [1e-8] * 4 + [1e-6] * 6 if dtype == tf.float64 else [1e-5] * 10
+    for e, g, x, xla_tolerance in zip(eager, graph, xla, xla_tolerances, strict=True):
         np.testing.assert_allclose(g, e, rtol=graph_tolerance, atol=graph_tolerance)
         np.testing.assert_allclose(x, e, rtol=xla_tolerance, atol=xla_tolerance)
     if dtype == tf.float32:  # solved in float64 inside: float32 results are accurate to float32 rounding

@@ -12,6 +12,16 @@ where Π = V_r V_rᵀ makes Q definite along the row space of A without changing
 the solution (y's row-space part does not move x and the steps never put any
 there). Redundant rows (rank-deficient A) need nothing more, the loop carries
 no equality residual, and the reduced matrix stays n × n and definite.
+
+The SVD only ranks and orders A's rows: under XLA (its Jacobi SVD, on CPU
+at least) the singular vectors are accurate to about 1e-7, not to rounding,
+and a null-space projector built from them leaves ‖A N‖ ~ 1e-7, which the
+solution check then rejects. So the row space is spanned by Aᵀuᵢ (exactly in
+it, whatever uᵢ's accuracy) and orthonormalized by a QR factorization, and
+A⁺ is refined by Newton–Schulz steps X ← X + X(I − AX), which square the
+error I − AX (from 1e-7 to rounding in two). Limit: with redundant rows the
+refinement does not sharpen X, so under XLA a rank-deficient A keeps the
+SVD's accuracy in x₀ and ν.
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ from keras_optlayers.solvers.qp.reduced_kkt import matvec
 
 # Singular values below this fraction of the largest one count as zero.
 RANK_RCOND = 1e-10
+# Newton–Schulz steps refining the SVD's pseudo-inverse (see the module docstring).
+INVERSE_REFINEMENTS = 2
 
 
 class ReducedQP(NamedTuple):
@@ -59,11 +71,16 @@ def eliminate_equalities(P, q, A, b, G, h) -> ReducedQP:
         return ReducedQP(P, q, G, h, zeros, None, None, tf.zeros_like(q[:, 0]))
     singular_values, u, v = tf.linalg.svd(A, full_matrices=False)
     kept = singular_values > RANK_RCOND * tf.reduce_max(singular_values, axis=-1, keepdims=True)
-    kept_v = v * tf.cast(kept, v.dtype)[:, None, :]
-    row_space_projector = tf.matmul(kept_v, kept_v, adjoint_b=True)
+    kept_mask = tf.cast(kept, A.dtype)[:, None, :]  # a prefix: singular values come sorted, largest first
+    row_space_basis, _ = tf.linalg.qr(tf.matmul(A, u * kept_mask, adjoint_a=True))
+    row_space_basis *= kept_mask
+    row_space_projector = tf.matmul(row_space_basis, row_space_basis, adjoint_b=True)
     nullspace_projector = tf.eye(tf.shape(P)[-1], dtype=P.dtype) - row_space_projector
     inverse_singular_values = tf.where(kept, 1.0 / tf.where(kept, singular_values, 1.0), 0.0)
     pseudo_inverse = tf.matmul(v * inverse_singular_values[:, None, :], u, adjoint_b=True)
+    identity = tf.eye(tf.shape(A)[-2], dtype=A.dtype)
+    for _ in range(INVERSE_REFINEMENTS):
+        pseudo_inverse += tf.matmul(pseudo_inverse, identity - tf.matmul(A, pseudo_inverse))
     x_particular = matvec(pseudo_inverse, b)
     equality_residual = tf.reduce_max(tf.abs(matvec(A, x_particular) - b), axis=-1)
     Q = tf.matmul(nullspace_projector, tf.matmul(P, nullspace_projector)) + row_space_projector
