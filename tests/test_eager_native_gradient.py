@@ -56,7 +56,7 @@ def test_eager_gradient_does_not_solve_again(solver):
     loss_and_gradients(layer, weights)(*tensors)
 
     compiled, = layer.batched_problem._functions.values()
-    gradient_function = compiled._gradient
+    gradient_function = compiled._gradient.function
     graph, = [concrete.graph for concrete in gradient_function._list_all_concrete_functions()]
     loops = [op.type for op in graph.get_operations() if "While" in op.type]
     inner = [node.op for function in graph.as_graph_def().library.function

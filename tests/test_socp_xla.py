@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import cvxpy as cp
 import numpy as np
+import scipy.optimize
 import tensorflow as tf
 from test_socp_solver import ball_projection, ball_projection_data, ball_projection_vjp
 
+from keras_optlayers import CvxpyLayer
 from keras_optlayers.solvers.socp import socp_solve
 
 
@@ -25,3 +28,34 @@ def test_xla_matches_graph_mode_forward_and_gradient():
     np.testing.assert_array_equal(status.numpy(), 0)
     np.testing.assert_allclose(x.numpy()[:, 1:], ball_projection(points), atol=1e-10)
     np.testing.assert_allclose(-gradient.numpy()[:, 1:4], ball_projection_vjp(points, np.tile(np.arange(3.0), (3, 1))), atol=1e-8)
+
+
+def trust_region_solution(H: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """argmin ½uᵀHu + gᵀu s.t. ||u|| <= 1 for H definite: u(μ) = −(H + μI)⁻¹g with ||u(μ)|| = 1 if μ > 0."""
+    step = lambda mu: -np.linalg.solve(H + mu * np.eye(len(g)), g)  # noqa: E731
+    if np.linalg.norm(step(0.0)) <= 1:
+        return step(0.0)
+    return step(scipy.optimize.brentq(lambda mu: np.linalg.norm(step(mu)) - 1, 0.0, 1e8, xtol=1e-15, rtol=1e-15))
+
+
+def test_layer_with_equality_constraints_under_xla_is_exact():
+    # The equality elimination must not trust XLA's SVD (accurate to about
+    # 1e-7 here): a control-Lyapunov policy (the stochastic_control recipe's
+    # cone program, with equalities once canonicalized), against its closed
+    # form. (Clarabel at tight settings is 1e-6 off where the ball binds.)
+    n, m = 2, 3
+    x, M, K = cp.Parameter(n), cp.Parameter((m, m)), cp.Parameter((n, m))
+    u, y = cp.Variable(m), cp.Variable(n)
+    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(M @ u) + x @ y),
+                         [y == K @ u, cp.norm(u, 2) <= 1.0])
+    layer = CvxpyLayer(problem, [x, M, K], [u], solver="SOCP", on_failure="nan")
+    rng = np.random.default_rng(3)
+    values = [3.0 * rng.standard_normal((4, n)), rng.standard_normal((4, m, m)) + 2 * np.eye(m),
+              rng.standard_normal((4, n, m))]
+
+    (solutions,) = tf.function(lambda *t: layer(*t), jit_compile=True)(*[tf.constant(v) for v in values])
+
+    exact = [trust_region_solution(M_value.T @ M_value, K_value.T @ x_value) for x_value, M_value, K_value in
+             zip(*values, strict=True)]
+    assert np.sum(np.isclose(np.linalg.norm(exact, axis=1), 1.0)) >= 2  # the ball binds for some
+    np.testing.assert_allclose(solutions.numpy(), exact, atol=1e-10)

@@ -15,6 +15,7 @@ import sys
 from typing import Any, Callable, Mapping, Sequence
 
 import cvxpy as cp
+import numpy as np
 import tensorflow as tf
 
 from keras_optlayers.core import checks, failure_policy
@@ -91,6 +92,7 @@ class BatchedProblem:
         if self.program.P is not None:
             self._maps["P"] = affine_maps.SparseMap(self.program.P.matrix)
         self._functions: collections.OrderedDict[tuple, Callable] = collections.OrderedDict()
+        self._default_setting_values: tuple[tuple, list[tf.Tensor]] | None = None
         self.statistics = SolverStatistics()
 
     # -- input checks ------------------------------------------------------
@@ -115,13 +117,15 @@ class BatchedProblem:
         """NaN/Inf (and, in graphs, batch size) checks before any solve."""
         infos = self.program.parameters
         if tf.executing_eagerly():
+            # In numpy: a few eager TF ops per parameter cost more than the batch-1 solve's own work.
             for info, tensor in zip(infos, tensors):
-                if not bool(tf.reduce_all(tf.math.is_finite(tensor))):
-                    raise ValueError(f"{checks.non_finite_parameter_message(info)} Received: {info.name}={tensor.numpy()!r}")
-                if info.log and not bool(tf.reduce_all(tensor > 0)):
+                value = tensor.numpy()
+                if not np.isfinite(value).all():
+                    raise ValueError(f"{checks.non_finite_parameter_message(info)} Received: {info.name}={value!r}")
+                if info.log and not (value > 0).all():
                     raise ValueError(
                         f"{checks.non_positive_parameter_message(info)} Received: {info.name} with minimum "
-                        f"{float(tf.reduce_min(tensor))}")
+                        f"{value.min()}")
             return tensors
         if in_xla_context():
             return tensors  # XLA compiles no assertions
@@ -198,10 +202,19 @@ class BatchedProblem:
             The outputs, the failed mask and the failure description.
         """
         compiled = self._compiled(("native", ranks), self._compiled_native_solve)
-        values = [tf.constant(settings.get(name, default), dtype)
-                  for name, default, dtype in _NATIVE_SETTINGS[self.solver.name]]
-        *outputs, failed, describe, _ = compiled(tensors, values)
+        *outputs, failed, describe, _ = compiled(tensors, self._setting_values(settings))
         return outputs, failed, describe
+
+    def _setting_values(self, settings: Mapping[str, Any]) -> list[tf.Tensor]:
+        """The native solver's settings as the tensors its compiled solve takes (the defaults' made once)."""
+        specs = _NATIVE_SETTINGS[self.solver.name]
+        key = tuple(settings.get(name, default) for name, default, _ in specs)
+        if self._default_setting_values is not None and key == self._default_setting_values[0]:
+            return self._default_setting_values[1]
+        values = [tf.constant(value, dtype) for value, (_, _, dtype) in zip(key, specs)]
+        if settings is self.settings:
+            self._default_setting_values = (key, values)
+        return values
 
     def _compiled_native_solve(self) -> solution_replay.CompiledSolve:
         """`_solve` as a CompiledSolve of (parameters, setting values): outputs, then failed, describe, info."""
@@ -315,7 +328,7 @@ class BatchedProblem:
     def _apply_failure_policy(self, outputs, failed, describe, layer_name):
         """Raises, or warns and masks, for the failed examples (see `on_failure`)."""
         if tf.executing_eagerly():
-            if bool(tf.reduce_any(failed)):
+            if failed.numpy().any():
                 failure_policy.handle_failures(self.on_failure, self.solver.name, self._failures(describe), layer_name)
         elif self.on_failure == "raise":
             if self._status_report is not None and not in_xla_context():

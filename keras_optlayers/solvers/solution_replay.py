@@ -105,9 +105,9 @@ class CompiledSolve:
             gradients = tape.gradient(list(outputs), inputs, output_gradients=upstream)
             return [tf.zeros_like(t) if g is None else g for t, g in zip(inputs, gradients)]
 
-        self._forward = tf.function(forward, input_signature=input_signature, autograph=False,
-                                    reduce_retracing=input_signature is None)
-        self._gradient = tf.function(gradient, autograph=False, reduce_retracing=True)
+        self._forward = _ConcreteFunctions(tf.function(
+            forward, input_signature=input_signature, autograph=False, reduce_retracing=input_signature is None))
+        self._gradient = _ConcreteFunctions(tf.function(gradient, autograph=False, reduce_retracing=True))
 
     def __call__(self, inputs: Sequence[tf.Tensor], constants: Sequence[tf.Tensor] = ()) -> tuple:
         """`solve(inputs, constants)`'s outputs, differentiable in `inputs` under an eager tape."""
@@ -122,8 +122,33 @@ class CompiledSolve:
             def gradient(*upstream):
                 upstream = [tf.zeros_like(o) if g is None else g
                             for o, g in zip(outputs[:self._differentiable], upstream)]
-                return self._gradient(list(inputs), constants, solution, upstream)
+                return self._gradient(list(inputs), constants, list(solution), upstream)
 
             return list(outputs[:self._differentiable]), gradient
 
         return (*call(*inputs), *passed_through["outputs"])
+
+
+class _ConcreteFunctions:
+    """Calls a `tf.function` through its concrete functions, looked up by the arguments' shapes and dtypes.
+
+    Calling the `tf.function` itself matches the arguments against its
+    traces at every call, about 85 µs here, which is much of a batch-1
+    call's time; a concrete function skips that. At most `LIMIT` are kept
+    (the `tf.function` keeps its traces anyway).
+    """
+
+    LIMIT = 32
+
+    def __init__(self, function):
+        self.function = function  # the tf.function
+        self._concrete: dict[tuple, Callable] = {}
+
+    def __call__(self, *args):
+        key = tuple((tuple(t.shape), t.dtype) for t in tf.nest.flatten(args))
+        concrete = self._concrete.get(key)
+        if concrete is None:
+            if len(self._concrete) >= self.LIMIT:
+                self._concrete.clear()
+            concrete = self._concrete[key] = self.function.get_concrete_function(*args)
+        return concrete(*args)
