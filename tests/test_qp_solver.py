@@ -343,3 +343,25 @@ def test_keras_fit_and_export(tmp_path):
     model.export(str(tmp_path / "exported"))
     reloaded = tf.saved_model.load(str(tmp_path / "exported"))
     np.testing.assert_allclose(reloaded.serve(tf.constant(features[:5])), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_redundant_equalities_under_xla_are_solved_exactly():
+    # XLA's SVD is accurate to about 1e-7; with a redundant row the refinement
+    # of what the equality elimination takes from it must still reach rounding.
+    rng = np.random.default_rng(1)
+    batch, n, m = 3, 8, 4
+    L = rng.standard_normal((batch, n, n))
+    A = rng.standard_normal((batch, 3, n))
+    A = np.concatenate([A, A[:, :1] + A[:, 1:2]], axis=1)
+    x0 = rng.standard_normal((batch, n))
+    G = rng.standard_normal((batch, m, n))
+    data = [L @ L.transpose(0, 2, 1) + np.eye(n), rng.standard_normal((batch, n)), A,
+            np.einsum("bij,bj->bi", A, x0), G, np.einsum("bij,bj->bi", G, x0) + 0.5]
+    tensors = [tf.constant(value) for value in data]
+
+    eager = qp_solve_with_status(*tensors)
+    xla = tf.function(qp_solve_with_status, jit_compile=True)(*tensors)
+
+    np.testing.assert_array_equal(xla[3].numpy(), 0)
+    np.testing.assert_allclose(xla[0].numpy(), eager[0].numpy(), atol=1e-12)
+    np.testing.assert_allclose(np.einsum("bij,bj->bi", A, xla[0].numpy()), data[3], atol=1e-12)

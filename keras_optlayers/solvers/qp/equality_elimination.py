@@ -17,11 +17,12 @@ The SVD only ranks and orders A's rows: under XLA (its Jacobi SVD, on CPU
 at least) the singular vectors are accurate to about 1e-7, not to rounding,
 and a null-space projector built from them leaves ‖A N‖ ~ 1e-7, which the
 solution check then rejects. So the row space is spanned by Aᵀuᵢ (exactly in
-it, whatever uᵢ's accuracy) and orthonormalized by a QR factorization, and
-A⁺ is refined by Newton–Schulz steps X ← X + X(I − AX), which square the
-error I − AX (from 1e-7 to rounding in two). Limit: with redundant rows the
-refinement does not sharpen X, so under XLA a rank-deficient A keeps the
-SVD's accuracy in x₀ and ν.
+it, whatever uᵢ's accuracy) and orthonormalized by a QR factorization; A⁺
+is refined by Newton–Schulz steps X ← X + X(I − AX), which square the error
+I − AX (from 1e-7 to rounding in two) when A has full row rank; and x₀ and
+ν are refined by steps of iterative refinement with X, which converge with
+redundant rows too. Limit: with redundant rows under XLA, A⁺ itself (used
+by the gradient) keeps the SVD's accuracy.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class ReducedQP(NamedTuple):
     nullspace_projector: tf.Tensor | None
     pseudo_inverse: tf.Tensor | None
     equality_residual: tf.Tensor
+    equality_matrix: tf.Tensor | None  # A
 
 
 def eliminate_equalities(P, q, A, b, G, h) -> ReducedQP:
@@ -68,7 +70,7 @@ def eliminate_equalities(P, q, A, b, G, h) -> ReducedQP:
     """
     if A.shape[-2] == 0:
         zeros = tf.zeros_like(q)
-        return ReducedQP(P, q, G, h, zeros, None, None, tf.zeros_like(q[:, 0]))
+        return ReducedQP(P, q, G, h, zeros, None, None, tf.zeros_like(q[:, 0]), None)
     singular_values, u, v = tf.linalg.svd(A, full_matrices=False)
     kept = singular_values > RANK_RCOND * tf.reduce_max(singular_values, axis=-1, keepdims=True)
     kept_mask = tf.cast(kept, A.dtype)[:, None, :]  # a prefix: singular values come sorted, largest first
@@ -82,12 +84,14 @@ def eliminate_equalities(P, q, A, b, G, h) -> ReducedQP:
     for _ in range(INVERSE_REFINEMENTS):
         pseudo_inverse += tf.matmul(pseudo_inverse, identity - tf.matmul(A, pseudo_inverse))
     x_particular = matvec(pseudo_inverse, b)
+    for _ in range(INVERSE_REFINEMENTS):
+        x_particular += matvec(pseudo_inverse, b - matvec(A, x_particular))
     equality_residual = tf.reduce_max(tf.abs(matvec(A, x_particular) - b), axis=-1)
     Q = tf.matmul(nullspace_projector, tf.matmul(P, nullspace_projector)) + row_space_projector
     c = matvec(nullspace_projector, matvec(P, x_particular) + q)
     F = tf.matmul(G, nullspace_projector)
     g = h - matvec(G, x_particular)
-    return ReducedQP(Q, c, F, g, x_particular, nullspace_projector, pseudo_inverse, equality_residual)
+    return ReducedQP(Q, c, F, g, x_particular, nullspace_projector, pseudo_inverse, equality_residual, A)
 
 
 def primal_from_reduced(reduced: ReducedQP, y: tf.Tensor) -> tf.Tensor:
@@ -102,6 +106,10 @@ def equality_multipliers(reduced: ReducedQP, stationarity_without_equalities: tf
 
     Returns a (B, 0) tensor when there are no equalities.
     """
-    if reduced.pseudo_inverse is None:
+    if reduced.pseudo_inverse is None or reduced.equality_matrix is None:
         return stationarity_without_equalities[:, :0]
-    return -tf.linalg.matvec(reduced.pseudo_inverse, stationarity_without_equalities, adjoint_a=True)
+    nu = -tf.linalg.matvec(reduced.pseudo_inverse, stationarity_without_equalities, adjoint_a=True)
+    for _ in range(INVERSE_REFINEMENTS):
+        residual = stationarity_without_equalities + tf.linalg.matvec(reduced.equality_matrix, nu, adjoint_a=True)
+        nu -= tf.linalg.matvec(reduced.pseudo_inverse, residual, adjoint_a=True)
+    return nu
