@@ -19,7 +19,7 @@ speedups at the largest batch.
 Usage (from the repository root; the baselines come from
 benchmarks/install_baselines.sh):
 
-    python benchmarks/bench_cvxpy_layer.py [--repeats 5] [--batches 1 128]
+    python benchmarks/bench_cvxpy_layer.py [--repeats 5] [--batches 1 128] [--problems ellipsoid ...]
     python benchmarks/bench_cvxpy_layer.py --profile   # cProfile ours, batch 128
 """
 
@@ -189,11 +189,13 @@ BASELINE = "cvxpylayers 0.1.9 TF"
 MODES = ("fwd+bwd", "fwd")
 
 
-def measure(batches, repeats):
-    """{(benchmark name, batch, mode): {implementation: median ms}}."""
+def measure(batches, repeats, problems=None):
+    """{(benchmark name, batch, mode): {implementation: median ms}}; `problems`: name prefixes to keep."""
     results = {}
     for make in BENCHMARKS:
         benchmark = make()
+        if problems and not any(benchmark.name.lower().startswith(p.lower()) for p in problems):
+            continue
         for batch in batches:
             values = benchmark.sample(np.random.default_rng(0), batch)
             for implementation, build in IMPLEMENTATIONS.items():
@@ -260,13 +262,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per cell (4x at small batches)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 128])
     parser.add_argument("--profile", action="store_true", help="profile ours at the largest batch instead")
+    parser.add_argument("--problems", nargs="+", default=None,
+                        help="only these problems (name prefixes: optnet, sparsemax, lml, ellipsoid)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # SCS's "Solved/Inaccurate" at default tolerance
     torch.set_num_threads(os.cpu_count() or 1)
     if args.profile:
         profile(max(args.batches), args.repeats)
         return
-    print(report(measure(args.batches, args.repeats), args.batches))
+    print(report(measure(args.batches, args.repeats, args.problems), args.batches))
 
 
 if __name__ == "__main__":

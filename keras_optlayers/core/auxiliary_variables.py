@@ -1,4 +1,4 @@
-"""Auxiliary variables of a compiled QP that its own equalities define, found once.
+"""Auxiliary variables of a compiled QP or cone program that its own equalities define, found once.
 
 CVXPY writes ½‖Mx‖² with a parameter M as ½‖t‖² subject to t = Mx: the
 OptNet QP (n = 10, 5 equalities, 5 inequalities) becomes 20 variables and 15
@@ -10,9 +10,15 @@ front end substitutes such variables out of the objective and solves the
 QP of the rest (`ops/qp_reduction.py`); this module only finds them, from
 the compiled problem's sparsity pattern and constant entries.
 
-Limits: a variable that also enters an inequality, or whose coefficient
-depends on a parameter (it could vanish), stays; each equality row defines at
-most one variable.
+Cone programs have them too: CVXPY writes the ellipsoid constraint
+‖A(y − z)‖ ≤ 1 as ‖t‖ ≤ 1 with t = A(y − z), 42 variables and 20 equalities
+for n = 20 where 22 variables and no equality say the same. There an
+auxiliary variable may also enter cone rows (they are rewritten in the
+others), but no other equality (`ops/cone_reduction.py`).
+
+Limits: in a QP, a variable that also enters an inequality stays; a variable
+whose coefficient depends on a parameter (it could vanish) stays; each
+equality row defines at most one variable.
 """
 
 from __future__ import annotations
@@ -45,12 +51,15 @@ class AuxiliaryVariables:
 
 
 def find_auxiliary_variables(program: CompiledProblem) -> AuxiliaryVariables | None:
-    """The QP's auxiliary variables defined by its equalities; None if there are none."""
-    if program.kind != "qp":
-        return None
+    """The program's auxiliary variables defined by its equalities; None if there are none.
+
+    In a QP they appear in no other row of A; in a cone program, in no other
+    equality row (cone rows are allowed).
+    """
     rows, cols = program.A.rows, program.A.cols
     num_equalities, num_vars = program.cones.zero, program.num_vars
-    appearances = np.bincount(cols, minlength=num_vars)
+    counted = slice(None) if program.kind == "qp" else rows < num_equalities
+    appearances = np.bincount(cols[counted], minlength=num_vars)
     # An entry is constant when only theta's constant 1 feeds it (the entry
     # after every parameter, before the gather that forms theta).
     one = sum(info.size for info in program.parameters)

@@ -21,7 +21,7 @@ import tensorflow as tf
 from keras_optlayers.core import checks, failure_policy
 from keras_optlayers.core.auxiliary_variables import find_auxiliary_variables
 from keras_optlayers.core.compiler import CompiledProblem, compile_problem
-from keras_optlayers.ops import affine_maps
+from keras_optlayers.ops import affine_maps, cone_reduction
 from keras_optlayers.ops.cone_solve import cone_solve
 from keras_optlayers.ops.qp_reduction import substitute_auxiliary_variables
 from keras_optlayers.ops.solver_statistics import SolverStatistics
@@ -31,7 +31,7 @@ from keras_optlayers.solvers.cone_status import SOLVED
 from keras_optlayers.solvers.qp import qp_solve_with_info
 from keras_optlayers.solvers.qp import solve as qp_solve_module
 from keras_optlayers.solvers.qp import status as qp_status
-from keras_optlayers.solvers.socp import solve_compiled_socp
+from keras_optlayers.solvers.socp import solve_compiled_socp, socp_solve_with_info
 from keras_optlayers.solvers.socp import solve as socp_solve_module
 from keras_optlayers.solvers.socp import status as socp_status
 from keras_optlayers.xla_context import in_xla_context
@@ -82,8 +82,8 @@ class BatchedProblem:
         # The host path's solver; None when a native solver (QP, SOCP) runs in TF ops.
         self._cone_solver = None if entry.runs_in_xla else ConeSolver(self.program, entry.name)
         self._status_report = {"QP": qp_status.REPORT, "SOCP": socp_status.REPORT}.get(entry.name)
-        # The native QP solver solves for the variables CVXPY's auxiliary ones depend on.
-        self._auxiliary = find_auxiliary_variables(self.program) if entry is registry.QP else None
+        # The native solvers solve for the variables CVXPY's auxiliary ones depend on.
+        self._auxiliary = find_auxiliary_variables(self.program) if entry in (registry.QP, registry.SOCP) else None
         self._maps = {
             "c": affine_maps.SparseMap(self.program.c),
             "A": affine_maps.SparseMap(self.program.A.matrix),
@@ -312,7 +312,15 @@ class BatchedProblem:
         settings = {key: settings[key] for key in self.solver.settings if key in settings}
         failed_rows: list[tf.Tensor] = []
         A, b, c = _without_gradient_where(failed_rows, data["A"], data["b"], data["c"])
-        x, y, _, status, info = solve_compiled_socp(self.program, A, b, c, **settings)
+        if self._auxiliary is None:
+            x, y, _, status, info = solve_compiled_socp(self.program, A, b, c, **settings)
+        else:
+            layout = socp_solve_module.cone_layout(self.program.cones)
+            reduced, restore = cone_reduction.substitute_auxiliary_variables(
+                self._auxiliary, socp_solve_module.dense_constraint_matrix(self.program, A), b, c, layout)
+            x, y, s, status, info = socp_solve_with_info(
+                *reduced, cone_reduction.reduced_layout(self._auxiliary, layout), **settings)
+            x, y, _ = restore(x, y, s)
         failed = tf.not_equal(status, socp_status.SOLVED)
         failed_rows.append(failed)
         return x, y, failed, status, _largest_measure(info)
