@@ -92,7 +92,9 @@ def cases() -> list[Case]:
     A_eq = rng.standard_normal((eq, n_qp))
     G = rng.standard_normal((ineq, n_qp))
     z0 = rng.standard_normal(n_qp)
-    normal = lambda size: lambda r, batch: r.standard_normal((batch, size))
+    def normal(size):
+        return lambda r, batch: r.standard_normal((batch, size))
+
     least_squares = soc_least_squares(30, 10)
     return [
         Case("ellipsoid n=20 (SOC)", ellipsoid_projection_problem(20), [np.eye(20), np.zeros(20)], ellipsoid_points),
@@ -219,9 +221,11 @@ def measure(case: Case, examples: int, repeats: int) -> list[dict]:
                "gradient error": np.max(np.abs(g - g_ref)[ok], initial=0.0),
                "failed": sorted({s.split(" (")[0] for s in statuses if s != "solved"})}
         for batch, (xs, ws) in {1: (big[:1], big_weights[:1]), 128: (big, big_weights)}.items():
-            row[f"fwd b{batch} ms"] = 1e3 * median_seconds(lambda: layer.forward(xs, settings), repeats)
+            # Timed here, inside the loop: the closures bind this iteration's values as defaults.
+            row[f"fwd b{batch} ms"] = 1e3 * median_seconds(
+                lambda layer=layer, xs=xs, settings=settings: layer.forward(xs, settings), repeats)
 
-            def forward_backward():
+            def forward_backward(layer=layer, xs=xs, ws=ws, settings=settings):
                 _, saved, statuses = layer.forward(xs, settings)
                 layer.backward(saved, ws, np.array([s == "solved" for s in statuses]))
 

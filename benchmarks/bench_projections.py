@@ -152,11 +152,12 @@ def main() -> None:
             else:
                 fast, plain = forward_backward_seconds(layer, x, weights, args.repeats), None
             ours, ours_error = try_time(
-                lambda: CvxpyLayer(spec.problem, parameters=spec.parameters, variables=spec.variables),
+                lambda spec=spec: CvxpyLayer(spec.problem, parameters=spec.parameters, variables=spec.variables),
                 x, weights, slow_repeats,
             )
             legacy, legacy_error = (float("nan"), "skipped (--skip-legacy)") if args.skip_legacy else try_time(
-                lambda: legacy_layer(spec.problem, parameters=list(spec.parameters), variables=list(spec.variables)),
+                lambda spec=spec: legacy_layer(spec.problem, parameters=list(spec.parameters),
+                                               variables=list(spec.variables)),
                 x, weights, slow_repeats,
             )
             notes += [f"{name} n={n} {label}: {e}" for label, e in (("CvxpyLayer", ours_error), ("0.1.9", legacy_error)) if e]

@@ -42,6 +42,6 @@ def test_mypy_checks_the_package_annotations(tmp_path):
     assert 'Incompatible return value type (got "int", expected "str")' in result.stdout
 
 
-def test_ruff_passes_on_the_package_and_tests():
-    result = run_tool("ruff", "check", "--no-cache", "keras_optlayers", "tests", timeout=120)
+def test_ruff_passes_on_the_package_tests_recipes_and_benchmarks():
+    result = run_tool("ruff", "check", "--no-cache", "keras_optlayers", "tests", "recipes", "benchmarks", timeout=120)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
