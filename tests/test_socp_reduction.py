@@ -71,3 +71,12 @@ def test_solutions_multipliers_and_gradients_are_those_of_the_problem_as_written
     expected = central_differences(lambda arrays: float(np.sum(layer(*arrays)[0].numpy() * weights)), values)
     for got, want in zip(gradients, expected):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_program_of_defining_equalities_only_is_solved_unreduced():
+    # Substituting every row out would leave the SOCP solver no row at all.
+    p, x, y = cp.Parameter(2), cp.Variable(2), cp.Variable(2)
+    problem = cp.Problem(cp.Minimize(0), [y == cp.multiply(p, x)])
+    layer = CvxpyLayer(problem, [p], [y], solver="SOCP")
+    assert layer.batched_problem._auxiliary is None
+    np.testing.assert_allclose(layer(tf.constant([1.0, 2.0]))[0].numpy(), [0.0, 0.0], atol=1e-12)

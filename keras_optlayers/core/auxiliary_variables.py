@@ -77,7 +77,8 @@ def find_auxiliary_variables(program: CompiledProblem) -> AuxiliaryVariables | N
         defining_rows.append(int(row))
         coefficients.append(float(matrix.data[start]))
         used_rows.add(int(row))
-    if not eliminated or len(eliminated) == num_vars:
+    # Something must be left to solve: a variable, and (the SOCP solver needs one) a row.
+    if not eliminated or len(eliminated) == num_vars or (program.kind != "qp" and len(eliminated) == program.num_rows):
         return None
     eliminated_array = np.array(eliminated)
     kept = np.setdiff1d(np.arange(num_vars), eliminated_array)
