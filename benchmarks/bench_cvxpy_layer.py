@@ -2,7 +2,8 @@
 
 Side by side, in one run: forward+backward and forward-only, at batch 1 and
 128, of the tutorial's OptNet QP (n=10, 5 equalities, 5 inequalities),
-sparsemax (n=20), LML (n=20, k=5) and the ellipsoid projection (n=20), for
+sparsemax (n=20), LML (n=20, k=5), the ellipsoid projection (n=20) and a
+robust LP (n=10, 5 second-order-cone constraints), for
 
 * this library's CvxpyLayer with solver="SCS", and with the default solver
   (the native QP solver for the QPs, Clarabel for LML, the native SOCP
@@ -43,7 +44,9 @@ import torch  # noqa: E402
 
 BENCHMARKS_DIR = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS_DIR))
+sys.path.insert(0, str(BENCHMARKS_DIR.parent / "tests"))
 import baselines  # noqa: E402
+import socp_problems  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
 from keras_optlayers.core.problems import lml_problem, sparsemax_problem  # noqa: E402
@@ -116,7 +119,13 @@ def ellipsoid_projection(n: int = 20) -> Benchmark:
                                          rng.standard_normal((batch, n))])
 
 
-BENCHMARKS = (optnet_qp, sparsemax, lml, ellipsoid_projection)
+def robust_lp(n: int = 10, constraints: int = 5) -> Benchmark:
+    """A robust LP: min cᵀx s.t. aᵢᵀx + ‖Pᵢx‖ ≤ bᵢ, −1 ≤ x ≤ 1 (tests/socp_problems.py)."""
+    spec, sample = socp_problems.robust_lp(n, constraints)
+    return Benchmark(f"robust LP (n={n}, {constraints} SOC)", spec.problem, spec.parameters, spec.variables, sample)
+
+
+BENCHMARKS = (optnet_qp, sparsemax, lml, ellipsoid_projection, robust_lp)
 
 
 # -- the callables timed -------------------------------------------------------
@@ -263,7 +272,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 128])
     parser.add_argument("--profile", action="store_true", help="profile ours at the largest batch instead")
     parser.add_argument("--problems", nargs="+", default=None,
-                        help="only these problems (name prefixes: optnet, sparsemax, lml, ellipsoid)")
+                        help="only these problems (name prefixes: optnet, sparsemax, lml, ellipsoid, robust)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # SCS's "Solved/Inaccurate" at default tolerance
     torch.set_num_threads(os.cpu_count() or 1)
