@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Callable
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # One core per xdist worker (`-n 2` on the 2-core CI machine): TensorFlow's
+    # and BLAS's own thread pools would otherwise contend across workers. Set
+    # before TensorFlow is imported, which reads them once.
+    for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
 
 import keras
 import pytest
