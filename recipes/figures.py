@@ -44,6 +44,24 @@ def save_fit_curves(path: pathlib.Path, history: keras.callbacks.History, initia
     }, xlabel="epoch", ylabel=ylabel)
 
 
+def fit_and_save(model: keras.Model, train, test, *, epochs: int, output_dir: pathlib.Path,
+                 model_path: pathlib.Path, ylabel: str, ratio_format: str = ".0f") -> tuple[float, float]:
+    """`model.fit` with the test loss before and after: loss.png, the saved model, the two losses printed.
+
+    Returns (initial, final) test losses.
+    """
+    initial = float(model.evaluate(test, verbose=0))
+    history = model.fit(train, epochs=epochs, validation_data=test)
+    final = float(model.evaluate(test, verbose=0))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    save_fit_curves(output_dir / "loss.png", history, initial, ylabel=ylabel)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(model_path)
+    print(f"initial test loss (MSE): {initial:.3e}")
+    print(f"final test loss (MSE): {final:.3e} ({initial / final:{ratio_format}}x lower)")
+    return initial, final
+
+
 class EpochFrames(keras.callbacks.Callback):
     """Draws a frame before training and after each epoch: `draw(model, path, step)`.
 

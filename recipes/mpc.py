@@ -40,7 +40,7 @@ from recipes.datasets.mpc_expert_plans import (
     dynamics,
     expert_plans,
 )
-from recipes.figures import save_fit_curves
+from recipes.figures import fit_and_save
 from recipes.pipeline import RunSize
 
 SHUFFLE_SEED = 0
@@ -122,19 +122,11 @@ def run(size: RunSize, closed_loop_steps: int, output_dir: pathlib.Path, model_p
     """Trains, draws and saves; returns the final test loss."""
     builder, train, test = pipeline.start_run(MpcExpertPlans, size, BATCH_SIZE, SHUFFLE_SEED, data_dir)
     initial_model, model = make_model(), make_model()
-    initial_test_loss = float(model.evaluate(test, verbose=0))
-    history = model.fit(train, epochs=size.epochs, validation_data=test)
-    final_test_loss = float(model.evaluate(test, verbose=0))
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_fit_curves(output_dir / "loss.png", history, initial_test_loss, ylabel="mean squared error of the plans")
+    _, final_test_loss = fit_and_save(model, train, test, epochs=size.epochs, output_dir=output_dir,
+                                      model_path=model_path, ylabel="mean squared error of the plans")
     draw_trajectories(output_dir / "trajectories.png", initial_model, model, closed_loop_steps)
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(model_path)
 
     learned = model.get_layer("planner").state_weights()
-    print(f"initial test loss (MSE): {initial_test_loss:.3e}")
-    print(f"final test loss (MSE): {final_test_loss:.3e} ({initial_test_loss / final_test_loss:.0f}x lower)")
     print(f"state weights (position, velocity): learned {np.round(learned, 3)}, expert {EXPERT_STATE_WEIGHTS}")
     print(f"wrote {output_dir}/loss.png and trajectories.png; model: {model_path}")
     return final_test_loss

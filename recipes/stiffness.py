@@ -45,7 +45,7 @@ from recipes.datasets.spring_equilibria import (
     SpringEquilibria,
     resting_positions,
 )
-from recipes.figures import save_fit_curves
+from recipes.figures import fit_and_save
 from recipes.pipeline import RunSize
 
 SHUFFLE_SEED = 0
@@ -119,24 +119,17 @@ def run(size: RunSize, output_dir: pathlib.Path, model_path: pathlib.Path, data_
     """Trains, draws and saves; returns the final test loss."""
     builder, train, test = pipeline.start_run(SpringEquilibria, size, BATCH_SIZE, SHUFFLE_SEED, data_dir)
     initial_model, model = make_model(), make_model()
-    initial_test_loss = float(model.evaluate(test, verbose=0))
-    history = model.fit(train, epochs=size.epochs, validation_data=test)
-    final_test_loss = float(model.evaluate(test, verbose=0))
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_fit_curves(output_dir / "loss.png", history, initial_test_loss, ylabel="mean squared error of the positions")
+    _, final_test_loss = fit_and_save(model, train, test, epochs=size.epochs, output_dir=output_dir,
+                                      model_path=model_path, ylabel="mean squared error of the positions",
+                                      ratio_format=".1e")
     forces = pipeline.arrays(builder, f"test[:{PICTURED_LOADS}]")["forces"].astype(np.float64)
     draw_blocks(output_dir / "blocks.png", forces, {
         "hidden": resting_positions(forces),
         "initial (k = 1)": np.asarray(initial_model(forces)),
         "learned": np.asarray(model(forces)),
     })
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(model_path)
 
     learned = model.get_layer("chain").stiffness()
-    print(f"initial test loss (MSE): {initial_test_loss:.3e}")
-    print(f"final test loss (MSE): {final_test_loss:.3e} ({initial_test_loss / final_test_loss:.1e}x lower)")
     print(f"stiffness constants: learned {np.round(learned, 3)}, hidden {HIDDEN_STIFFNESS}")
     print(f"wrote {output_dir}/loss.png and blocks.png; model: {model_path}")
     return final_test_loss

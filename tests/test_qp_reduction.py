@@ -10,7 +10,7 @@ import cvxpy as cp
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import REFERENCE_CLARABEL, central_differences
+from helpers import REFERENCE_CLARABEL, finite_difference_gradients, loss_and_gradients
 
 from keras_optlayers import CvxpyLayer
 from keras_optlayers.core.auxiliary_variables import find_auxiliary_variables
@@ -84,16 +84,9 @@ def test_solutions_multipliers_and_gradients_are_those_of_the_problem_as_written
     np.testing.assert_allclose(outputs[2].numpy(), inequality.dual_value, atol=1e-6)
     assert np.any(inequality.dual_value > 1e-3)  # an active inequality
 
-    weights = rng.normal(size=4)
-
-    def loss(*tensors):
-        with tf.GradientTape() as tape:
-            tape.watch(tensors)
-            value = tf.reduce_sum(layer(*tensors)[0] * weights)
-        return tape.gradient(value, tensors)
-
-    gradients = run(loss, *[tf.constant(v) for v in values])
-    expected = central_differences(lambda arrays: float(np.sum(layer(*arrays)[0].numpy() * weights)), values)
+    output_weights = [rng.normal(size=4), np.zeros(1), np.zeros(3)]  # the loss weighs the solution only
+    _, gradients = run(loss_and_gradients(layer, output_weights), *[tf.constant(v) for v in values])
+    expected = finite_difference_gradients(layer, output_weights, values)
     for got, want in zip(gradients, expected):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
 

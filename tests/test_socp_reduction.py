@@ -10,7 +10,7 @@ problem as written.
 import cvxpy as cp
 import numpy as np
 import tensorflow as tf
-from helpers import REFERENCE_CLARABEL, central_differences
+from helpers import REFERENCE_CLARABEL, finite_difference_gradients, loss_and_gradients
 from test_socp_xla import trust_region_solution
 
 from keras_optlayers import CvxpyLayer
@@ -59,16 +59,9 @@ def test_solutions_multipliers_and_gradients_are_those_of_the_problem_as_written
     np.testing.assert_allclose(multiplier.numpy(), -x_value, atol=1e-10)
     np.testing.assert_allclose(multiplier.numpy(), definition.dual_value, atol=1e-5)
 
-    weights = rng.standard_normal(3)
-
-    def loss(*tensors):
-        with tf.GradientTape() as tape:
-            tape.watch(tensors)
-            value = tf.reduce_sum(layer(*tensors)[0] * weights)
-        return tape.gradient(value, tensors)
-
-    gradients = run(loss, *[tf.constant(v) for v in values])
-    expected = central_differences(lambda arrays: float(np.sum(layer(*arrays)[0].numpy() * weights)), values)
+    output_weights = [rng.standard_normal(3), np.zeros(2)]  # the loss weighs the solution only
+    _, gradients = run(loss_and_gradients(layer, output_weights), *[tf.constant(v) for v in values])
+    expected = finite_difference_gradients(layer, output_weights, values)
     for got, want in zip(gradients, expected):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
 

@@ -1,11 +1,8 @@
 """A compiled cone program's auxiliary variables substituted out before the native SOCP solver runs.
 
 The cone program is  minimize cᵀx  subject to  Ax + s = b,  s ∈ K,  with K's
-first `zero` rows the equalities. With the variables ordered [kept x,
-eliminated t] (`core/auxiliary_variables`), the defining rows read
-t = M x + d with M = -A_def[:, kept] / a and d = b_def / a (a: each row's
-constant coefficient on its t), so x_full = T x + u with T = [I; M] and
-u = [0; d], and the program in x alone has
+first `zero` rows the equalities. With x_full = T x + u
+(`auxiliary_substitution`), the program in the kept variables x alone has
 
     c' = Tᵀc,   A' = A_rest T,   b' = b_rest − A_rest u,
 
@@ -28,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_optlayers.core.auxiliary_variables import AuxiliaryVariables
+from keras_optlayers.ops.auxiliary_substitution import Substitution
 from keras_optlayers.solvers.socp.cones import ConeLayout
 
 
@@ -46,24 +44,16 @@ def substitute_auxiliary_variables(
     """
     other_rows = np.concatenate([auxiliary.kept_rows, np.arange(layout.zero, layout.num_rows)]).astype(np.int32)
     row_order = np.argsort(np.concatenate([auxiliary.defining_rows, other_rows]))
-    coefficient = tf.constant(auxiliary.coefficients, A.dtype)  # constant: found at compile time
-    defining = tf.gather(A, auxiliary.defining_rows, axis=1)
-    M = -tf.gather(defining, auxiliary.kept, axis=2) / coefficient[:, None]
-    d = tf.gather(b, auxiliary.defining_rows, axis=1) / coefficient
-    batch, kept = tf.shape(M)[0], len(auxiliary.kept)
-    identity = tf.eye(kept, batch_shape=[batch], dtype=M.dtype)
-    T = tf.gather(tf.concat([identity, M], axis=1), auxiliary.variable_order, axis=1)
-    u = tf.gather(tf.concat([tf.zeros([batch, kept], M.dtype), d], axis=1), auxiliary.variable_order, axis=1)
+    substitution = Substitution(auxiliary, A, b)
     A_rest = tf.gather(A, other_rows, axis=1)
-    reduced = (tf.linalg.matmul(A_rest, T), tf.gather(b, other_rows, axis=1) - tf.linalg.matvec(A_rest, u),
-               tf.linalg.matvec(T, c, adjoint_a=True))
+    reduced = (tf.linalg.matmul(A_rest, substitution.T),
+               tf.gather(b, other_rows, axis=1) - tf.linalg.matvec(A_rest, substitution.u),
+               tf.linalg.matvec(substitution.T, c, adjoint_a=True))
 
     def restore(x: tf.Tensor, y: tf.Tensor, s: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        x_full = tf.linalg.matvec(T, x) + u
-        stationarity = tf.gather(c + tf.linalg.matvec(A_rest, y, adjoint_a=True), auxiliary.eliminated, axis=1)
-        y_defining = -stationarity / coefficient
+        y_defining = substitution.defining_multipliers(c + tf.linalg.matvec(A_rest, y, adjoint_a=True))
         y_full = tf.gather(tf.concat([y_defining, y], axis=1), row_order, axis=1)
         s_full = tf.gather(tf.concat([tf.zeros_like(y_defining), s], axis=1), row_order, axis=1)
-        return x_full, y_full, s_full
+        return substitution.full(x), y_full, s_full
 
     return reduced, restore

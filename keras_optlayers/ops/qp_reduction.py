@@ -1,10 +1,7 @@
 """A compiled QP's auxiliary variables substituted out before the native QP solver runs.
 
-With the variables ordered [kept x, eliminated t] (`core/auxiliary_variables`),
-the defining equalities read  t = M x + d  with  M = -A_def[:, kept] / a  and
-d = b_def / a  (a: each row's constant coefficient on its t). The full
-solution is  x_full = T x + u  with  T = [I; M]  and  u = [0; d], so the QP
-in x alone has
+With x_full = T x + u (`auxiliary_substitution`), the QP in the kept
+variables x alone has
 
     P' = Tᵀ P T,   c' = Tᵀ (P u + c),   the other equalities and the
     inequalities restricted to the kept columns (t enters neither).
@@ -21,6 +18,7 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from keras_optlayers.core.auxiliary_variables import AuxiliaryVariables
+from keras_optlayers.ops.auxiliary_substitution import Substitution
 
 
 def substitute_auxiliary_variables(
@@ -33,16 +31,10 @@ def substitute_auxiliary_variables(
     G (B, m, n) and h (B, m) or None. The reduced A_eq, b_eq are None when
     every equality defined a variable.
     """
-    defining = tf.gather(A_eq, auxiliary.defining_rows, axis=1)
-    coefficient = tf.constant(auxiliary.coefficients, A_eq.dtype)  # constant: found at compile time
-    M = -tf.gather(defining, auxiliary.kept, axis=2) / coefficient[:, None]
-    d = tf.gather(b_eq, auxiliary.defining_rows, axis=1) / coefficient
-    batch, kept = tf.shape(M)[0], len(auxiliary.kept)
-    identity = tf.eye(kept, batch_shape=[batch], dtype=M.dtype)
-    T = tf.gather(tf.concat([identity, M], axis=1), auxiliary.variable_order, axis=1)
-    u = tf.gather(tf.concat([tf.zeros([batch, kept], M.dtype), d], axis=1), auxiliary.variable_order, axis=1)
+    substitution = Substitution(auxiliary, A_eq, b_eq)
+    T = substitution.T
     P_reduced = tf.linalg.matmul(T, tf.linalg.matmul(P, T), adjoint_a=True)
-    c_reduced = tf.linalg.matvec(T, tf.linalg.matvec(P, u) + c, adjoint_a=True)
+    c_reduced = tf.linalg.matvec(T, tf.linalg.matvec(P, substitution.u) + c, adjoint_a=True)
     if len(auxiliary.kept_rows):
         A_reduced = tf.gather(tf.gather(A_eq, auxiliary.kept_rows, axis=1), auxiliary.kept, axis=2)
         b_reduced = tf.gather(b_eq, auxiliary.kept_rows, axis=1)
@@ -51,9 +43,8 @@ def substitute_auxiliary_variables(
     G_reduced = None if G is None else tf.gather(G, auxiliary.kept, axis=2)
 
     def restore(x: tf.Tensor, nu: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x_full = tf.linalg.matvec(T, x) + u
-        stationarity = tf.gather(tf.linalg.matvec(P, x_full) + c, auxiliary.eliminated, axis=1)
-        nu_defining = -stationarity / coefficient
+        x_full = substitution.full(x)
+        nu_defining = substitution.defining_multipliers(tf.linalg.matvec(P, x_full) + c)
         nu_full = tf.gather(tf.concat([nu, nu_defining], axis=1), auxiliary.row_order, axis=1)
         return x_full, nu_full
 

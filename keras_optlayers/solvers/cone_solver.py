@@ -310,8 +310,7 @@ class ConeSolver:
                 r[part] = _solve_consistent_singular(MT, z[part], dz[part])
 
         # Many small factorizations: threads over the batch, one BLAS thread each.
-        with _one_blas_thread_per_worker(dz.shape[0]):
-            _run_in_threads(solve_range, dz.shape[0])
+        _run_in_threads(solve_range, dz.shape[0], one_blas_thread=True)
         return r
 
     def _derivative_matrix(self, A_values, b, c, D, part) -> np.ndarray:
@@ -377,39 +376,34 @@ class _Outcome:
 
 
 _POOL: ThreadPoolExecutor | None = None  # made on first use, shared by every call
-
-
 _BLAS_CONTROLLER: ThreadpoolController | None = None  # made on first use
 
 
-def _one_blas_thread_per_worker(count: int) -> contextlib.AbstractContextManager:
-    """BLAS limited to one thread while `_run_in_threads` runs `count` items on several threads.
+def _run_in_threads(work, count: int, one_blas_thread: bool = False) -> None:
+    """Runs work(range) over 0..count split into contiguous ranges.
 
-    The controller finds the loaded BLAS libraries once: building it (as
+    With `one_blas_thread`, BLAS runs on one thread while the worker threads
+    do. The controller finds the loaded BLAS libraries once: building it (as
     `threadpool_limits` does at every use) reads the process's memory map
     and the libraries' headers, 3.5 ms a call, a third of an LML layer's
-    batch-1 forward and backward. A single item runs inline and is left alone.
+    batch-1 forward and backward. Work run inline is left alone.
     """
-    global _BLAS_CONTROLLER
-    if min(_THREADS, count) <= 1:
-        return contextlib.nullcontext()
-    if _BLAS_CONTROLLER is None:
-        _BLAS_CONTROLLER = ThreadpoolController()
-    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
-
-
-def _run_in_threads(work, count: int) -> None:
-    """Runs work(range) over 0..count split into contiguous ranges."""
-    global _POOL
+    global _POOL, _BLAS_CONTROLLER
     threads = min(_THREADS, count)
     if threads <= 1:
         work(range(count))
         return
     if _POOL is None:
         _POOL = ThreadPoolExecutor(_THREADS, thread_name_prefix="keras_optlayers")
+    limit: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if one_blas_thread:
+        if _BLAS_CONTROLLER is None:
+            _BLAS_CONTROLLER = ThreadpoolController()
+        limit = _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
     bounds = np.linspace(0, count, threads + 1).astype(int)
-    for future in [_POOL.submit(work, range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]:
-        future.result()
+    with limit:
+        for future in [_POOL.submit(work, range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]:
+            future.result()
 
 
 def _solve_consistent_singular(MT: np.ndarray, z: np.ndarray, dz: np.ndarray) -> np.ndarray:

@@ -106,7 +106,7 @@ def equality_multipliers(reduced: ReducedQP, stationarity_without_equalities: tf
 
     Returns a (B, 0) tensor when there are no equalities.
     """
-    if reduced.pseudo_inverse is None or reduced.equality_matrix is None:
+    if reduced.pseudo_inverse is None:  # no equalities (equality_matrix is None too)
         return stationarity_without_equalities[:, :0]
     nu = -tf.linalg.matvec(reduced.pseudo_inverse, stationarity_without_equalities, adjoint_a=True)
     for _ in range(INVERSE_REFINEMENTS):
