@@ -68,6 +68,25 @@ def robust_lp(dim: int, constraints: int) -> tuple[ProblemSpec, Sampler]:
     return ProblemSpec(problem, (c, a, b), (x,)), sample
 
 
+def mixed_norms(dim: int, rows: int) -> tuple[ProblemSpec, Sampler]:
+    """min ‖F x − g‖₂ + ‖x₂: − h‖₂ s.t. ‖x:₂‖₂ ≤ 1, ‖x‖₂ ≤ 2, ‖F x‖₂ ≤ 3.
+
+    Its SOC blocks come in sizes (rows + 1, 3, 3, dim + 1, rows + 1): not
+    grouped by size, so the solver reorders them.
+    """
+    F = cp.Parameter((rows, dim), name="F")
+    g = cp.Parameter(rows, name="g")
+    h = cp.Parameter(dim - 2, name="h")
+    x = cp.Variable(dim, name="x")
+    objective = cp.norm(F @ x - g, 2) + cp.norm(x[2:] - h, 2)
+    problem = cp.Problem(cp.Minimize(objective), [cp.norm(x[:2], 2) <= 1, cp.norm(x, 2) <= 2, cp.norm(F @ x, 2) <= 3])
+
+    def sample(rng, batch):
+        return [rng.standard_normal((batch, rows, dim)), 2.0 * rng.standard_normal((batch, rows)), rng.standard_normal((batch, dim - 2))]
+
+    return ProblemSpec(problem, (F, g, h), (x,)), sample
+
+
 class SocpLayerFunction:
     """parameters (batched, float64) -> requested variables, through the native SOCP solver."""
 

@@ -9,6 +9,7 @@ from socp_problems import (
     SocpLayerFunction,
     clarabel_reference,
     ellipsoid,
+    mixed_norms,
     robust_lp,
     soc_least_squares,
 )
@@ -147,7 +148,11 @@ def test_ellipsoid_projection_matches_exact_projection_and_central_differences(r
         np.testing.assert_allclose(gradient.numpy(), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("family", [soc_least_squares(3, 5), robust_lp(3, 2)], ids=["soc_least_squares", "robust_lp"])
+@pytest.mark.parametrize(
+    "family",
+    [soc_least_squares(3, 5), robust_lp(3, 2), mixed_norms(4, 5)],
+    ids=["soc_least_squares", "robust_lp", "mixed_norms"],
+)
 def test_soc_problems_match_clarabel_and_central_differences(family):
     """Eager only: graph mode runs the same code, checked by the ball and ellipsoid tests (tracing costs ~10 s)."""
     spec, sample = family

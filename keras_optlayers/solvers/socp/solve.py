@@ -17,6 +17,7 @@ from typing import Any
 import collections
 from collections.abc import Mapping
 
+import numpy as np
 import tensorflow as tf
 
 from keras_optlayers.core.compiler import CompiledProblem, ConeDims
@@ -156,9 +157,15 @@ def _solve_graph(A, b, c, layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
     A64 = tf.cast(tf.broadcast_to(A, tf.concat([[batch_size], tf.shape(A)[-2:]], 0)), tf.float64)
     b64 = tf.cast(tf.broadcast_to(b, tf.concat([[batch_size], tf.shape(b)[-1:]], 0)), tf.float64)
     c64 = tf.cast(tf.broadcast_to(c, tf.concat([[batch_size], tf.shape(c)[-1:]], 0)), tf.float64)
-    scaling, A_scaled, b_scaled, c_scaled = equilibrate(layout, A64, b64, c64)
-    x, y, s, status, iterations = _differentiable_solve(layout, tol, max_iter)(A_scaled, b_scaled, c_scaled)
+    # The cone algebra takes a run of equal-size SOC blocks at a time: solve with the blocks ordered by size.
+    grouped, row_order = layout.grouped_by_size()
+    A_grouped, b_grouped = (A64, b64) if row_order is None else (tf.gather(A64, row_order, axis=1), tf.gather(b64, row_order, axis=1))
+    scaling, A_scaled, b_scaled, c_scaled = equilibrate(grouped, A_grouped, b_grouped, c64)
+    x, y, s, status, iterations = _differentiable_solve(grouped, tol, max_iter)(A_scaled, b_scaled, c_scaled)
     x, y, s = unscale(scaling, x, y, s)
+    if row_order is not None:
+        original_rows = np.argsort(row_order)
+        y, s = tf.gather(y, original_rows, axis=1), tf.gather(s, original_rows, axis=1)
     info = relative_measures(layout, A64, b64, c64, x, y, s)
     status = tf.where(tf.equal(status, socp_status.SOLVED) & ~solution_passes(info), socp_status.INACCURATE, status)
     info["iterations"] = iterations
