@@ -26,7 +26,7 @@ def matvec(matrix: tf.Tensor, vector: tf.Tensor) -> tf.Tensor:
     return tf.matmul(matrix, vector[..., None])[..., 0]
 
 
-def factor(Q: tf.Tensor, F: tf.Tensor, F_t: tf.Tensor, d: tf.Tensor) -> tf.Tensor:
+def factor(Q: tf.Tensor | None, F: tf.Tensor, F_t: tf.Tensor, d: tf.Tensor) -> tf.Tensor:
     """Inverse Cholesky factor of Q + Fᵀ diag(d) F + δ I.
 
     The inverse of the factor, not the factor: each solve is then two
@@ -34,18 +34,20 @@ def factor(Q: tf.Tensor, F: tf.Tensor, F_t: tf.Tensor, d: tf.Tensor) -> tf.Tenso
     are several times slower per call for the small matrices of a batch.
 
     Args:
-        Q: (B, n, n) symmetric positive semidefinite.
+        Q: (B, n, n) symmetric positive semidefinite, or None for zero.
         F: (B, m, n); F_t its transpose (B, n, m), passed to save a transpose.
         d: (B, m) positive weights.
 
     Returns:
         Lower-triangular L⁻¹ of shape (B, n, n), where L Lᵀ = H.
     """
-    H = Q + tf.matmul(F_t * d[:, None, :], F)
+    H = tf.matmul(F_t * d[:, None, :], F)
+    if Q is not None:
+        H += Q
     diagonal = tf.linalg.diag_part(H)
     shift = tf.maximum(RELATIVE_REGULARIZATION * tf.reduce_max(diagonal, axis=-1, keepdims=True), ABSOLUTE_REGULARIZATION)
     cholesky_factor = tf.linalg.cholesky(tf.linalg.set_diag(H, diagonal + shift))
-    identity = tf.eye(tf.shape(Q)[-1], batch_shape=tf.shape(Q)[:1], dtype=Q.dtype)
+    identity = tf.eye(tf.shape(H)[-1], batch_shape=tf.shape(H)[:1], dtype=H.dtype)
     return tf.linalg.triangular_solve(cholesky_factor, identity, lower=True)
 
 

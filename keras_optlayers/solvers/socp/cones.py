@@ -133,14 +133,20 @@ class ConeLayout:
         rows = np.concatenate([np.arange(first_soc_row)] + [starts[block] + np.arange(self.soc[block]) for block in order])
         return ConeLayout(self.zero, self.nonneg, tuple(self.soc[block] for block in order)), rows
 
-    def tail_to_head(self) -> np.ndarray:
-        """(num_conic_rows, num_conic_rows) 0/1: entry (i, head of i's block) for SOC tail rows i."""
-        matrix = np.zeros((self.num_conic_rows, self.num_conic_rows))
-        start = self.nonneg
+    @functools.cached_property
+    def _arrow_entries(self) -> np.ndarray:
+        """(rows², ) which entry of u sits at each entry of L(u), flattened; `num_conic_rows` means 0."""
+        rows = self.num_conic_rows
+        entries = np.full((rows, rows), rows)
+        linear = np.arange(self.nonneg)
+        entries[linear, linear] = linear
+        head = self.nonneg
         for size in self.soc:
-            matrix[start + 1 : start + size, start] = 1.0
-            start += size
-        return matrix
+            block = np.arange(head, head + size)
+            entries[block, block] = head
+            entries[head, block[1:]] = entries[block[1:], head] = block[1:]
+            head += size
+        return entries.reshape(-1)
 
     # -- splitting into the nonneg rows and runs of SOC blocks ---------------------
 
@@ -266,13 +272,14 @@ class ConeLayout:
         return tf.minimum(_least(parts), big)
 
     def arrow(self, u: tf.Tensor) -> tf.Tensor:
-        """The arrow matrix of u (B, rows): L(u) v = u ∘ v, as a dense (B, rows, rows)."""
-        diagonal = self._soc_map(u[..., None], soc_fn=lambda blocks: _fill_blocks(_head(blocks), blocks), linear_fn=lambda v: v)
-        matrix = tf.linalg.diag(diagonal[..., 0])
-        if self.soc:
-            off = u[:, :, None] * tf.constant(self.tail_to_head(), u.dtype)
-            matrix += off + tf.linalg.matrix_transpose(off)
-        return matrix
+        """The arrow matrix of u (B, rows): L(u) v = u ∘ v, as a dense (B, rows, rows).
+
+        L(u) is linear in u, each entry one of u's or zero: one gather instead of a diagonal, a
+        product and its transpose.
+        """
+        rows = self.num_conic_rows
+        with_zero = tf.concat([u, tf.zeros_like(u[:, :1])], axis=1)
+        return tf.reshape(tf.gather(with_zero, self._arrow_entries, axis=1), [-1, rows, rows])
 
 
 class NesterovToddScaling:

@@ -5,7 +5,7 @@ Solves, for every example of a batch at once,
     minimize ½ yᵀ Q y + cᵀ y   subject to   F y + s = g,  s ∈ K,
 
 K a product of nonnegative orthants and second-order cones (`cones.ConeLayout`
-without zero rows; Q is zero, or the row-space projector left by
+without zero rows; Q is None for zero, or the row-space projector left by
 `qp.equality_elimination`). The dual variable z lives in K (K is self-dual).
 Each iteration computes the Nesterov–Todd scaling W of (s, z), factors the
 reduced matrix Q + Fᵀ W⁻² F once (`qp.reduced_kkt.factor`) and solves with
@@ -92,7 +92,8 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
 
     Args:
         cones: the layout of K (its `zero` is ignored: F has only conic rows).
-        Q: (B, n, n) symmetric positive semidefinite; c: (B, n);
+        Q: (B, n, n) symmetric positive semidefinite, or None for zero (no
+            products with it then: they are a sixth of an iteration's); c: (B, n);
             F: (B, m, n) with m = cones.num_conic_rows ≥ 1; g: (B, m). float64.
         tol: relative tolerance of the stopping criteria (module docstring).
         max_iter: most iterations for the whole batch.
@@ -104,16 +105,18 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
     degree = float(cones.degree)
     primal_scale = 1.0 + _inf_norm(g)
     dual_scale = 1.0 + _inf_norm(c)
-    Q_norm = tf.reduce_max(tf.abs(Q), axis=[-2, -1])
     F_norm = tf.reduce_max(tf.abs(F), axis=[-2, -1])
     c_norm = _inf_norm(c)
+    Q_norm = None if Q is None else tf.reduce_max(tf.abs(Q), axis=[-2, -1])
+
+    def plus_Q_times(v, term):
+        return term if Q is None else term + matvec(Q, v)
 
     def assess(status, y, s, z, dy, F_dy):
         """Statuses of the running examples at the iterate (y, s, z)."""
-        Q_y = matvec(Q, y)
-        dual_residual = Q_y + c + matvec(F_t, z)
+        dual_residual = plus_Q_times(y, c + matvec(F_t, z))
         primal_residual = matvec(F, y) + s - g
-        objective = 0.5 * _dot(y, Q_y) + _dot(c, y)
+        objective = _dot(c, y) if Q is None else 0.5 * _dot(y, matvec(Q, y)) + _dot(c, y)
         solved = (
             (_inf_norm(dual_residual) <= tol * dual_scale)
             & (_inf_norm(primal_residual) <= tol * primal_scale)
@@ -124,11 +127,11 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
             _dot(g, z) <= -INFEASIBILITY_TOL * z_norm
         )
         dy_norm = _inf_norm(dy)
-        dual_infeasible = (
-            (_inf_norm(matvec(Q, dy)) <= INFEASIBILITY_TOL * Q_norm * dy_norm)
-            & (cones.min_eigenvalue(-F_dy) >= -INFEASIBILITY_TOL * F_norm * dy_norm)
-            & (_dot(c, dy) < -INFEASIBILITY_TOL * c_norm * dy_norm)
+        dual_infeasible = (cones.min_eigenvalue(-F_dy) >= -INFEASIBILITY_TOL * F_norm * dy_norm) & (
+            _dot(c, dy) < -INFEASIBILITY_TOL * c_norm * dy_norm
         )
+        if Q is not None:
+            dual_infeasible &= _inf_norm(matvec(Q, dy)) <= INFEASIBILITY_TOL * Q_norm * dy_norm
         new_status = tf.where(
             solved,
             socp_status.SOLVED,
@@ -141,20 +144,25 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
         running = tf.equal(status, socp_status.RUNNING)
         return tf.where(running, new_status, status), dual_residual, primal_residual
 
-    def newton_direction(inverse_factor, scaling, scaled_F, dual_residual, primal_residual, complementarity):
+    def newton_direction(inverse_factor, scaling, scaled_F, dual_residual, primal_residual, complementarity, refine):
         """(dy, ds, dz) solving the linearized conditions with λ ∘ (W⁻¹ds + W dz) = complementarity.
 
         Eliminating ds and dz leaves (Q + FᵀW⁻²F) dy = −r_d − (W⁻¹F)ᵀ t with
         t = λ \\ r_c + W⁻¹ r_p, then dz = W⁻¹(t + W⁻¹F dy) and ds = −r_p − F dy.
-        One step of iterative refinement against the stationarity row
-        Q dy + Fᵀdz = −r_d: entries of W⁻² grow like 1/μ, and the reduced
-        system's rounding would otherwise floor the dual residual.
+        With `refine`, one step of iterative refinement against the
+        stationarity row Q dy + Fᵀdz = −r_d: entries of W⁻² grow like 1/μ,
+        and the reduced system's rounding would otherwise floor the dual
+        residual. The predictor skips it: only its step length and
+        second-order term are used, and those do not need the last digits
+        (a fifth of the loop's matrix products saved).
         """
         t = cones.inverse_product(scaling.lam, complementarity) + scaling.apply_inverse(primal_residual)
         rhs = -dual_residual - tf.linalg.matvec(scaled_F, t, adjoint_a=True)
         dy = reduced_kkt.solve(inverse_factor, rhs)
         dz = scaling.apply_inverse(t + matvec(scaled_F, dy))
-        stationarity_error = matvec(Q, dy) + matvec(F_t, dz) + dual_residual
+        if not refine:
+            return dy, -primal_residual - matvec(F, dy), dz
+        stationarity_error = plus_Q_times(dy, matvec(F_t, dz) + dual_residual)
         correction = reduced_kkt.solve(inverse_factor, -stationarity_error)
         dy += correction
         dz += scaling.apply_inverse(matvec(scaled_F, correction))
@@ -169,14 +177,14 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
         lam = scaling.lam
         lam_squared = cones.product(lam, lam)
         # Predictor: the affine-scaling direction, aiming at s ∘ z = 0.
-        dy, ds, dz = newton_direction(inverse_factor, scaling, scaled_F, dual_residual, primal_residual, -lam_squared)
+        dy, ds, dz = newton_direction(inverse_factor, scaling, scaled_F, dual_residual, primal_residual, -lam_squared, refine=False)
         step = tf.minimum(tf.minimum(cones.max_step(s, ds), cones.max_step(z, dz)), 1.0)
         mu = _dot(s, z) / degree
         centering = (1.0 - step) ** 3
         # Corrector: second-order term and centering toward σμ.
         second_order = cones.product(scaling.apply_inverse(ds), scaling.apply(dz))
         complementarity = -lam_squared - second_order + (centering * mu)[:, None] * cones.identity(s)
-        dy, ds, dz = newton_direction(inverse_factor, scaling, scaled_F, dual_residual, primal_residual, complementarity)
+        dy, ds, dz = newton_direction(inverse_factor, scaling, scaled_F, dual_residual, primal_residual, complementarity, refine=True)
         step = tf.minimum(STEP_FRACTION * tf.minimum(cones.max_step(s, ds), cones.max_step(z, dz)), 1.0)
         step = tf.where(tf.equal(status, socp_status.RUNNING), step, 0.0)[:, None]
         new_y, new_s, new_z = y + step * dy, s + step * ds, z + step * dz

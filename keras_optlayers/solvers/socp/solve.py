@@ -113,7 +113,8 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
         def iterate():
             A_equality, A_conic = A[:, :zero], A[:, zero:]
             n = c.shape[-1]
-            no_quadratic_term = tf.zeros(tf.stack([tf.shape(c)[0], n, n]), c.dtype)
+            # Without equalities the reduced Q stays None (zero): the loop skips its products.
+            no_quadratic_term = tf.zeros(tf.stack([tf.shape(c)[0], n, n]), c.dtype) if zero else None
             reduced = eliminate_equalities(no_quadratic_term, c, A_equality, b[:, :zero], A_conic, b[:, zero:])
             if layout.num_conic_rows:
                 result = solve_conic(layout, reduced.Q, reduced.c, reduced.F, reduced.g, tol=tol, max_iter=max_iter)
