@@ -258,7 +258,7 @@ class ConeLayout:
         linear, runs = self._split(u)
         dlinear, druns = self._split(du)
         parts = []
-        if self.nonneg:
+        if self.nonneg and linear is not None and dlinear is not None:
             ratios = tf.where(dlinear < 0, -linear / tf.where(dlinear < 0, dlinear, -1.0), big)
             parts.append(tf.reduce_min(ratios, axis=1))
         for blocks, dblocks in zip(runs, druns):
