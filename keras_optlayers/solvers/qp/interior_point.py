@@ -257,7 +257,7 @@ def _starting_point(Q, c, F, F_t, g):
     z = g − Fy gives s = z and λ = −z, each shifted by (1 + its most negative
     entry's magnitude) when not already positive.
     """
-    inverse_factor = reduced_kkt.factor(Q, F, F_t, tf.ones_like(g))
+    inverse_factor = reduced_kkt.factor(Q, F)
     y = reduced_kkt.solve(inverse_factor, matvec(F_t, g) - c)
     z = g - matvec(F, y)
 

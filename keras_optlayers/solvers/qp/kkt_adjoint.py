@@ -88,7 +88,7 @@ def kkt_adjoint(
     d = _capped_weights(reduced, lam, slack)
     G_t = tf.linalg.matrix_transpose(G)
     rhs_x = -grad_x - matvec(G_t, d * grad_lam)
-    inverse_factor = reduced_kkt.factor(reduced.Q, reduced.F, tf.linalg.matrix_transpose(reduced.F), d)
+    inverse_factor = reduced_kkt.factor(reduced.Q, reduced.F, d=d)
 
     def kkt_residual(w):
         """rhs_x − (P + Gᵀ diag(d) G) w: the stationarity row's residual before the equality multipliers."""

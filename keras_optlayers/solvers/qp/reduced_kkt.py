@@ -26,7 +26,7 @@ def matvec(matrix: tf.Tensor, vector: tf.Tensor) -> tf.Tensor:
     return tf.matmul(matrix, vector[..., None])[..., 0]
 
 
-def factor(Q: tf.Tensor | None, F: tf.Tensor, F_t: tf.Tensor, d: tf.Tensor) -> tf.Tensor:
+def factor(Q: tf.Tensor | None, F: tf.Tensor, F_t: tf.Tensor | None = None, d: tf.Tensor | None = None) -> tf.Tensor:
     """Inverse Cholesky factor of Q + Fᵀ diag(d) F + δ I.
 
     The inverse of the factor, not the factor: each solve is then two
@@ -35,13 +35,17 @@ def factor(Q: tf.Tensor | None, F: tf.Tensor, F_t: tf.Tensor, d: tf.Tensor) -> t
 
     Args:
         Q: (B, n, n) symmetric positive semidefinite, or None for zero.
-        F: (B, m, n); F_t its transpose (B, n, m), passed to save a transpose.
-        d: (B, m) positive weights.
+        F: (B, m, n).
+        F_t: F's transpose (B, n, m), passed with `d` to save a transpose.
+        d: (B, m) positive weights, or None for ones (Q + FᵀF: one product, no transpose).
 
     Returns:
         Lower-triangular L⁻¹ of shape (B, n, n), where L Lᵀ = H.
     """
-    H = tf.matmul(F_t * d[:, None, :], F)
+    if d is None:
+        H = tf.matmul(F, F, adjoint_a=True)
+    else:
+        H = tf.matmul((tf.linalg.matrix_transpose(F) if F_t is None else F_t) * d[:, None, :], F)
     if Q is not None:
         H += Q
     diagonal = tf.linalg.diag_part(H)

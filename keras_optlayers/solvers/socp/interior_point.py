@@ -81,7 +81,7 @@ def _shift_into_cone(cones: ConeLayout, v: tf.Tensor) -> tf.Tensor:
 
 def _starting_point(cones: ConeLayout, Q, c, F, F_t, g):
     """minimize ½yᵀQy + cᵀy + ½‖Fy − g‖², then s = g − Fy and z = −s, each shifted into K."""
-    inverse_factor = reduced_kkt.factor(Q, F, F_t, tf.ones_like(g))
+    inverse_factor = reduced_kkt.factor(Q, F)
     y = reduced_kkt.solve(inverse_factor, matvec(F_t, g) - c)
     residual = g - matvec(F, y)
     return y, _shift_into_cone(cones, residual), _shift_into_cone(cones, -residual)
@@ -173,7 +173,7 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
         iterations += tf.cast(tf.equal(status, socp_status.RUNNING), tf.int32)
         scaling = NesterovToddScaling(cones, s, z)
         scaled_F = scaling.apply_inverse(F)
-        inverse_factor = reduced_kkt.factor(Q, scaled_F, tf.linalg.matrix_transpose(scaled_F), tf.ones_like(s))
+        inverse_factor = reduced_kkt.factor(Q, scaled_F)
         lam = scaling.lam
         lam_squared = cones.product(lam, lam)
         # Predictor: the affine-scaling direction, aiming at s ∘ z = 0.
