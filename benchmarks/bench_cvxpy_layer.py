@@ -22,6 +22,7 @@ benchmarks/install_baselines.sh):
 
     python benchmarks/bench_cvxpy_layer.py [--repeats 5] [--batches 1 128] [--problems ellipsoid ...]
     python benchmarks/bench_cvxpy_layer.py --profile   # cProfile ours, batch 128
+    python benchmarks/bench_cvxpy_layer.py --xla --batches 1   # native solvers under XLA
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import os
 import pathlib
 import pstats
 import sys
+import time
 import warnings
 from typing import Callable, NamedTuple
 
@@ -218,6 +220,42 @@ def measure(batches, repeats, problems=None):
     return results
 
 
+def measure_xla(batches, repeats, problems=None) -> str:
+    """The default solver under `tf.function(jit_compile=True)` beside graph mode and torch, as a table.
+
+    Only problems whose default solver is native (a host solver cannot be
+    compiled). The first call's time (tracing and XLA compilation) is
+    reported apart: it is paid once per input shape.
+    """
+    header = ["problem", "batch", "pass", "ours, default solver (XLA)", "ours, default solver (tf.function)",
+              "cvxpylayers 1.x torch", "speedup vs torch (XLA)", "speedup vs torch (tf.function)", "first XLA call"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for make in BENCHMARKS:
+        benchmark = make()
+        if problems and not any(benchmark.name.lower().startswith(p.lower()) for p in problems):
+            continue
+        layer = CvxpyLayer(benchmark.problem, benchmark.parameters, benchmark.variables)
+        if not layer.batched_problem.solver.runs_in_xla:
+            continue
+        for batch in batches:
+            values = benchmark.sample(np.random.default_rng(0), batch)
+            graph = tf_callables(layer, values, compile_graph=True)
+            eager = tf_callables(layer, values, compile_graph=False)
+            compiled = [tf.function(function, jit_compile=True) for function in eager]
+            torch_callables = cvxpylayers_torch(benchmark, values)
+            count = repeats * 4 if batch < 16 else repeats
+            for index, mode in ((1, "fwd+bwd"), (0, "fwd")):
+                start = time.perf_counter()
+                compiled[index]()
+                first_call = time.perf_counter() - start
+                times = [1e3 * median_seconds(f[index], count) for f in (compiled, graph, torch_callables)]
+                cells = [benchmark.name, str(batch), mode, *(f"{t:.2f} ms" for t in times),
+                         f"{times[2] / times[0]:.1f}x", f"{times[2] / times[1]:.1f}x", f"{first_call:.1f} s"]
+                lines.append("| " + " | ".join(cells) + " |")
+            print(f"  measured {benchmark.name}, batch {batch} under XLA", file=sys.stderr)
+    return "\n".join(lines)
+
+
 def geometric_mean(values) -> float:
     return float(np.exp(np.mean(np.log(values))))
 
@@ -271,6 +309,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per cell (4x at small batches)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 128])
     parser.add_argument("--profile", action="store_true", help="profile ours at the largest batch instead")
+    parser.add_argument("--xla", action="store_true", help="time the native default solvers under XLA instead")
     parser.add_argument("--problems", nargs="+", default=None,
                         help="only these problems (name prefixes: optnet, sparsemax, lml, ellipsoid, robust)")
     args = parser.parse_args()
@@ -278,6 +317,9 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     if args.profile:
         profile(max(args.batches), args.repeats)
+        return
+    if args.xla:
+        print(measure_xla(args.batches, args.repeats, args.problems))
         return
     print(report(measure(args.batches, args.repeats, args.problems), args.batches))
 
