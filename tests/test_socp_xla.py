@@ -30,6 +30,36 @@ def test_xla_matches_graph_mode_forward_and_gradient():
     np.testing.assert_allclose(-gradient.numpy()[:, 1:4], ball_projection_vjp(points, np.tile(np.arange(3.0), (3, 1))), atol=1e-8)
 
 
+def test_xla_solves_blocks_not_grouped_by_size():
+    """The ball projection with a redundant |y₀| ≤ 5 block between the two: SOC sizes (4, 2, 4), reordered by the solver."""
+    rng = np.random.default_rng(8)
+    points = 0.9 * rng.standard_normal((3, 3))
+    A = np.zeros((10, 4))
+    b = np.zeros((3, 10))
+    A[0, 0] = -1.0  # (t; y − z)
+    A[1:4, 1:] = -np.eye(3)
+    b[:, 1:4] = -points
+    b[:, 4] = 5.0  # (5; y₀)
+    A[5, 1] = -1.0
+    b[:, 6] = 1.0  # (1; y)
+    A[7:, 1:] = -np.eye(3)
+    c = np.array([1.0, 0.0, 0.0, 0.0])
+    weights = np.arange(3.0)
+
+    def solve_and_gradient(b):
+        with tf.GradientTape() as tape:
+            tape.watch(b)
+            x, _, _, status = socp_solve(A, b, c, {"soc": (4, 2, 4)}, check_status=False)
+            loss = tf.reduce_sum(x[:, 1:] * weights)
+        return x, status, tape.gradient(loss, b)
+
+    for function in (tf.function(solve_and_gradient), tf.function(solve_and_gradient, jit_compile=True)):
+        x, status, gradient = function(tf.constant(b))
+        np.testing.assert_array_equal(status.numpy(), 0)
+        np.testing.assert_allclose(x.numpy()[:, 1:], ball_projection(points), atol=1e-10)
+        np.testing.assert_allclose(-gradient.numpy()[:, 1:4], ball_projection_vjp(points, np.tile(weights, (3, 1))), atol=1e-8)
+
+
 def trust_region_solution(H: np.ndarray, g: np.ndarray) -> np.ndarray:
     """argmin ½uᵀHu + gᵀu s.t. ||u|| <= 1 for H definite: u(μ) = −(H + μI)⁻¹g with ||u(μ)|| = 1 if μ > 0."""
     step = lambda mu: -np.linalg.solve(H + mu * np.eye(len(g)), g)  # noqa: E731
