@@ -177,12 +177,12 @@ class ConeLayout:
         `run_arguments[i]`, if given, are passed to `soc_fn` after run i's blocks.
         """
         splits = [self._split(t) for t in tensors]
-        linear = None if splits[0][0] is None else linear_fn(*[linear for linear, _ in splits])
-        runs = [
-            soc_fn(*[runs[i] for _, runs in splits], *(run_arguments[i] if run_arguments else ()))
+        linear = None if splits[0][0] is None else linear_fn(*[part for part, _ in splits])
+        mapped = [
+            soc_fn(*[blocks[i] for _, blocks in splits], *(run_arguments[i] if run_arguments else ()))
             for i in range(len(self.runs))
         ]
-        return self._join(linear, runs)
+        return self._join(linear, mapped)
 
     @_accepts_vectors
     def block_max(self, v: tf.Tensor) -> tf.Tensor:
