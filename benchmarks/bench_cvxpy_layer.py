@@ -200,19 +200,28 @@ BASELINE = "cvxpylayers 0.1.9 TF"
 MODES = ("fwd+bwd", "fwd")
 
 
+def selected_benchmarks(problems=None) -> list[Benchmark]:
+    """The benchmarks whose names start with one of `problems` (default all)."""
+    benchmarks = [make() for make in BENCHMARKS]
+    if not problems:
+        return benchmarks
+    return [b for b in benchmarks if any(b.name.lower().startswith(p.lower()) for p in problems)]
+
+
+def timed_calls(batch: int, repeats: int) -> int:
+    """Small batches are quick and noisier: they are repeated more."""
+    return repeats * 4 if batch < 16 else repeats
+
+
 def measure(batches, repeats, problems=None):
     """{(benchmark name, batch, mode): {implementation: median ms}}; `problems`: name prefixes to keep."""
     results = {}
-    for make in BENCHMARKS:
-        benchmark = make()
-        if problems and not any(benchmark.name.lower().startswith(p.lower()) for p in problems):
-            continue
+    for benchmark in selected_benchmarks(problems):
         for batch in batches:
             values = benchmark.sample(np.random.default_rng(0), batch)
             for implementation, build in IMPLEMENTATIONS.items():
                 forward, forward_backward = build(benchmark, values)
-                # Small batches are quick and noisier: repeat them more.
-                count = repeats * 4 if batch < 16 else repeats
+                count = timed_calls(batch, repeats)
                 for mode, function in zip(MODES, (forward_backward, forward)):
                     key = (benchmark.name, batch, mode)
                     results.setdefault(key, {})[implementation] = 1e3 * median_seconds(function, count)
@@ -230,10 +239,7 @@ def measure_xla(batches, repeats, problems=None) -> str:
     header = ["problem", "batch", "pass", "ours, default solver (XLA)", "ours, default solver (tf.function)",
               "cvxpylayers 1.x torch", "speedup vs torch (XLA)", "speedup vs torch (tf.function)", "first XLA call"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for make in BENCHMARKS:
-        benchmark = make()
-        if problems and not any(benchmark.name.lower().startswith(p.lower()) for p in problems):
-            continue
+    for benchmark in selected_benchmarks(problems):
         layer = CvxpyLayer(benchmark.problem, benchmark.parameters, benchmark.variables)
         if not layer.batched_problem.solver.runs_in_xla:
             continue
@@ -243,7 +249,7 @@ def measure_xla(batches, repeats, problems=None) -> str:
             eager = tf_callables(layer, values, compile_graph=False)
             compiled = [tf.function(function, jit_compile=True) for function in eager]
             torch_callables = cvxpylayers_torch(benchmark, values)
-            count = repeats * 4 if batch < 16 else repeats
+            count = timed_calls(batch, repeats)
             for index, mode in ((1, "fwd+bwd"), (0, "fwd")):
                 start = time.perf_counter()
                 compiled[index]()

@@ -28,9 +28,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_cvxpy_layer as layer_bench
 from timing import median_seconds
 
-BENCHMARKS = (layer_bench.ellipsoid_projection, layer_bench.robust_lp)
-
-
 IMPLEMENTATIONS = {
     "native SOCP (eager)": lambda b, v: layer_bench.ours(b, v, compile_graph=False, solver="SOCP"),
     "native SOCP (tf.function)": lambda b, v: layer_bench.ours(b, v, compile_graph=True, solver="SOCP"),
@@ -51,15 +48,13 @@ def main() -> None:
               "native vs the faster host path (tf.function)"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for make in BENCHMARKS:
-        benchmark = make()
+    for benchmark in layer_bench.selected_benchmarks(["ellipsoid", "robust"]):
         for batch in args.batches:
             values = benchmark.sample(np.random.default_rng(0), batch)
             times = {mode: {} for mode in MODES}
             for name, build in IMPLEMENTATIONS.items():
                 forward, forward_backward = build(benchmark, values)
-                # Small batches are quick and noisier: repeat them more (as bench_cvxpy_layer).
-                count = args.repeats * 4 if batch < 16 else args.repeats
+                count = layer_bench.timed_calls(batch, args.repeats)
                 for mode, function in zip(MODES, (forward_backward, forward)):
                     times[mode][name] = 1e3 * median_seconds(function, count)
                 print(f"  measured {benchmark.name}, batch {batch}, {name}", file=sys.stderr)

@@ -119,6 +119,11 @@ class ConeLayout:
                 runs.append((1, size))
         return tuple(runs)
 
+    @functools.cached_property
+    def _block_heads(self) -> np.ndarray:
+        """Each SOC block's first row among the conic rows."""
+        return self.nonneg + np.concatenate([[0], np.cumsum(self.soc)[:-1]]).astype(int)
+
     def grouped_by_size(self) -> tuple[ConeLayout, np.ndarray | None]:
         """This layout with its SOC blocks in order of size, and the row order that does it.
 
@@ -127,10 +132,9 @@ class ConeLayout:
         """
         if len(self.runs) == len(set(self.soc)):
             return self, None
-        first_soc_row = self.zero + self.nonneg
-        starts = first_soc_row + np.concatenate([[0], np.cumsum(self.soc)[:-1]]).astype(int)
+        starts = self.zero + self._block_heads
         order = sorted(range(len(self.soc)), key=lambda block: self.soc[block])
-        rows = np.concatenate([np.arange(first_soc_row)] + [starts[block] + np.arange(self.soc[block]) for block in order])
+        rows = np.concatenate([np.arange(self.zero + self.nonneg)] + [starts[block] + np.arange(self.soc[block]) for block in order])
         return ConeLayout(self.zero, self.nonneg, tuple(self.soc[block] for block in order)), rows
 
     @functools.cached_property
@@ -140,12 +144,10 @@ class ConeLayout:
         entries = np.full((rows, rows), rows)
         linear = np.arange(self.nonneg)
         entries[linear, linear] = linear
-        head = self.nonneg
-        for size in self.soc:
+        for head, size in zip(self._block_heads, self.soc):
             block = np.arange(head, head + size)
             entries[block, block] = head
             entries[head, block[1:]] = entries[block[1:], head] = block[1:]
-            head += size
         return entries.reshape(-1)
 
     # -- splitting into the nonneg rows and runs of SOC blocks ---------------------
@@ -200,7 +202,7 @@ class ConeLayout:
             return tf.ones_like(like)
         ones = np.zeros(self.num_conic_rows)
         ones[: self.nonneg] = 1.0
-        ones[self.nonneg + np.concatenate([[0], np.cumsum(self.soc)[:-1]]).astype(int)] = 1.0
+        ones[self._block_heads] = 1.0
         return tf.zeros_like(like) + tf.constant(ones[:, None], like.dtype)
 
     @_accepts_vectors

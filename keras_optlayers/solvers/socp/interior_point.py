@@ -109,14 +109,12 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
     c_norm = _inf_norm(c)
     Q_norm = None if Q is None else tf.reduce_max(tf.abs(Q), axis=[-2, -1])
 
-    def plus_Q_times(v, term):
-        return term if Q is None else term + matvec(Q, v)
-
     def assess(status, y, s, z, dy, F_dy):
         """Statuses of the running examples at the iterate (y, s, z)."""
-        dual_residual = plus_Q_times(y, c + matvec(F_t, z))
+        Q_y = None if Q is None else matvec(Q, y)
+        dual_residual = c + matvec(F_t, z) if Q_y is None else Q_y + c + matvec(F_t, z)
         primal_residual = matvec(F, y) + s - g
-        objective = _dot(c, y) if Q is None else 0.5 * _dot(y, matvec(Q, y)) + _dot(c, y)
+        objective = _dot(c, y) if Q_y is None else 0.5 * _dot(y, Q_y) + _dot(c, y)
         solved = (
             (_inf_norm(dual_residual) <= tol * dual_scale)
             & (_inf_norm(primal_residual) <= tol * primal_scale)
@@ -162,7 +160,9 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
         dz = scaling.apply_inverse(t + matvec(scaled_F, dy))
         if not refine:
             return dy, -primal_residual - matvec(F, dy), dz
-        stationarity_error = plus_Q_times(dy, matvec(F_t, dz) + dual_residual)
+        stationarity_error = matvec(F_t, dz) + dual_residual
+        if Q is not None:
+            stationarity_error += matvec(Q, dy)
         correction = reduced_kkt.solve(inverse_factor, -stationarity_error)
         dy += correction
         dz += scaling.apply_inverse(matvec(scaled_F, correction))

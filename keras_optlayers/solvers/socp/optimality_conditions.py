@@ -49,12 +49,13 @@ from keras_optlayers.solvers.socp.cones import ConeLayout
 
 
 def _times_y_block(cones: ConeLayout, y: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
-    """L(y) v for v (B, m, r), where L(y) is the identity on zero-cone rows (their row ds_E = 0).
+    """L(y) v for v (B, m) or (B, m, r), where L(y) is the identity on zero-cone rows (their row ds_E = 0).
 
     A Jordan product, column by column: O(m r) where the dense L(y) costs O(m² r).
     """
     zero = cones.zero
-    conic = cones.product(y[:, zero:, None], v[:, zero:])
+    y_conic = y[:, zero:] if v.shape.rank == 2 else y[:, zero:, None]
+    conic = cones.product(y_conic, v[:, zero:])
     return tf.concat([v[:, :zero], conic], axis=1) if zero else conic
 
 
@@ -113,7 +114,7 @@ def polish(cones: ConeLayout, A, b, c, x, y, s):
     n, zero = x.shape[-1], cones.zero
     for _ in range(POLISH_STEPS):
         dual_residual, primal_residual, complementarity = residuals = _residuals(cones, A, b, c, x, y, s)
-        rhs = tf.concat([-dual_residual, _times_y_block(cones, y, primal_residual[..., None])[..., 0] - complementarity], axis=-1)
+        rhs = tf.concat([-dual_residual, _times_y_block(cones, y, primal_residual) - complementarity], axis=-1)
         step = _solve(reduced_jacobian(cones, A, y, s), rhs)
         dx, dy = step[:, :n], step[:, n:]
         ds = -primal_residual - tf.linalg.matvec(A, dx)
@@ -141,6 +142,6 @@ def solution_adjoint(cones: ConeLayout, A, x, y, s, grad_x, grad_y, grad_s) -> t
     )
     n = x.shape[-1]
     w_x, w_s = w[:, :n], w[:, n:]
-    w_y = -grad_s - _times_y_block(cones, y, w_s[..., None])[..., 0]
+    w_y = -grad_s - _times_y_block(cones, y, w_s)
     grad_A = y[:, :, None] * w_x[:, None, :] + w_y[:, :, None] * x[:, None, :]
     return grad_A, -w_y, w_x
