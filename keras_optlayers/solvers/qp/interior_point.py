@@ -8,8 +8,8 @@ with Mehrotra's predictor-corrector method (centering σ = (1 − α_affine)³)
 started from an infeasible point (the start of CVXOPT's `coneqp`). Each iteration factors the reduced KKT
 matrix Q + Fᵀ diag(λ/s) F once (`reduced_kkt.factor`) and solves with it
 three times (predictor, corrector, one refinement step). Examples stop
-changing once they have a status; the loop is a
-`tf.while_loop` bounded by `max_iter`, so it compiles under XLA.
+changing once they have a status, and leave the working batch as it empties
+(`shrinking_batch`); the loop is bounded by `max_iter` and compiles under XLA.
 
 Statuses (see `status.py`), decided at every iterate:
   * solved: ‖Qy + c + Fᵀλ‖∞ ≤ tol (1 + ‖c‖∞), ‖Fy + s − g‖∞ ≤ tol (1 + ‖g‖∞)
@@ -36,6 +36,7 @@ import tensorflow as tf
 from keras_optlayers.solvers.qp import reduced_kkt
 from keras_optlayers.solvers.qp import status as qp_status
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
+from keras_optlayers.solvers.shrinking_batch import iterate_while_running
 
 # Threshold of the infeasibility certificates (relative, scale-free).
 INFEASIBILITY_TOL = 1e-7
@@ -124,6 +125,38 @@ def solve_unconstrained_qp(Q: tf.Tensor, c: tf.Tensor, tol: tf.Tensor) -> Interi
     return InteriorPointResult(y, empty, empty, status, tf.ones_like(status), tf.zeros_like(empty, tf.bool))
 
 
+class _Problem(NamedTuple):
+    """The per-example data the iterations read (gathered with the running examples)."""
+
+    Q: tf.Tensor
+    c: tf.Tensor
+    F: tf.Tensor
+    F_t: tf.Tensor
+    g: tf.Tensor
+    # [Q | Fᵀ] applies the stationarity row to (y, λ) in one product.
+    stationarity_operator: tf.Tensor
+    primal_scale: tf.Tensor
+    dual_scale: tf.Tensor
+    Q_norm: tf.Tensor
+    F_norm: tf.Tensor
+    c_norm: tf.Tensor
+
+
+class _Iterate(NamedTuple):
+    iterations: tf.Tensor
+    active: tf.Tensor
+    status: tf.Tensor
+    y: tf.Tensor
+    s: tf.Tensor
+    lam: tf.Tensor
+    dual_residual: tf.Tensor
+    primal_residual: tf.Tensor
+
+
+def _stationarity(problem: _Problem, dy, dlam):
+    return matvec(problem.stationarity_operator, tf.concat([dy, dlam], axis=-1))
+
+
 def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> InteriorPointResult:
     """Runs the interior-point method on a batch of inequality-only QPs.
 
@@ -139,43 +172,36 @@ def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> I
     """
     F_t = tf.linalg.matrix_transpose(F)
     num_inequalities = tf.cast(tf.shape(F)[-2], F.dtype)
-    primal_scale = 1.0 + _inf_norm(g)
-    dual_scale = 1.0 + _inf_norm(c)
-    Q_norm = tf.reduce_max(tf.abs(Q), axis=[-2, -1])
-    F_norm = tf.reduce_max(tf.abs(F), axis=[-2, -1])
-    c_norm = _inf_norm(c)
-
-    # [Q | Fᵀ] applies the stationarity row to (y, λ) in one product. Sums of
-    # more than two terms are avoided in the loop: Grappler turns them into
-    # AddN, and AddN of large tensors into AccumulateNV2, whose temporary
+    # Sums of more than two terms are avoided in the loop: Grappler turns them
+    # into AddN, and AddN of large tensors into AccumulateNV2, whose temporary
     # variable fails with AlreadyExistsError on the function's next call.
-    stationarity_operator = tf.concat([Q, F_t], axis=-1)
+    problem = _Problem(
+        Q, c, F, F_t, g, tf.concat([Q, F_t], axis=-1), 1.0 + _inf_norm(g), 1.0 + _inf_norm(c),
+        tf.reduce_max(tf.abs(Q), axis=[-2, -1]), tf.reduce_max(tf.abs(F), axis=[-2, -1]), _inf_norm(c),
+    )
 
-    def stationarity(dy, dlam):
-        return matvec(stationarity_operator, tf.concat([dy, dlam], axis=-1))
-
-    def assess(status, y, s, lam, dy, F_dy):
+    def assess(p: _Problem, status, y, s, lam, dy, F_dy):
         """Statuses of the running examples at the iterate (y, s, λ)."""
-        dual_residual = stationarity(y, lam) + c
-        F_y = matvec(F, y)
-        primal_residual = (F_y + s) - g
+        dual_residual = _stationarity(p, y, lam) + p.c
+        F_y = matvec(p.F, y)
+        primal_residual = (F_y + s) - p.g
         # ½yᵀQy + cᵀy, from yᵀ(Qy + Fᵀλ + c) without another product with Q.
-        objective = 0.5 * (_dot(y, dual_residual) - _dot(F_y, lam) + _dot(c, y))
-        F_t_lam = matvec(F_t, lam)
+        objective = 0.5 * (_dot(y, dual_residual) - _dot(F_y, lam) + _dot(p.c, y))
+        F_t_lam = matvec(p.F_t, lam)
         solved = (
-            (_inf_norm(dual_residual) <= tol * dual_scale)
-            & (_inf_norm(primal_residual) <= tol * primal_scale)
+            (_inf_norm(dual_residual) <= tol * p.dual_scale)
+            & (_inf_norm(primal_residual) <= tol * p.primal_scale)
             & (_dot(s, lam) <= tol * (1.0 + tf.abs(objective)))
         )
         lam_norm = _inf_norm(lam)
-        primal_infeasible = (_inf_norm(F_t_lam) <= INFEASIBILITY_TOL * F_norm * lam_norm) & (
-            _dot(g, lam) <= -INFEASIBILITY_TOL * lam_norm
+        primal_infeasible = (_inf_norm(F_t_lam) <= INFEASIBILITY_TOL * p.F_norm * lam_norm) & (
+            _dot(p.g, lam) <= -INFEASIBILITY_TOL * lam_norm
         )
         dy_norm = _inf_norm(dy)
         dual_infeasible = (
-            (_inf_norm(matvec(Q, dy)) <= INFEASIBILITY_TOL * Q_norm * dy_norm)
-            & (tf.reduce_max(F_dy, axis=-1) <= INFEASIBILITY_TOL * F_norm * dy_norm)
-            & (_dot(c, dy) < -INFEASIBILITY_TOL * c_norm * dy_norm)
+            (_inf_norm(matvec(p.Q, dy)) <= INFEASIBILITY_TOL * p.Q_norm * dy_norm)
+            & (tf.reduce_max(F_dy, axis=-1) <= INFEASIBILITY_TOL * p.F_norm * dy_norm)
+            & (_dot(p.c, dy) < -INFEASIBILITY_TOL * p.c_norm * dy_norm)
         )
         running = tf.equal(status, qp_status.RUNNING)
         new_status = tf.where(
@@ -189,7 +215,7 @@ def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> I
         )
         return tf.where(running, new_status, status), dual_residual, primal_residual
 
-    def newton_direction(inverse_factor, d, s, lam, dual_residual, primal_residual, complementarity, refine):
+    def newton_direction(p: _Problem, inverse_factor, d, s, lam, dual_residual, primal_residual, complementarity, refine):
         """Solves the linearized KKT system for (dy, ds, dλ) given s∘λ's target residual.
 
         With `refine`, one step of iterative refinement against the unreduced
@@ -197,58 +223,57 @@ def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> I
         floor (about eps·‖H‖·‖dy‖, with H's entries up to λ/s ~ 1/μ) would
         otherwise stall the dual residual near 1e-8.
         """
-        rhs = -dual_residual - matvec(F_t, d * primal_residual - complementarity / s)
+        rhs = -dual_residual - matvec(p.F_t, d * primal_residual - complementarity / s)
         dy = reduced_kkt.solve(inverse_factor, rhs)
-        F_dy = matvec(F, dy)
+        F_dy = matvec(p.F, dy)
         if refine:
             dlam = -(complementarity - lam * (primal_residual + F_dy)) / s
-            correction = reduced_kkt.solve(inverse_factor, -stationarity(dy, dlam) - dual_residual)
+            correction = reduced_kkt.solve(inverse_factor, -_stationarity(p, dy, dlam) - dual_residual)
             dy += correction
-            F_dy += matvec(F, correction)
+            F_dy += matvec(p.F, correction)
         ds = -primal_residual - F_dy
         dlam = -(complementarity + lam * ds) / s
         return dy, ds, dlam
 
-    def body(iteration, iterations, active, status, y, s, lam, dual_residual, primal_residual):
+    def step(p: _Problem, state: _Iterate) -> _Iterate:
+        iterations, active, status, y, s, lam, dual_residual, primal_residual = state
         d = lam / s
-        inverse_factor = reduced_kkt.factor(Q, F, F_t, d)
+        inverse_factor = reduced_kkt.factor(p.Q, p.F, p.F_t, d)
         # Predictor: the affine-scaling direction, aiming at s∘λ = 0.
-        dy, ds, dlam = newton_direction(inverse_factor, d, s, lam, dual_residual, primal_residual, s * lam, refine=False)
-        step = _step_to_boundary(tf.concat([s, lam], -1), tf.concat([ds, dlam], -1))
+        dy, ds, dlam = newton_direction(p, inverse_factor, d, s, lam, dual_residual, primal_residual, s * lam, refine=False)
+        step_length = _step_to_boundary(tf.concat([s, lam], -1), tf.concat([ds, dlam], -1))
         mu = _dot(s, lam) / num_inequalities
         # σ = (1 − α_affine)³ as in Clarabel: Mehrotra's (μ_affine/μ)³ let
         # some random QPs cycle (for QPs ds ∘ dλ can push μ_affine up).
-        centering = (1.0 - step) ** 3
+        centering = (1.0 - step_length) ** 3
         # Corrector: second-order term ds∘dλ and centering toward σμ.
         complementarity = s * lam + ds * dlam - (centering * mu)[:, None]
-        dy, ds, dlam = newton_direction(inverse_factor, d, s, lam, dual_residual, primal_residual, complementarity, refine=True)
-        step = _centered_step(s, lam, ds, dlam)
+        dy, ds, dlam = newton_direction(p, inverse_factor, d, s, lam, dual_residual, primal_residual, complementarity, refine=True)
+        step_length = _centered_step(s, lam, ds, dlam)
         running = tf.equal(status, qp_status.RUNNING)
         iterations += tf.cast(running, tf.int32)
-        step = tf.where(running, step, 0.0)[:, None]
-        new_y, new_s, new_lam = y + step * dy, s + step * ds, lam + step * dlam
+        step_length = tf.where(running, step_length, 0.0)[:, None]
+        new_y, new_s, new_lam = y + step_length * dy, s + step_length * ds, lam + step_length * dlam
         finite = tf.reduce_all(tf.math.is_finite(tf.concat([new_y, new_s, new_lam], -1)), axis=-1)
         status = tf.where(finite, status, qp_status.NUMERICAL_ERROR)
         keep = finite[:, None]
         active = tf.where(keep & running[:, None], _looks_active(s, lam, new_s, new_lam), active)
         y, s, lam = tf.where(keep, new_y, y), tf.where(keep, new_s, s), tf.where(keep, new_lam, lam)
         # The step taken moved Fy by F dy = −(ds + r_p), no product needed.
-        status, dual_residual, primal_residual = assess(status, y, s, lam, dy, -(ds + primal_residual))
-        return iteration + 1, iterations, active, status, y, s, lam, dual_residual, primal_residual
+        status, dual_residual, primal_residual = assess(p, status, y, s, lam, dy, -(ds + primal_residual))
+        return _Iterate(iterations, active, status, y, s, lam, dual_residual, primal_residual)
 
     y, s, lam = _starting_point(Q, c, F, F_t, g)
     status = tf.fill(tf.shape(c)[:1], qp_status.RUNNING)
     # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
-    status, dual_residual, primal_residual = assess(status, y, s, lam, tf.zeros_like(y), tf.zeros_like(s))
-    _, iterations, active, status, y, s, lam, _, _ = tf.while_loop(
-        lambda iteration, _, __, status, *___: (iteration < max_iter) & tf.reduce_any(tf.equal(status, qp_status.RUNNING)),
-        body,
-        # Before any step, the larger of sᵢ and λᵢ is the one that stays.
-        (tf.constant(0), tf.zeros_like(status), lam > s, status, y, s, lam, dual_residual, primal_residual),
-        maximum_iterations=max_iter,
+    status, dual_residual, primal_residual = assess(problem, status, y, s, lam, tf.zeros_like(y), tf.zeros_like(s))
+    # Before any step, the larger of sᵢ and λᵢ is the one that stays.
+    start = _Iterate(tf.zeros_like(status), lam > s, status, y, s, lam, dual_residual, primal_residual)
+    final = iterate_while_running(
+        step, problem, start, is_running=lambda state: tf.equal(state.status, qp_status.RUNNING), max_iter=max_iter
     )
-    status = tf.where(tf.equal(status, qp_status.RUNNING), qp_status.ITERATION_LIMIT, status)
-    return InteriorPointResult(y, s, lam, status, iterations, active)
+    status = tf.where(tf.equal(final.status, qp_status.RUNNING), qp_status.ITERATION_LIMIT, final.status)
+    return InteriorPointResult(final.y, final.s, final.lam, status, final.iterations, final.active)
 
 
 def _starting_point(Q, c, F, F_t, g):

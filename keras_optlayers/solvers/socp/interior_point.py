@@ -41,6 +41,7 @@ from keras_optlayers.solvers.qp import reduced_kkt
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
 from keras_optlayers.solvers.socp import status as socp_status
 from keras_optlayers.solvers.socp.cones import ConeLayout, NesterovToddScaling
+from keras_optlayers.solvers.shrinking_batch import iterate_while_running
 
 # Threshold of the infeasibility certificates (relative, scale-free).
 INFEASIBILITY_TOL = 1e-8
@@ -87,6 +88,31 @@ def _starting_point(cones: ConeLayout, Q, c, F, F_t, g):
     return y, _shift_into_cone(cones, residual), _shift_into_cone(cones, -residual)
 
 
+class _Problem(NamedTuple):
+    """The per-example data the iterations read (gathered with the running examples)."""
+
+    Q: tf.Tensor | None
+    c: tf.Tensor
+    F: tf.Tensor
+    F_t: tf.Tensor
+    g: tf.Tensor
+    primal_scale: tf.Tensor
+    dual_scale: tf.Tensor
+    Q_norm: tf.Tensor  # zeros when Q is None
+    F_norm: tf.Tensor
+    c_norm: tf.Tensor
+
+
+class _Iterate(NamedTuple):
+    iterations: tf.Tensor
+    status: tf.Tensor
+    y: tf.Tensor
+    s: tf.Tensor
+    z: tf.Tensor
+    dual_residual: tf.Tensor
+    primal_residual: tf.Tensor
+
+
 def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_iter: tf.Tensor | int) -> InteriorPointResult:
     """Runs the interior-point method on a batch of cone programs without equalities.
 
@@ -103,33 +129,33 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
     """
     F_t = tf.linalg.matrix_transpose(F)
     degree = float(cones.degree)
-    primal_scale = 1.0 + _inf_norm(g)
-    dual_scale = 1.0 + _inf_norm(c)
-    F_norm = tf.reduce_max(tf.abs(F), axis=[-2, -1])
-    c_norm = _inf_norm(c)
-    Q_norm = None if Q is None else tf.reduce_max(tf.abs(Q), axis=[-2, -1])
+    problem = _Problem(
+        Q, c, F, F_t, g, 1.0 + _inf_norm(g), 1.0 + _inf_norm(c),
+        tf.zeros_like(c[:, 0]) if Q is None else tf.reduce_max(tf.abs(Q), axis=[-2, -1]), tf.reduce_max(tf.abs(F), axis=[-2, -1]),
+        _inf_norm(c),
+    )
 
-    def assess(status, y, s, z, dy, F_dy):
+    def assess(p: _Problem, status, y, s, z, dy, F_dy):
         """Statuses of the running examples at the iterate (y, s, z)."""
-        Q_y = None if Q is None else matvec(Q, y)
-        dual_residual = c + matvec(F_t, z) if Q_y is None else Q_y + c + matvec(F_t, z)
-        primal_residual = matvec(F, y) + s - g
-        objective = _dot(c, y) if Q_y is None else 0.5 * _dot(y, Q_y) + _dot(c, y)
+        Q_y = None if p.Q is None else matvec(p.Q, y)
+        dual_residual = p.c + matvec(p.F_t, z) if Q_y is None else Q_y + p.c + matvec(p.F_t, z)
+        primal_residual = matvec(p.F, y) + s - p.g
+        objective = _dot(p.c, y) if Q_y is None else 0.5 * _dot(y, Q_y) + _dot(p.c, y)
         solved = (
-            (_inf_norm(dual_residual) <= tol * dual_scale)
-            & (_inf_norm(primal_residual) <= tol * primal_scale)
+            (_inf_norm(dual_residual) <= tol * p.dual_scale)
+            & (_inf_norm(primal_residual) <= tol * p.primal_scale)
             & (_dot(s, z) <= tol * (1.0 + tf.abs(objective)))
         )
         z_norm = _inf_norm(z)
-        primal_infeasible = (_inf_norm(matvec(F_t, z)) <= INFEASIBILITY_TOL * F_norm * z_norm) & (
-            _dot(g, z) <= -INFEASIBILITY_TOL * z_norm
+        primal_infeasible = (_inf_norm(matvec(p.F_t, z)) <= INFEASIBILITY_TOL * p.F_norm * z_norm) & (
+            _dot(p.g, z) <= -INFEASIBILITY_TOL * z_norm
         )
         dy_norm = _inf_norm(dy)
-        dual_infeasible = (cones.min_eigenvalue(-F_dy) >= -INFEASIBILITY_TOL * F_norm * dy_norm) & (
-            _dot(c, dy) < -INFEASIBILITY_TOL * c_norm * dy_norm
+        dual_infeasible = (cones.min_eigenvalue(-F_dy) >= -INFEASIBILITY_TOL * p.F_norm * dy_norm) & (
+            _dot(p.c, dy) < -INFEASIBILITY_TOL * p.c_norm * dy_norm
         )
-        if Q is not None:
-            dual_infeasible &= _inf_norm(matvec(Q, dy)) <= INFEASIBILITY_TOL * Q_norm * dy_norm
+        if p.Q is not None:
+            dual_infeasible &= _inf_norm(matvec(p.Q, dy)) <= INFEASIBILITY_TOL * p.Q_norm * dy_norm
         new_status = tf.where(
             solved,
             socp_status.SOLVED,
@@ -142,7 +168,7 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
         running = tf.equal(status, socp_status.RUNNING)
         return tf.where(running, new_status, status), dual_residual, primal_residual
 
-    def newton_direction(inverse_factor, scaling, scaled_F, dual_residual, primal_residual, complementarity, refine):
+    def newton_direction(p: _Problem, inverse_factor, scaling, scaled_F, dual_residual, primal_residual, complementarity, refine):
         """(dy, ds, dz) solving the linearized conditions with λ ∘ (W⁻¹ds + W dz) = complementarity.
 
         Eliminating ds and dz leaves (Q + FᵀW⁻²F) dy = −r_d − (W⁻¹F)ᵀ t with
@@ -159,52 +185,51 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
         dy = reduced_kkt.solve(inverse_factor, rhs)
         dz = scaling.apply_inverse(t + matvec(scaled_F, dy))
         if not refine:
-            return dy, -primal_residual - matvec(F, dy), dz
-        stationarity_error = matvec(F_t, dz) + dual_residual
-        if Q is not None:
-            stationarity_error += matvec(Q, dy)
+            return dy, -primal_residual - matvec(p.F, dy), dz
+        stationarity_error = matvec(p.F_t, dz) + dual_residual
+        if p.Q is not None:
+            stationarity_error += matvec(p.Q, dy)
         correction = reduced_kkt.solve(inverse_factor, -stationarity_error)
         dy += correction
         dz += scaling.apply_inverse(matvec(scaled_F, correction))
-        ds = -primal_residual - matvec(F, dy)
+        ds = -primal_residual - matvec(p.F, dy)
         return dy, ds, dz
 
-    def body(iteration, iterations, status, y, s, z, dual_residual, primal_residual):
+    def step(p: _Problem, state: _Iterate) -> _Iterate:
+        iterations, status, y, s, z, dual_residual, primal_residual = state
         iterations += tf.cast(tf.equal(status, socp_status.RUNNING), tf.int32)
         scaling = NesterovToddScaling(cones, s, z)
-        scaled_F = scaling.apply_inverse(F)
-        inverse_factor = reduced_kkt.factor(Q, scaled_F)
+        scaled_F = scaling.apply_inverse(p.F)
+        inverse_factor = reduced_kkt.factor(p.Q, scaled_F)
         lam = scaling.lam
         lam_squared = cones.product(lam, lam)
         # Predictor: the affine-scaling direction, aiming at s ∘ z = 0.
-        dy, ds, dz = newton_direction(inverse_factor, scaling, scaled_F, dual_residual, primal_residual, -lam_squared, refine=False)
-        step = tf.minimum(tf.minimum(cones.max_step(s, ds), cones.max_step(z, dz)), 1.0)
+        dy, ds, dz = newton_direction(p, inverse_factor, scaling, scaled_F, dual_residual, primal_residual, -lam_squared, refine=False)
+        step_length = tf.minimum(tf.minimum(cones.max_step(s, ds), cones.max_step(z, dz)), 1.0)
         mu = _dot(s, z) / degree
-        centering = (1.0 - step) ** 3
+        centering = (1.0 - step_length) ** 3
         # Corrector: second-order term and centering toward σμ.
         second_order = cones.product(scaling.apply_inverse(ds), scaling.apply(dz))
         complementarity = -lam_squared - second_order + (centering * mu)[:, None] * cones.identity(s)
-        dy, ds, dz = newton_direction(inverse_factor, scaling, scaled_F, dual_residual, primal_residual, complementarity, refine=True)
-        step = tf.minimum(STEP_FRACTION * tf.minimum(cones.max_step(s, ds), cones.max_step(z, dz)), 1.0)
-        step = tf.where(tf.equal(status, socp_status.RUNNING), step, 0.0)[:, None]
-        new_y, new_s, new_z = y + step * dy, s + step * ds, z + step * dz
+        dy, ds, dz = newton_direction(p, inverse_factor, scaling, scaled_F, dual_residual, primal_residual, complementarity, refine=True)
+        step_length = tf.minimum(STEP_FRACTION * tf.minimum(cones.max_step(s, ds), cones.max_step(z, dz)), 1.0)
+        step_length = tf.where(tf.equal(status, socp_status.RUNNING), step_length, 0.0)[:, None]
+        new_y, new_s, new_z = y + step_length * dy, s + step_length * ds, z + step_length * dz
         finite = tf.reduce_all(tf.math.is_finite(tf.concat([new_y, new_s, new_z], -1)), axis=-1)
         status = tf.where(finite, status, socp_status.NUMERICAL_ERROR)
         keep = finite[:, None]
         y, s, z = tf.where(keep, new_y, y), tf.where(keep, new_s, s), tf.where(keep, new_z, z)
         # The step taken moved Fy by F dy = −(ds + r_p), no product needed.
-        status, dual_residual, primal_residual = assess(status, y, s, z, dy, -(ds + primal_residual))
-        return iteration + 1, iterations, status, y, s, z, dual_residual, primal_residual
+        status, dual_residual, primal_residual = assess(p, status, y, s, z, dy, -(ds + primal_residual))
+        return _Iterate(iterations, status, y, s, z, dual_residual, primal_residual)
 
     y, s, z = _starting_point(cones, Q, c, F, F_t, g)
     status = tf.fill(tf.shape(c)[:1], socp_status.RUNNING)
     # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
-    status, dual_residual, primal_residual = assess(status, y, s, z, tf.zeros_like(y), tf.zeros_like(s))
-    _, iterations, status, y, s, z, _, _ = tf.while_loop(
-        lambda iteration, _, status, *__: (iteration < max_iter) & tf.reduce_any(tf.equal(status, socp_status.RUNNING)),
-        body,
-        (tf.constant(0), tf.zeros_like(status), status, y, s, z, dual_residual, primal_residual),
-        maximum_iterations=max_iter,
+    status, dual_residual, primal_residual = assess(problem, status, y, s, z, tf.zeros_like(y), tf.zeros_like(s))
+    final = iterate_while_running(
+        step, problem, _Iterate(tf.zeros_like(status), status, y, s, z, dual_residual, primal_residual),
+        is_running=lambda state: tf.equal(state.status, socp_status.RUNNING), max_iter=max_iter,
     )
-    status = tf.where(tf.equal(status, socp_status.RUNNING), socp_status.ITERATION_LIMIT, status)
-    return InteriorPointResult(y, s, z, status, iterations)
+    status = tf.where(tf.equal(final.status, socp_status.RUNNING), socp_status.ITERATION_LIMIT, final.status)
+    return InteriorPointResult(final.y, final.s, final.z, status, final.iterations)
