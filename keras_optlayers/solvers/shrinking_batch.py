@@ -84,15 +84,14 @@ def iterate_while_running(
         return tf.nest.pack_sequence_as(data, [None if leaf is None else next(remaining) for leaf in data_leaves])
 
     state_tensors = tf.nest.flatten(state)
-    results = state_tensors
-    rows = tf.range(tf.shape(state_tensors[0])[0])
 
     def write_back(results, rows, working):
         return [tf.tensor_scatter_nd_update(result, rows[:, None], value) for result, value in zip(results, working)]
 
-    def body(iteration, results, rows, working_data, working_state):
-        working_state = tf.nest.flatten(step(unflatten_data(working_data), tf.nest.pack_sequence_as(state, working_state)))
-        running = is_running(tf.nest.pack_sequence_as(state, working_state))
+    def body(iteration, _any_running, results, rows, working_data, working_state):
+        new_state = step(unflatten_data(working_data), tf.nest.pack_sequence_as(state, working_state))
+        running = is_running(new_state)
+        working_state = tf.nest.flatten(new_state)
 
         def shrink():
             kept = tf.where(running)[:, 0]
@@ -104,19 +103,21 @@ def iterate_while_running(
 
         size = tf.size(running)
         halved = (2 * tf.math.count_nonzero(running, dtype=tf.int32) <= size) & (size > SMALLEST_SHRINKING_BATCH)
-        return (iteration + 1, *tf.cond(halved, shrink, keep))
+        # The loop's condition reads `running` from here rather than computing it again.
+        return (iteration + 1, tf.reduce_any(running), *tf.cond(halved, shrink, keep))
 
-    loop_vars = (tf.constant(0), results, rows, data_tensors, state_tensors)
+    loop_vars = (tf.constant(0), tf.reduce_any(is_running(state)), state_tensors,
+                 tf.range(tf.shape(state_tensors[0])[0]), data_tensors, state_tensors)
     invariants = (
         tf.TensorShape([]),
-        [t.shape for t in results],
+        tf.TensorShape([]),
+        [t.shape for t in state_tensors],
         tf.TensorShape([None]),
         [_batch_invariant(t) for t in data_tensors],
         [_batch_invariant(t) for t in state_tensors],
     )
-    _, results, rows, _, working_state = tf.while_loop(
-        lambda iteration, _, __, ___, working_state: (iteration < max_iter)
-        & tf.reduce_any(is_running(tf.nest.pack_sequence_as(state, working_state))),
+    _, _, results, rows, _, working_state = tf.while_loop(
+        lambda iteration, any_running, *_: (iteration < max_iter) & any_running,
         body,
         loop_vars,
         shape_invariants=invariants,

@@ -125,21 +125,30 @@ def solve_unconstrained_qp(Q: tf.Tensor, c: tf.Tensor, tol: tf.Tensor) -> Interi
     return InteriorPointResult(y, empty, empty, status, tf.ones_like(status), tf.zeros_like(empty, tf.bool))
 
 
-class _Problem(NamedTuple):
-    """The per-example data the iterations read (gathered with the running examples)."""
+class IterationData(NamedTuple):
+    """A batch of problems min ½yᵀQy + cᵀy s.t. Fy + s = g, s ≥ 0 (or in a cone), as the iterations read them.
 
-    Q: tf.Tensor
+    Per-example tensors only (the batch first), so that the running examples'
+    data can be gathered with them (`shrinking_batch`); the norms are those
+    of the stopping and infeasibility tests. The QP and SOCP loops share it.
+    """
+
+    Q: tf.Tensor | None  # None for zero (the SOCP loop without equalities)
     c: tf.Tensor
     F: tf.Tensor
     F_t: tf.Tensor
     g: tf.Tensor
-    # [Q | Fᵀ] applies the stationarity row to (y, λ) in one product.
-    stationarity_operator: tf.Tensor
-    primal_scale: tf.Tensor
-    dual_scale: tf.Tensor
-    Q_norm: tf.Tensor
+    primal_scale: tf.Tensor  # 1 + ‖g‖∞
+    dual_scale: tf.Tensor  # 1 + ‖c‖∞
+    Q_norm: tf.Tensor  # max |Qᵢⱼ|, zeros when Q is None
     F_norm: tf.Tensor
     c_norm: tf.Tensor
+
+    @classmethod
+    def of(cls, Q: tf.Tensor | None, c: tf.Tensor, F: tf.Tensor, g: tf.Tensor) -> IterationData:
+        Q_norm = tf.zeros_like(c[:, 0]) if Q is None else tf.reduce_max(tf.abs(Q), axis=[-2, -1])
+        return cls(Q, c, F, tf.linalg.matrix_transpose(F), g, 1.0 + _inf_norm(g), 1.0 + _inf_norm(c), Q_norm,
+                   tf.reduce_max(tf.abs(F), axis=[-2, -1]), _inf_norm(c))
 
 
 class _Iterate(NamedTuple):
@@ -153,8 +162,14 @@ class _Iterate(NamedTuple):
     primal_residual: tf.Tensor
 
 
-def _stationarity(problem: _Problem, dy, dlam):
-    return matvec(problem.stationarity_operator, tf.concat([dy, dlam], axis=-1))
+class _QPData(NamedTuple):
+    problem: IterationData
+    # [Q | Fᵀ] applies the stationarity row to (y, λ) in one product.
+    stationarity_operator: tf.Tensor
+
+
+def _stationarity(data: _QPData, dy, dlam):
+    return matvec(data.stationarity_operator, tf.concat([dy, dlam], axis=-1))
 
 
 def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> InteriorPointResult:
@@ -170,19 +185,17 @@ def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> I
     Returns:
         An `InteriorPointResult`; s and λ are strictly positive.
     """
-    F_t = tf.linalg.matrix_transpose(F)
     num_inequalities = tf.cast(tf.shape(F)[-2], F.dtype)
+    problem = IterationData.of(Q, c, F, g)
     # Sums of more than two terms are avoided in the loop: Grappler turns them
     # into AddN, and AddN of large tensors into AccumulateNV2, whose temporary
     # variable fails with AlreadyExistsError on the function's next call.
-    problem = _Problem(
-        Q, c, F, F_t, g, tf.concat([Q, F_t], axis=-1), 1.0 + _inf_norm(g), 1.0 + _inf_norm(c),
-        tf.reduce_max(tf.abs(Q), axis=[-2, -1]), tf.reduce_max(tf.abs(F), axis=[-2, -1]), _inf_norm(c),
-    )
+    data = _QPData(problem, tf.concat([Q, problem.F_t], axis=-1))
 
-    def assess(p: _Problem, status, y, s, lam, dy, F_dy):
+    def assess(data: _QPData, status, y, s, lam, dy, F_dy):
         """Statuses of the running examples at the iterate (y, s, λ)."""
-        dual_residual = _stationarity(p, y, lam) + p.c
+        p = data.problem
+        dual_residual = _stationarity(data, y, lam) + p.c
         F_y = matvec(p.F, y)
         primal_residual = (F_y + s) - p.g
         # ½yᵀQy + cᵀy, from yᵀ(Qy + Fᵀλ + c) without another product with Q.
@@ -215,7 +228,7 @@ def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> I
         )
         return tf.where(running, new_status, status), dual_residual, primal_residual
 
-    def newton_direction(p: _Problem, inverse_factor, d, s, lam, dual_residual, primal_residual, complementarity, refine):
+    def newton_direction(data: _QPData, inverse_factor, d, s, lam, dual_residual, primal_residual, complementarity, refine):
         """Solves the linearized KKT system for (dy, ds, dλ) given s∘λ's target residual.
 
         With `refine`, one step of iterative refinement against the unreduced
@@ -223,24 +236,26 @@ def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> I
         floor (about eps·‖H‖·‖dy‖, with H's entries up to λ/s ~ 1/μ) would
         otherwise stall the dual residual near 1e-8.
         """
+        p = data.problem
         rhs = -dual_residual - matvec(p.F_t, d * primal_residual - complementarity / s)
         dy = reduced_kkt.solve(inverse_factor, rhs)
         F_dy = matvec(p.F, dy)
         if refine:
             dlam = -(complementarity - lam * (primal_residual + F_dy)) / s
-            correction = reduced_kkt.solve(inverse_factor, -_stationarity(p, dy, dlam) - dual_residual)
+            correction = reduced_kkt.solve(inverse_factor, -_stationarity(data, dy, dlam) - dual_residual)
             dy += correction
             F_dy += matvec(p.F, correction)
         ds = -primal_residual - F_dy
         dlam = -(complementarity + lam * ds) / s
         return dy, ds, dlam
 
-    def step(p: _Problem, state: _Iterate) -> _Iterate:
+    def step(data: _QPData, state: _Iterate) -> _Iterate:
         iterations, active, status, y, s, lam, dual_residual, primal_residual = state
+        p = data.problem
         d = lam / s
         inverse_factor = reduced_kkt.factor(p.Q, p.F, p.F_t, d)
         # Predictor: the affine-scaling direction, aiming at s∘λ = 0.
-        dy, ds, dlam = newton_direction(p, inverse_factor, d, s, lam, dual_residual, primal_residual, s * lam, refine=False)
+        dy, ds, dlam = newton_direction(data, inverse_factor, d, s, lam, dual_residual, primal_residual, s * lam, refine=False)
         step_length = _step_to_boundary(tf.concat([s, lam], -1), tf.concat([ds, dlam], -1))
         mu = _dot(s, lam) / num_inequalities
         # σ = (1 − α_affine)³ as in Clarabel: Mehrotra's (μ_affine/μ)³ let
@@ -248,7 +263,7 @@ def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> I
         centering = (1.0 - step_length) ** 3
         # Corrector: second-order term ds∘dλ and centering toward σμ.
         complementarity = s * lam + ds * dlam - (centering * mu)[:, None]
-        dy, ds, dlam = newton_direction(p, inverse_factor, d, s, lam, dual_residual, primal_residual, complementarity, refine=True)
+        dy, ds, dlam = newton_direction(data, inverse_factor, d, s, lam, dual_residual, primal_residual, complementarity, refine=True)
         step_length = _centered_step(s, lam, ds, dlam)
         running = tf.equal(status, qp_status.RUNNING)
         iterations += tf.cast(running, tf.int32)
@@ -260,17 +275,17 @@ def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> I
         active = tf.where(keep & running[:, None], _looks_active(s, lam, new_s, new_lam), active)
         y, s, lam = tf.where(keep, new_y, y), tf.where(keep, new_s, s), tf.where(keep, new_lam, lam)
         # The step taken moved Fy by F dy = −(ds + r_p), no product needed.
-        status, dual_residual, primal_residual = assess(p, status, y, s, lam, dy, -(ds + primal_residual))
+        status, dual_residual, primal_residual = assess(data, status, y, s, lam, dy, -(ds + primal_residual))
         return _Iterate(iterations, active, status, y, s, lam, dual_residual, primal_residual)
 
-    y, s, lam = _starting_point(Q, c, F, F_t, g)
+    y, s, lam = _starting_point(Q, c, F, problem.F_t, g)
     status = tf.fill(tf.shape(c)[:1], qp_status.RUNNING)
     # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
-    status, dual_residual, primal_residual = assess(problem, status, y, s, lam, tf.zeros_like(y), tf.zeros_like(s))
+    status, dual_residual, primal_residual = assess(data, status, y, s, lam, tf.zeros_like(y), tf.zeros_like(s))
     # Before any step, the larger of sᵢ and λᵢ is the one that stays.
     start = _Iterate(tf.zeros_like(status), lam > s, status, y, s, lam, dual_residual, primal_residual)
     final = iterate_while_running(
-        step, problem, start, is_running=lambda state: tf.equal(state.status, qp_status.RUNNING), max_iter=max_iter
+        step, data, start, is_running=lambda state: tf.equal(state.status, qp_status.RUNNING), max_iter=max_iter
     )
     status = tf.where(tf.equal(final.status, qp_status.RUNNING), qp_status.ITERATION_LIMIT, final.status)
     return InteriorPointResult(final.y, final.s, final.lam, status, final.iterations, final.active)

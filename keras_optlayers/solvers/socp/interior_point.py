@@ -38,6 +38,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from keras_optlayers.solvers.qp import reduced_kkt
+from keras_optlayers.solvers.qp.interior_point import IterationData
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
 from keras_optlayers.solvers.socp import status as socp_status
 from keras_optlayers.solvers.socp.cones import ConeLayout, NesterovToddScaling
@@ -88,21 +89,6 @@ def _starting_point(cones: ConeLayout, Q, c, F, F_t, g):
     return y, _shift_into_cone(cones, residual), _shift_into_cone(cones, -residual)
 
 
-class _Problem(NamedTuple):
-    """The per-example data the iterations read (gathered with the running examples)."""
-
-    Q: tf.Tensor | None
-    c: tf.Tensor
-    F: tf.Tensor
-    F_t: tf.Tensor
-    g: tf.Tensor
-    primal_scale: tf.Tensor
-    dual_scale: tf.Tensor
-    Q_norm: tf.Tensor  # zeros when Q is None
-    F_norm: tf.Tensor
-    c_norm: tf.Tensor
-
-
 class _Iterate(NamedTuple):
     iterations: tf.Tensor
     status: tf.Tensor
@@ -127,15 +113,10 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
     Returns:
         An `InteriorPointResult`; s and z are in K's interior.
     """
-    F_t = tf.linalg.matrix_transpose(F)
     degree = float(cones.degree)
-    problem = _Problem(
-        Q, c, F, F_t, g, 1.0 + _inf_norm(g), 1.0 + _inf_norm(c),
-        tf.zeros_like(c[:, 0]) if Q is None else tf.reduce_max(tf.abs(Q), axis=[-2, -1]), tf.reduce_max(tf.abs(F), axis=[-2, -1]),
-        _inf_norm(c),
-    )
+    problem = IterationData.of(Q, c, F, g)
 
-    def assess(p: _Problem, status, y, s, z, dy, F_dy):
+    def assess(p: IterationData, status, y, s, z, dy, F_dy):
         """Statuses of the running examples at the iterate (y, s, z)."""
         Q_y = None if p.Q is None else matvec(p.Q, y)
         dual_residual = p.c + matvec(p.F_t, z) if Q_y is None else Q_y + p.c + matvec(p.F_t, z)
@@ -168,7 +149,7 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
         running = tf.equal(status, socp_status.RUNNING)
         return tf.where(running, new_status, status), dual_residual, primal_residual
 
-    def newton_direction(p: _Problem, inverse_factor, scaling, scaled_F, dual_residual, primal_residual, complementarity, refine):
+    def newton_direction(p: IterationData, inverse_factor, scaling, scaled_F, dual_residual, primal_residual, complementarity, refine):
         """(dy, ds, dz) solving the linearized conditions with λ ∘ (W⁻¹ds + W dz) = complementarity.
 
         Eliminating ds and dz leaves (Q + FᵀW⁻²F) dy = −r_d − (W⁻¹F)ᵀ t with
@@ -195,7 +176,7 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
         ds = -primal_residual - matvec(p.F, dy)
         return dy, ds, dz
 
-    def step(p: _Problem, state: _Iterate) -> _Iterate:
+    def step(p: IterationData, state: _Iterate) -> _Iterate:
         iterations, status, y, s, z, dual_residual, primal_residual = state
         iterations += tf.cast(tf.equal(status, socp_status.RUNNING), tf.int32)
         scaling = NesterovToddScaling(cones, s, z)
@@ -223,7 +204,7 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
         status, dual_residual, primal_residual = assess(p, status, y, s, z, dy, -(ds + primal_residual))
         return _Iterate(iterations, status, y, s, z, dual_residual, primal_residual)
 
-    y, s, z = _starting_point(cones, Q, c, F, F_t, g)
+    y, s, z = _starting_point(cones, Q, c, F, problem.F_t, g)
     status = tf.fill(tf.shape(c)[:1], socp_status.RUNNING)
     # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
     status, dual_residual, primal_residual = assess(problem, status, y, s, z, tf.zeros_like(y), tf.zeros_like(s))
