@@ -11,11 +11,13 @@ d = λ/s) leaves
 
     (P + Gᵀ diag(d) G) w_x + Aᵀ w_ν = −ḡx − Gᵀ(d ∘ ḡλ),   A w_x = −ḡν,
 
-the matrix of the last interior-point iterations (with the weights of
-active constraints capped, see `_capped_weights`), solved here with the
+the matrix of the last interior-point iterations, solved here with the
 same equality elimination (A's pseudo-inverse and null-space projector from
 the forward pass) and one Cholesky factorization of the reduced matrix at
-the solution. The forward pass does not factor it at the solution, so a
+the solution. An active constraint's weight d is infinite (s = 0): it is
+capped (`_capped_weights`), and the constraint G_i w_x = −ḡλ_i it stands
+for is then enforced by the method of multipliers, a few solves with the
+same factor, so the gradient is that of the exact active-set system. The forward pass does not factor it at the solution, so a
 caller that never asks for gradients does not pay for it. Then
 
     ∇q = w_x,  ∇b = −w_ν,  ∇h = −v,  ∇P = ½(w_x xᵀ + x w_xᵀ),
@@ -35,25 +37,35 @@ from keras_optlayers.solvers.qp import reduced_kkt
 from keras_optlayers.solvers.qp.equality_elimination import ReducedQP
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
 
-# Largest λ/s used, relative to Q's scale over the rows' squared norms.
-ACTIVE_WEIGHT_CAP = 1e8
+# Largest λ/s used, relative to Q's scale over the rows' squared norms, and
+# the rounds of the method of multipliers that remove the cap's bias. The
+# cap alone (then 1e8) left the gradients of benchmarks/bench_qp.py's OptNet
+# batch (B=128) up to 2.7e-6 (∇h) and 3.2e-7 (∇q) from the exact
+# active-set ones: the bias, 1/cap relative. The rounds remove the bias, but
+# a capped row's multiplier carries the cap times the rounding of Gw + ḡλ,
+# so the cap came down: 1e6 and two rounds gave 1.3e-9 and 9e-13 there
+# (1e8 and two rounds: 1.4e-7 and 1e-14; 1e5 and three: 1e-10 and 1e-12).
+ACTIVE_WEIGHT_CAP = 1e6
+ACTIVE_MULTIPLIER_ROUNDS = 2
 
 
-def _capped_weights(reduced: ReducedQP, lam: tf.Tensor, slack: tf.Tensor) -> tf.Tensor:
-    """λ/s with active constraints' weights capped at `ACTIVE_WEIGHT_CAP`.
+def _capped_weights(reduced: ReducedQP, lam: tf.Tensor, slack: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(d, capped): λ/s with active constraints' weights capped at `ACTIVE_WEIGHT_CAP`, and where they are.
 
     An active constraint's weight only needs to dominate the rest of the
-    matrix (capping changes w by about 1/`ACTIVE_WEIGHT_CAP` relative); left
-    at ~1/tol, or infinite after polishing (s = 0), it inflates the
-    factorization's regularization, which is relative to the largest
-    diagonal entry, until it biases the gradient. A polished row with
-    λ = s = 0 (degenerate) counts as inactive.
+    matrix; left at ~1/tol, or infinite after polishing (s = 0), it inflates
+    the factorization's regularization, which is relative to the largest
+    diagonal entry, and its rounding. The penalty the cap leaves (w off by
+    about 1/cap relative) is removed by the multiplier rounds of
+    `kkt_adjoint`. A polished row with λ = s = 0 (degenerate) counts as
+    inactive.
     """
     q_scale = 1.0 + tf.reduce_max(tf.abs(tf.linalg.diag_part(reduced.Q)), axis=-1, keepdims=True)
     row_scale = tf.reduce_max(tf.reduce_sum(tf.square(reduced.F), axis=-1), axis=-1, keepdims=True)
     cap = ACTIVE_WEIGHT_CAP * q_scale / tf.maximum(row_scale, 1e-30)
     ratio = lam / tf.where(slack > 0.0, slack, 1.0)
-    return tf.where(slack > 0.0, tf.minimum(ratio, cap), tf.where(lam > 0.0, cap, 0.0) * tf.ones_like(lam))
+    capped = tf.where(slack > 0.0, ratio >= cap, lam > 0.0)
+    return tf.where(capped, cap, tf.where(slack > 0.0, ratio, 0.0)), capped
 
 
 def _outer(u: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
@@ -85,30 +97,35 @@ def kkt_adjoint(
     Returns:
         (∇P, ∇q, ∇A, ∇b, ∇G, ∇h), batched like their inputs.
     """
-    d = _capped_weights(reduced, lam, slack)
+    d, capped = _capped_weights(reduced, lam, slack)
     G_t = tf.linalg.matrix_transpose(G)
     rhs_x = -grad_x - matvec(G_t, d * grad_lam)
     inverse_factor = reduced_kkt.factor(reduced.Q, reduced.F, d=d)
 
-    def kkt_residual(w):
-        """rhs_x − (P + Gᵀ diag(d) G) w: the stationarity row's residual before the equality multipliers."""
-        return rhs_x - (matvec(P, w) + matvec(G_t, d * matvec(G, w)))
+    def kkt_residual(w, multipliers):
+        """The stationarity row's residual before the equality multipliers, with the capped rows' multipliers."""
+        return rhs_x - (matvec(P, w) + matvec(G_t, d * matvec(G, w) + multipliers))
 
     def project(v):
         return v if reduced.nullspace_projector is None else matvec(reduced.nullspace_projector, v)
 
-    # w_x = w₀ + N w_null with A w₀ = −ḡν, then one step of iterative
-    # refinement with the same factor: the capped weights d (up to
-    # ACTIVE_WEIGHT_CAP) make the factorization's error in w_x about
-    # eps × cap, which the step takes back to rounding.
+    # w_x = w₀ + N w_null with A w₀ = −ḡν. Each round refines w_x twice with
+    # the same factor (the capped weights make one solve's error about
+    # eps × cap, which the steps take back to rounding), then moves the
+    # capped rows' multipliers to v: the method of multipliers, which takes
+    # the penalty's bias (about 1/cap relative) down by about the cap's factor each round.
     w_x = tf.zeros_like(rhs_x) if reduced.pseudo_inverse is None else matvec(reduced.pseudo_inverse, -grad_nu)
-    for _ in range(2):
-        w_x += project(reduced_kkt.solve(inverse_factor, project(kkt_residual(w_x))))
+    multipliers = tf.zeros_like(lam)
+    for round_ in range(ACTIVE_MULTIPLIER_ROUNDS + 1):
+        if round_:
+            multipliers = tf.where(capped, v, 0.0)
+        for _ in range(2):
+            w_x += project(reduced_kkt.solve(inverse_factor, project(kkt_residual(w_x, multipliers))))
+        v = d * (matvec(G, w_x) + grad_lam) + multipliers
     if reduced.pseudo_inverse is None:
         w_nu = tf.zeros_like(grad_nu)  # shape (B, 0): no equalities
     else:
-        w_nu = tf.linalg.matvec(reduced.pseudo_inverse, kkt_residual(w_x), adjoint_a=True)
-    v = d * (matvec(G, w_x) + grad_lam)
+        w_nu = tf.linalg.matvec(reduced.pseudo_inverse, kkt_residual(w_x, multipliers), adjoint_a=True)
     grad_P = 0.5 * (_outer(w_x, x) + _outer(x, w_x))
     grad_A = _outer(nu, w_x) + _outer(w_nu, x)
     grad_G = _outer(lam, w_x) + _outer(v, x)
