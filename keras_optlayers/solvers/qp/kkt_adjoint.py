@@ -117,11 +117,11 @@ def kkt_adjoint(
     w_x = tf.zeros_like(rhs_x) if reduced.pseudo_inverse is None else matvec(reduced.pseudo_inverse, -grad_nu)
     multipliers = tf.zeros_like(lam)
     for round_ in range(ACTIVE_MULTIPLIER_ROUNDS + 1):
-        if round_:
-            multipliers = tf.where(capped, v, 0.0)
         for _ in range(2):
             w_x += project(reduced_kkt.solve(inverse_factor, project(kkt_residual(w_x, multipliers))))
         v = d * (matvec(G, w_x) + grad_lam) + multipliers
+        if round_ < ACTIVE_MULTIPLIER_ROUNDS:
+            multipliers = tf.where(capped, v, 0.0)
     if reduced.pseudo_inverse is None:
         w_nu = tf.zeros_like(grad_nu)  # shape (B, 0): no equalities
     else:
