@@ -11,15 +11,17 @@ are handled by the caller), in dense TF ops only:
 * the longest step keeping x + α d in K, and the least eigenvalue of x.
 
 SOC blocks are handled one run at a time: consecutive blocks of one size are
-reshaped to (B, blocks, size, r), so a block's head is a slice, its sums are
-reductions over one axis and per-block scalars broadcast over the block's
+reshaped to (B, blocks, size[, r]), so a block's head and tail are one split,
+its sums are reductions over one axis and per-block scalars broadcast over the block's
 rows. Nothing loops over cones, everything compiles under XLA, and the op
 count grows with the number of runs, not of cones: the solver orders the
 blocks by size first (`grouped_by_size`), one run per distinct size. (The
 previous form, sums as products with a 0/1 block-membership matrix, spent
 most of the interior-point loop in those products, measured.) Every
-operation takes (B, rows, r) tensors (r right-hand sides side by side) or
-(B, rows) vectors.
+operation takes (B, rows) vectors or (B, rows, r) tensors (r right-hand
+sides side by side) as they are: the block axis is axis 2 in both, so
+vectors need no added axis (an expand and a squeeze around every call were
+a sixth of the loop's slicing ops, at batch 1 where each op counts).
 """
 
 from __future__ import annotations
@@ -32,31 +34,28 @@ import numpy as np
 import tensorflow as tf
 
 
-def _accepts_vectors(method: Callable) -> Callable:
-    """Lets a (B, rows, r) method take (B, rows) vectors (and return (B,) for (B, r))."""
-
-    @functools.wraps(method)
-    def wrapped(self, *tensors):
-        if tensors[0].shape.rank == 3:
-            return method(self, *tensors)
-        return method(self, *[t[..., None] for t in tensors])[..., 0]
-
-    return wrapped
+# -- one run of SOC blocks, (B, blocks, size) or (B, blocks, size, r) ----------
 
 
-# -- one run of SOC blocks, (B, blocks, size, r) -------------------------------
+def _head_and_tail(blocks: tf.Tensor) -> list[tf.Tensor]:
+    """[(B, k, 1[, r]), (B, k, q − 1[, r])]: one split op, where two slices were two ops.
+
+    The helpers below ask for a block's head or tail separately; Grappler
+    merges their identical splits into one (at batch 1 each op counts).
+    """
+    return tf.split(blocks, [1, blocks.shape[2] - 1], axis=2)
 
 
 def _head(blocks: tf.Tensor) -> tf.Tensor:
-    return blocks[:, :, :1]
+    return _head_and_tail(blocks)[0]
 
 
 def _tail(blocks: tf.Tensor) -> tf.Tensor:
-    return blocks[:, :, 1:]
+    return _head_and_tail(blocks)[1]
 
 
 def _block_sum(values: tf.Tensor) -> tf.Tensor:
-    """(B, k, q, r) -> (B, k, 1, r), which broadcasts back over each block's rows."""
+    """(B, k, q[, r]) -> (B, k, 1[, r]), which broadcasts back over each block's rows."""
     return tf.reduce_sum(values, axis=2, keepdims=True)
 
 
@@ -74,12 +73,15 @@ def _with_head(head: tf.Tensor, tail: tf.Tensor) -> tf.Tensor:
 
 
 def _fill_blocks(per_block: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
-    """A (B, k, 1, r) per-block value on every row of its block."""
+    """A (B, k, 1[, r]) per-block value on every row of its block."""
     return tf.broadcast_to(per_block, tf.shape(like))
 
 
-def _columns(tensor: tf.Tensor):
-    return tensor.shape[-1] if tensor.shape[-1] is not None else tf.shape(tensor)[-1]
+def _columns(tensor: tf.Tensor, vector_rank: int) -> list:
+    """[r] for a tensor with a trailing column axis (its rank above `vector_rank`), [] for a vector."""
+    if tensor.shape.rank == vector_rank:
+        return []
+    return [tensor.shape[-1] if tensor.shape[-1] is not None else tf.shape(tensor)[-1]]
 
 
 def _least(parts: list[tf.Tensor]) -> tf.Tensor:
@@ -153,24 +155,21 @@ class ConeLayout:
     # -- splitting into the nonneg rows and runs of SOC blocks ---------------------
 
     def _split(self, u: tf.Tensor) -> tuple[tf.Tensor | None, list[tf.Tensor]]:
-        """(B, conic rows, r) -> (nonneg rows (B, l, r), [(B, k, q, r) per run]).
+        """(B, conic rows[, r]) -> (nonneg rows (B, l[, r]), [(B, k, q[, r]) per run]).
 
         The nonneg part is None when there are no nonneg rows but SOC blocks
         (at batch 1 every op counts, even an empty slice).
         """
-        linear = u[:, : self.nonneg] if self.nonneg or not self.runs else None
-        runs = []
-        start = self.nonneg
-        for count, size in self.runs:
-            stop = start + count * size
-            rows = u if (start, stop) == (0, u.shape[1]) else u[:, start:stop]
-            runs.append(tf.reshape(rows, [-1, count, size, _columns(rows)]))
-            start = stop
+        columns = _columns(u, vector_rank=2)
+        sizes = ([self.nonneg] if self.nonneg or not self.runs else []) + [count * size for count, size in self.runs]
+        parts = tf.split(u, sizes, axis=1) if len(sizes) > 1 else [u]
+        linear = parts.pop(0) if self.nonneg or not self.runs else None
+        runs = [tf.reshape(rows, [-1, count, size, *columns]) for rows, (count, size) in zip(parts, self.runs)]
         return linear, runs
 
     def _join(self, linear: tf.Tensor | None, runs: Sequence[tf.Tensor]) -> tf.Tensor:
         parts = [] if linear is None else [linear]
-        parts += [tf.reshape(blocks, [-1, blocks.shape[1] * blocks.shape[2], _columns(blocks)]) for blocks in runs]
+        parts += [tf.reshape(blocks, [-1, blocks.shape[1] * blocks.shape[2], *_columns(blocks, vector_rank=3)]) for blocks in runs]
         return parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
 
     def _soc_map(self, *tensors, soc_fn: Callable, linear_fn: Callable, run_arguments: Sequence[tuple] | None = None):
@@ -186,7 +185,6 @@ class ConeLayout:
         ]
         return self._join(linear, mapped)
 
-    @_accepts_vectors
     def block_max(self, v: tf.Tensor) -> tf.Tensor:
         """v ≥ 0 with each SOC block's rows replaced by the block's largest entry."""
         return self._soc_map(
@@ -195,7 +193,6 @@ class ConeLayout:
 
     # -- Jordan algebra ----------------------------------------------------------
 
-    @_accepts_vectors
     def identity(self, like: tf.Tensor) -> tf.Tensor:
         """e: ones on nonneg rows and SOC heads, zeros on SOC tails, shaped like `like`."""
         if not self.soc:
@@ -203,9 +200,8 @@ class ConeLayout:
         ones = np.zeros(self.num_conic_rows)
         ones[: self.nonneg] = 1.0
         ones[self._block_heads] = 1.0
-        return tf.zeros_like(like) + tf.constant(ones[:, None], like.dtype)
+        return tf.zeros_like(like) + tf.constant(ones.reshape(-1, *[1] * (like.shape.rank - 2)), like.dtype)
 
-    @_accepts_vectors
     def product(self, u: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
         """u ∘ v."""
 
@@ -214,7 +210,6 @@ class ConeLayout:
 
         return self._soc_map(u, v, soc_fn=soc, linear_fn=lambda a, b: a * b)
 
-    @_accepts_vectors
     def inverse_product(self, lam: tf.Tensor, r: tf.Tensor) -> tf.Tensor:
         """x with lam ∘ x = r, for lam in the interior of K (lam broadcasts over r's columns)."""
 
@@ -224,7 +219,6 @@ class ConeLayout:
 
         return self._soc_map(lam, r, soc_fn=soc, linear_fn=lambda a, b: b / a)
 
-    @_accepts_vectors
     def min_eigenvalue(self, u: tf.Tensor) -> tf.Tensor:
         """Least eigenvalue over all blocks and rows, (B, r): u ∈ K iff it is ≥ 0."""
         linear, runs = self._split(u)
@@ -232,7 +226,6 @@ class ConeLayout:
         parts += [tf.reduce_min(_head(blocks) - _tail_norm(blocks), axis=[1, 2]) for blocks in runs]
         return _least(parts)
 
-    @_accepts_vectors
     def project(self, u: tf.Tensor) -> tf.Tensor:
         """The Euclidean projection of u onto K (conic rows)."""
 
@@ -247,7 +240,6 @@ class ConeLayout:
 
         return self._soc_map(u, soc_fn=soc, linear_fn=lambda v: tf.maximum(v, 0.0))
 
-    @_accepts_vectors
     def max_step(self, u: tf.Tensor, du: tf.Tensor) -> tf.Tensor:
         """Largest α ≥ 0 (capped at 1e30) with u + α du ∈ K, for u in K's interior; (B, r).
 
@@ -297,13 +289,15 @@ class NesterovToddScaling:
 
     def __init__(self, layout: ConeLayout, s: tf.Tensor, z: tf.Tensor):
         self.layout = layout
-        s_linear, s_runs = layout._split(s[..., None])
-        z_linear, z_runs = layout._split(z[..., None])
+        s_linear, s_runs = layout._split(s)
+        z_linear, z_runs = layout._split(z)
+        self._linear_scales: tuple[tf.Tensor, tf.Tensor] | None = None
         if s_linear is not None:
-            self.linear_scale = tf.sqrt(s_linear / z_linear)
-            self.linear_inverse_scale = 1.0 / self.linear_scale
-        # Per run: (w̄₀, w̄₁, η) for W and (w̄₀, −w̄₁, 1/η) for W⁻¹ = H(Jw̄)/η.
-        self.run_scalings, self.run_inverse_scalings = [], []
+            linear_scale = tf.sqrt(s_linear / z_linear)
+            self._linear_scales = (linear_scale, 1.0 / linear_scale)
+        # Per run: (w̄₀, w̄₁, η) for W and (w̄₀, −w̄₁, 1/η) for W⁻¹ = H(Jw̄)/η, each (B, k, ·).
+        self._run_scalings: list[tuple[tf.Tensor, ...]] = []
+        self._run_inverse_scalings: list[tuple[tf.Tensor, ...]] = []
         for s_blocks, z_blocks in zip(s_runs, z_runs):
             root_det_s, root_det_z = tf.sqrt(_jdot(s_blocks, s_blocks)), tf.sqrt(_jdot(z_blocks, z_blocks))
             s_bar, z_bar = s_blocks / root_det_s, z_blocks / root_det_z
@@ -311,32 +305,35 @@ class NesterovToddScaling:
             w_head = (_head(s_bar) + _head(z_bar)) / twice_gamma
             w_tail = (_tail(s_bar) - _tail(z_bar)) / twice_gamma
             eta = tf.sqrt(root_det_s / root_det_z)
-            self.run_scalings.append((w_head, w_tail, eta))
-            self.run_inverse_scalings.append((w_head, -w_tail, 1.0 / eta))
+            self._run_scalings.append((w_head, w_tail, eta))
+            self._run_inverse_scalings.append((w_head, -w_tail, 1.0 / eta))
         self.lam = self.apply(z)
 
     @staticmethod
     def _scaled_rotation(blocks: tf.Tensor, w_head: tf.Tensor, w_tail: tf.Tensor, eta: tf.Tensor) -> tf.Tensor:
-        """η H(w) u for a run of blocks u (B, k, q, r)."""
+        """η H(w) u for a run of blocks u (B, k, q[, r])."""
+        if blocks.shape.rank == 4:  # columns side by side: the per-block scalars broadcast over them
+            w_head, w_tail, eta = w_head[..., None], w_tail[..., None], eta[..., None]
         u_head = _head(blocks)
         w_tail_u = _block_sum(w_tail * _tail(blocks))
         new_head = w_head * u_head + w_tail_u
         new_tail = _tail(blocks) + (u_head + w_tail_u / (1.0 + w_head)) * w_tail
         return eta * _with_head(new_head, new_tail)
 
-    @_accepts_vectors
-    def apply(self, u: tf.Tensor) -> tf.Tensor:
-        """W u for u of shape (B, rows) or (B, rows, r)."""
+    def _apply(self, u: tf.Tensor, inverse: bool) -> tf.Tensor:
+        def linear(v):
+            scale = self._linear_scales[1 if inverse else 0]
+            return scale * v if v.shape.rank == 2 else scale[..., None] * v
+
         return self.layout._soc_map(
-            u, soc_fn=self._scaled_rotation, linear_fn=lambda v: self.linear_scale * v, run_arguments=self.run_scalings
+            u, soc_fn=self._scaled_rotation, linear_fn=linear,
+            run_arguments=self._run_inverse_scalings if inverse else self._run_scalings,
         )
 
-    @_accepts_vectors
+    def apply(self, u: tf.Tensor) -> tf.Tensor:
+        """W u for u of shape (B, rows) or (B, rows, r)."""
+        return self._apply(u, inverse=False)
+
     def apply_inverse(self, u: tf.Tensor) -> tf.Tensor:
         """W⁻¹ u for u of shape (B, rows) or (B, rows, r)."""
-        return self.layout._soc_map(
-            u,
-            soc_fn=self._scaled_rotation,
-            linear_fn=lambda v: self.linear_inverse_scale * v,
-            run_arguments=self.run_inverse_scalings,
-        )
+        return self._apply(u, inverse=True)
