@@ -39,12 +39,13 @@ from keras_optlayers.solvers.qp.reduced_kkt import matvec
 
 # Largest λ/s used, relative to Q's scale over the rows' squared norms, and
 # the rounds of the method of multipliers that remove the cap's bias. The
-# cap alone (then 1e8) left the gradients of benchmarks/bench_qp.py's OptNet
-# batch (B=128) up to 2.7e-6 (∇h) and 3.2e-7 (∇q) from the exact
-# active-set ones: the bias, 1/cap relative. The rounds remove the bias, but
-# a capped row's multiplier carries the cap times the rounding of Gw + ḡλ,
-# so the cap came down: 1e6 and two rounds gave 1.3e-9 and 9e-13 there
-# (1e8 and two rounds: 1.4e-7 and 1e-14; 1e5 and three: 1e-10 and 1e-12).
+# cap alone (then 1e8, with two refinement solves) left the gradients of
+# benchmarks/bench_qp.py's OptNet batch (B=128) up to 2.7e-6 (∇h) and
+# 3.2e-7 (∇q) from the exact active-set ones: the bias, 1/cap relative. The
+# rounds remove the bias, but a capped row's multiplier carries the cap
+# times the rounding of Gw + ḡλ, so the cap came down: 1e6 and two rounds
+# (three solves in all) gave 8e-10 and 9e-13 there; three rounds 8e-10 and
+# 2e-14; 1e5 and three rounds 1.5e-10 and 1e-12; 1e6 and one round 4e-8.
 ACTIVE_WEIGHT_CAP = 1e6
 ACTIVE_MULTIPLIER_ROUNDS = 2
 
@@ -109,16 +110,16 @@ def kkt_adjoint(
     def project(v):
         return v if reduced.nullspace_projector is None else matvec(reduced.nullspace_projector, v)
 
-    # w_x = w₀ + N w_null with A w₀ = −ḡν. Each round refines w_x twice with
-    # the same factor (the capped weights make one solve's error about
-    # eps × cap, which the steps take back to rounding), then moves the
-    # capped rows' multipliers to v: the method of multipliers, which takes
-    # the penalty's bias (about 1/cap relative) down by about the cap's factor each round.
+    # w_x = w₀ + N w_null with A w₀ = −ḡν, then rounds of the method of
+    # multipliers with the same factor: each solves for the correction from
+    # the current residual (a step of iterative refinement too: the capped
+    # weights make one solve's error about eps × cap) and moves the capped
+    # rows' multipliers to v, which takes the penalty's bias (about 1/cap
+    # relative) down by about the cap's factor.
     w_x = tf.zeros_like(rhs_x) if reduced.pseudo_inverse is None else matvec(reduced.pseudo_inverse, -grad_nu)
     multipliers = tf.zeros_like(lam)
     for round_ in range(ACTIVE_MULTIPLIER_ROUNDS + 1):
-        for _ in range(2):
-            w_x += project(reduced_kkt.solve(inverse_factor, project(kkt_residual(w_x, multipliers))))
+        w_x += project(reduced_kkt.solve(inverse_factor, project(kkt_residual(w_x, multipliers))))
         v = d * (matvec(G, w_x) + grad_lam) + multipliers
         if round_ < ACTIVE_MULTIPLIER_ROUNDS:
             multipliers = tf.where(capped, v, 0.0)
