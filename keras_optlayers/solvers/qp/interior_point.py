@@ -278,7 +278,7 @@ def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> I
         status, dual_residual, primal_residual = assess(data, status, y, s, lam, dy, -(ds + primal_residual))
         return _Iterate(iterations, active, status, y, s, lam, dual_residual, primal_residual)
 
-    y, s, lam = _starting_point(Q, c, F, problem.F_t, g)
+    y, s, lam = _starting_point(problem)
     status = tf.fill(tf.shape(c)[:1], qp_status.RUNNING)
     # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
     status, dual_residual, primal_residual = assess(data, status, y, s, lam, tf.zeros_like(y), tf.zeros_like(s))
@@ -291,15 +291,24 @@ def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> I
     return InteriorPointResult(final.y, final.s, final.lam, status, final.iterations, final.active)
 
 
-def _starting_point(Q, c, F, F_t, g):
-    """CVXOPT's start: minimize ½yᵀQy + cᵀy + ½‖Fy − g‖², then shift s and λ.
+def least_squares_start(p: IterationData) -> tuple[tf.Tensor, tf.Tensor]:
+    """CVXOPT's start, shared by the QP and SOCP loops: y minimizing ½yᵀQy + cᵀy + ½‖Fy − g‖², and g − Fy.
 
-    z = g − Fy gives s = z and λ = −z, each shifted by (1 + its most negative
-    entry's magnitude) when not already positive.
+    Each loop then shifts g − Fy (for s) and its negative (for the
+    multipliers) into its cone.
     """
-    inverse_factor = reduced_kkt.factor(Q, F)
-    y = reduced_kkt.solve(inverse_factor, matvec(F_t, g) - c)
-    z = g - matvec(F, y)
+    inverse_factor = reduced_kkt.factor(p.Q, p.F)
+    y = reduced_kkt.solve(inverse_factor, matvec(p.F_t, p.g) - p.c)
+    return y, p.g - matvec(p.F, y)
+
+
+def _starting_point(p: IterationData):
+    """(y, s, λ) from `least_squares_start`: z = g − Fy gives s = z and λ = −z.
+
+    Each is shifted by (1 + its most negative entry's magnitude) when not
+    already positive.
+    """
+    y, z = least_squares_start(p)
 
     def shift_positive(v):
         shortfall = -tf.reduce_min(v, axis=-1, keepdims=True)

@@ -44,7 +44,7 @@ from keras_optlayers.solvers.qp.reduced_kkt import matvec
 # 3.2e-7 (∇q) from the exact active-set ones: the bias, 1/cap relative. The
 # rounds remove the bias, but a capped row's multiplier carries the cap
 # times the rounding of Gw + ḡλ, so the cap came down: 1e6 and two rounds
-# (three solves in all) gave 8e-10 and 9e-13 there; three rounds 8e-10 and
+# (three solves in all) gave 1.1e-9 and 9e-13 there; three rounds 8e-10 and
 # 2e-14; 1e5 and three rounds 1.5e-10 and 1e-12; 1e6 and one round 4e-8.
 ACTIVE_WEIGHT_CAP = 1e6
 ACTIVE_MULTIPLIER_ROUNDS = 2
@@ -100,12 +100,15 @@ def kkt_adjoint(
     """
     d, capped = _capped_weights(reduced, lam, slack)
     G_t = tf.linalg.matrix_transpose(G)
-    rhs_x = -grad_x - matvec(G_t, d * grad_lam)
     inverse_factor = reduced_kkt.factor(reduced.Q, reduced.F, d=d)
 
-    def kkt_residual(w, multipliers):
-        """The stationarity row's residual before the equality multipliers, with the capped rows' multipliers."""
-        return rhs_x - (matvec(P, w) + matvec(G_t, d * matvec(G, w) + multipliers))
+    def inequality_multipliers(w, capped_multipliers):
+        """v = d ∘ (G w + ḡλ), plus the capped rows' multipliers of the current round."""
+        return d * (matvec(G, w) + grad_lam) + capped_multipliers
+
+    def stationarity_residual(w, v):
+        """−ḡx − P w − Gᵀv: the stationarity row's residual before the equality multipliers."""
+        return -grad_x - matvec(P, w) - matvec(G_t, v)
 
     def project(v):
         return v if reduced.nullspace_projector is None else matvec(reduced.nullspace_projector, v)
@@ -116,17 +119,18 @@ def kkt_adjoint(
     # weights make one solve's error about eps × cap) and moves the capped
     # rows' multipliers to v, which takes the penalty's bias (about 1/cap
     # relative) down by about the cap's factor.
-    w_x = tf.zeros_like(rhs_x) if reduced.pseudo_inverse is None else matvec(reduced.pseudo_inverse, -grad_nu)
-    multipliers = tf.zeros_like(lam)
+    w_x = tf.zeros_like(grad_x) if reduced.pseudo_inverse is None else matvec(reduced.pseudo_inverse, -grad_nu)
+    capped_multipliers = tf.zeros_like(lam)
     for round_ in range(ACTIVE_MULTIPLIER_ROUNDS + 1):
-        w_x += project(reduced_kkt.solve(inverse_factor, project(kkt_residual(w_x, multipliers))))
-        v = d * (matvec(G, w_x) + grad_lam) + multipliers
+        residual = stationarity_residual(w_x, inequality_multipliers(w_x, capped_multipliers))
+        w_x += project(reduced_kkt.solve(inverse_factor, project(residual)))
+        v = inequality_multipliers(w_x, capped_multipliers)
         if round_ < ACTIVE_MULTIPLIER_ROUNDS:
-            multipliers = tf.where(capped, v, 0.0)
+            capped_multipliers = tf.where(capped, v, 0.0)
     if reduced.pseudo_inverse is None:
         w_nu = tf.zeros_like(grad_nu)  # shape (B, 0): no equalities
     else:
-        w_nu = tf.linalg.matvec(reduced.pseudo_inverse, kkt_residual(w_x, multipliers), adjoint_a=True)
+        w_nu = tf.linalg.matvec(reduced.pseudo_inverse, stationarity_residual(w_x, v), adjoint_a=True)
     grad_P = 0.5 * (_outer(w_x, x) + _outer(x, w_x))
     grad_A = _outer(nu, w_x) + _outer(w_nu, x)
     grad_G = _outer(lam, w_x) + _outer(v, x)

@@ -158,12 +158,13 @@ class ConeLayout:
         """(B, conic rows[, r]) -> (nonneg rows (B, l[, r]), [(B, k, q[, r]) per run]).
 
         The nonneg part is None when there are no nonneg rows but SOC blocks
-        (at batch 1 every op counts, even an empty slice).
+        (at batch 1 every op counts, even an empty part of a split).
         """
         columns = _columns(u, vector_rank=2)
-        sizes = ([self.nonneg] if self.nonneg or not self.runs else []) + [count * size for count, size in self.runs]
+        has_linear = bool(self.nonneg) or not self.runs
+        sizes = ([self.nonneg] if has_linear else []) + [count * size for count, size in self.runs]
         parts = tf.split(u, sizes, axis=1) if len(sizes) > 1 else [u]
-        linear = parts.pop(0) if self.nonneg or not self.runs else None
+        linear = parts.pop(0) if has_linear else None
         runs = [tf.reshape(rows, [-1, count, size, *columns]) for rows, (count, size) in zip(parts, self.runs)]
         return linear, runs
 

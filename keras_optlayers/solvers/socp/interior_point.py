@@ -38,7 +38,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from keras_optlayers.solvers.qp import reduced_kkt
-from keras_optlayers.solvers.qp.interior_point import IterationData
+from keras_optlayers.solvers.qp.interior_point import IterationData, least_squares_start
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
 from keras_optlayers.solvers.socp import status as socp_status
 from keras_optlayers.solvers.socp.cones import ConeLayout, NesterovToddScaling
@@ -81,11 +81,9 @@ def _shift_into_cone(cones: ConeLayout, v: tf.Tensor) -> tf.Tensor:
     return tf.where(shortfall >= 0, v + (1.0 + shortfall) * cones.identity(v), v)
 
 
-def _starting_point(cones: ConeLayout, Q, c, F, F_t, g):
-    """minimize ½yᵀQy + cᵀy + ½‖Fy − g‖², then s = g − Fy and z = −s, each shifted into K."""
-    inverse_factor = reduced_kkt.factor(Q, F)
-    y = reduced_kkt.solve(inverse_factor, matvec(F_t, g) - c)
-    residual = g - matvec(F, y)
+def _starting_point(cones: ConeLayout, p: IterationData):
+    """`least_squares_start`'s y, then s = g − Fy and z = −s, each shifted into K."""
+    y, residual = least_squares_start(p)
     return y, _shift_into_cone(cones, residual), _shift_into_cone(cones, -residual)
 
 
@@ -204,7 +202,7 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
         status, dual_residual, primal_residual = assess(p, status, y, s, z, dy, -(ds + primal_residual))
         return _Iterate(iterations, status, y, s, z, dual_residual, primal_residual)
 
-    y, s, z = _starting_point(cones, Q, c, F, problem.F_t, g)
+    y, s, z = _starting_point(cones, problem)
     status = tf.fill(tf.shape(c)[:1], socp_status.RUNNING)
     # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
     status, dual_residual, primal_residual = assess(problem, status, y, s, z, tf.zeros_like(y), tf.zeros_like(s))
