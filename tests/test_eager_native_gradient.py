@@ -65,18 +65,39 @@ def test_eager_gradient_does_not_solve_again(solver):
     assert layer.solver_statistics()["calls"] == 1
 
 
+def op_types(function) -> list[str]:
+    """The op types of a traced `tf.function`'s graph and of the functions it calls (loop bodies)."""
+    graph, = [concrete.graph for concrete in function._list_all_concrete_functions()]
+    graph_def = graph.as_graph_def()
+    return [node.op for node in graph_def.node] + [
+        node.op for function in graph_def.library.function for node in function.node_def]
+
+
+def test_eager_gradient_does_not_compute_the_solvers_constants_again():
+    """The scaling factors (Ruiz: rsqrt), P's convexity check (a Cholesky factor) and the
+    equality elimination (an SVD) carry no gradient: the gradient's function replays them."""
+    layer, values, weights = layer_and_values("QP")
+    loss_and_gradients(layer, weights)(*[tf.constant(v) for v in values])
+
+    compiled, = layer.batched_problem._functions.values()
+    forward, gradient = op_types(compiled._forward.function), op_types(compiled._gradient.function)
+    assert "Svd" in forward and "Rsqrt" in forward
+    assert "Svd" not in gradient and "Rsqrt" not in gradient
+    assert gradient.count("Cholesky") == 1  # the implicit gradient's own factor
+
+
 def test_replaying_needs_as_many_tensors_as_the_solves_take():
     with solution_replay.replaying([tf.constant(1.0)]):
-        with pytest.raises(RuntimeError, match="fewer tensors"):
-            solution_replay.solve_or_replay(lambda: (tf.constant(0.0), tf.constant(0.0)), count=2)
+        with pytest.raises(RuntimeError, match="fewer than"):
+            solution_replay.recorded_or_replayed(lambda: (tf.constant(0.0), tf.constant(0.0)), count=2)
 
 
 def test_recording_collects_and_replaying_returns_the_solution():
     with solution_replay.recording() as recorded:
-        first = solution_replay.solve_or_replay(lambda: (tf.constant(1.0), tf.constant(2.0)), count=2)
+        first = solution_replay.recorded_or_replayed(lambda: (tf.constant(1.0), tf.constant(2.0)), count=2)
     assert [float(t) for t in recorded] == [1.0, 2.0] == [float(t) for t in first]
     with solution_replay.replaying([tf.constant(5.0), tf.constant(6.0)]):
-        replayed = solution_replay.solve_or_replay(lambda: pytest.fail("solved again"), count=2)
+        replayed = solution_replay.recorded_or_replayed(lambda: pytest.fail("solved again"), count=2)
     assert [float(t) for t in replayed] == [5.0, 6.0]
     # Outside both, it just solves.
-    assert float(solution_replay.solve_or_replay(lambda: (tf.constant(7.0),), count=1)[0]) == 7.0
+    assert float(solution_replay.recorded_or_replayed(lambda: (tf.constant(7.0),), count=1)[0]) == 7.0

@@ -44,6 +44,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from keras_optlayers.solvers import solution_replay
+
 # Ruiz passes: each brings every row and column's largest entry closer to one
 # (the error shrinks like a square root per pass); three are enough for the
 # factors to settle within a factor of two on the problems we meet, at a small
@@ -124,7 +126,7 @@ def equilibrate(P, q, A, b, G, h):
         P: (B, n, n) symmetric; q: (B, n); A: (B, p, n); b: (B, p);
             G: (B, m, n); h: (B, m). p or m may be 0.
     """
-    scaling = _factors(P, q, A, b, G, h)
+    scaling = Scaling(*solution_replay.recorded_or_replayed(lambda: _factors(P, q, A, b, G, h), count=len(Scaling._fields)))
     column, size, objective = scaling.column, scaling.size[:, None], scaling.objective[:, None]
     scaled = (
         objective[:, :, None] * (column[:, :, None] * P * column[:, None, :]),

@@ -31,6 +31,7 @@ from keras_optlayers.solvers.qp.convexity import (
     non_convex_error,
 )
 from keras_optlayers.solvers.qp.equality_elimination import (
+    ReducedQP,
     eliminate_equalities,
     equality_multipliers,
     primal_from_reduced,
@@ -129,7 +130,12 @@ def _differentiable_solve(tol: tf.Tensor, max_iter: tf.Tensor):
 
     @tf.custom_gradient
     def solve(P, q, A, b, G, h):
-        reduced = eliminate_equalities(P, q, A, b, G, h)
+        if A.shape[-2] == 0:
+            reduced = eliminate_equalities(P, q, A, b, G, h)  # no work: nothing to record
+        else:
+            # The elimination (an SVD of A) enters the gradient as constants: its adjoint is `kkt_adjoint`'s.
+            reduced = ReducedQP(*solution_replay.recorded_or_replayed(
+                lambda: eliminate_equalities(P, q, A, b, G, h), count=len(ReducedQP._fields)))
 
         def iterate():
             if G.shape[-2] == 0:
@@ -151,7 +157,7 @@ def _differentiable_solve(tol: tf.Tensor, max_iter: tf.Tensor):
                 status = tf.where(inconsistent, qp_status.PRIMAL_INFEASIBLE, status)
             return x, nu, lam, result.s, status, result.iterations
 
-        x, nu, lam, slack, status, iterations = solution_replay.solve_or_replay(iterate, count=6)
+        x, nu, lam, slack, status, iterations = solution_replay.recorded_or_replayed(iterate, count=6)
 
         def gradient(grad_x, grad_nu, grad_lam, _grad_status, _grad_iterations):
             grad_nu = tf.zeros_like(nu) if grad_nu is None else grad_nu
@@ -182,7 +188,7 @@ def _solve_graph(P, q, A, b, G, h, tol: tf.Tensor, max_iter: tf.Tensor):
     tol = tf.cast(tol, tf.float64)
     # Only P's symmetric part enters ½xᵀPx; the KKT system assumes it.
     P = 0.5 * (P + tf.linalg.matrix_transpose(P))
-    convex = is_positive_semidefinite(P, dtype)
+    (convex,) = solution_replay.recorded_or_replayed(lambda: (is_positive_semidefinite(P, dtype),), count=1)
     # A non-convex example is solved with P = I instead, so that it does not
     # hold up the batch's iterations; its status says it was not solved.
     P = tf.where(convex[:, None, None], P, tf.eye(tf.shape(P)[-1], dtype=P.dtype))

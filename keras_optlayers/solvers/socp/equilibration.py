@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from keras_optlayers.solvers import solution_replay
 from keras_optlayers.solvers.socp.cones import ConeLayout
 
 RUIZ_ITERATIONS = 10
@@ -48,8 +49,9 @@ def _row_norms(cones: ConeLayout, A: tf.Tensor) -> tf.Tensor:
     return tf.concat([norms[:, :first_conic], conic], axis=1)
 
 
-def equilibrate(cones: ConeLayout, A: tf.Tensor, b: tf.Tensor, c: tf.Tensor) -> tuple[Scaling, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Returns the scaling and (Ã, b̃, c̃) for A (B, m, n), b (B, m), c (B, n)."""
+def _factors(cones: ConeLayout, A: tf.Tensor, b: tf.Tensor, c: tf.Tensor) -> Scaling:
+    """The scaling of the batch (module docstring), without gradient."""
+    A, b, c = (tf.stop_gradient(t) for t in (A, b, c))
     row = tf.ones_like(b)
     column = tf.ones_like(c)
     scaled = A
@@ -58,13 +60,16 @@ def equilibrate(cones: ConeLayout, A: tf.Tensor, b: tf.Tensor, c: tf.Tensor) -> 
         column_factor = 1.0 / tf.sqrt(_positive_or_one(tf.reduce_max(tf.abs(scaled), axis=-2)))
         scaled = scaled * row_factor[:, :, None] * column_factor[:, None, :]
         row, column = row * row_factor, column * column_factor
-    row, column = tf.stop_gradient(row), tf.stop_gradient(column)
-    A_scaled = A * row[:, :, None] * column[:, None, :]
-    b_row = b * row
-    c_column = c * column
-    b_scale = tf.stop_gradient(_positive_or_one(tf.reduce_max(tf.abs(b_row), axis=-1, keepdims=True)))
-    c_scale = tf.stop_gradient(_positive_or_one(tf.reduce_max(tf.abs(c_column), axis=-1, keepdims=True)))
-    return Scaling(row, column, b_scale, c_scale), A_scaled, b_row / b_scale, c_column / c_scale
+    b_scale = _positive_or_one(tf.reduce_max(tf.abs(b * row), axis=-1, keepdims=True))
+    c_scale = _positive_or_one(tf.reduce_max(tf.abs(c * column), axis=-1, keepdims=True))
+    return Scaling(row, column, b_scale, c_scale)
+
+
+def equilibrate(cones: ConeLayout, A: tf.Tensor, b: tf.Tensor, c: tf.Tensor) -> tuple[Scaling, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Returns the scaling and (Ã, b̃, c̃) for A (B, m, n), b (B, m), c (B, n)."""
+    scaling = Scaling(*solution_replay.recorded_or_replayed(lambda: _factors(cones, A, b, c), count=len(Scaling._fields)))
+    A_scaled = A * scaling.row[:, :, None] * scaling.column[:, None, :]
+    return scaling, A_scaled, b * scaling.row / scaling.b_scale, c * scaling.column / scaling.c_scale
 
 
 def unscale(scaling: Scaling, x: tf.Tensor, y: tf.Tensor, s: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

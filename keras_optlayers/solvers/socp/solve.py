@@ -133,7 +133,7 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
                 status = tf.where(reduced.equality_residual > tol * b_scale, socp_status.PRIMAL_INFEASIBLE, status)
             return x, y, s, status, result.iterations
 
-        x, y, s, status, iterations = solution_replay.solve_or_replay(iterate, count=5)
+        x, y, s, status, iterations = solution_replay.recorded_or_replayed(iterate, count=5)
 
         def gradient(grad_x, grad_y, grad_s, _grad_status, _grad_iterations):
             grad_x = tf.zeros_like(x) if grad_x is None else grad_x
