@@ -15,6 +15,7 @@ from helpers import (
     finite_difference_gradients,
     inequality_qp,
     loss_and_gradients,
+    weighted_sum,
     weights_like,
 )
 
@@ -84,6 +85,27 @@ def test_eager_gradient_does_not_compute_the_solvers_constants_again():
     assert "Svd" in forward and "Rsqrt" in forward
     assert "Svd" not in gradient and "Rsqrt" not in gradient
     assert gradient.count("Cholesky") == 1  # the implicit gradient's own factor
+
+
+@pytest.mark.parametrize("solver", sorted(FAMILIES))
+def test_eager_gradient_on_the_tape_as_any_op(solver):
+    """The solve is recorded on the tape directly (not through tf.custom_gradient):
+    a persistent tape gives the same gradient twice, a variable's read is
+    differentiated through, and a tape that watches nothing records nothing."""
+    layer, values, weights = layer_and_values(solver)
+    tensors = [tf.constant(v) for v in values]
+    variable = tf.Variable(values[0])
+    _, expected = tf.function(loss_and_gradients(layer, weights))(*tensors)
+
+    with tf.GradientTape(persistent=True) as tape:
+        loss = weighted_sum(layer(variable, *tensors[1:]), weights)
+    first, again = tape.gradient(loss, variable), tape.gradient(loss, variable)
+    np.testing.assert_allclose(first.numpy(), expected[0].numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(first.numpy(), again.numpy())
+
+    with tf.GradientTape() as unwatched:
+        loss = weighted_sum(layer(*tensors), weights)
+    assert unwatched.gradient(loss, tensors[0]) is None
 
 
 def test_replaying_needs_as_many_tensors_as_the_solves_take():
