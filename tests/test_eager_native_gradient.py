@@ -20,6 +20,7 @@ from helpers import (
 )
 
 from keras_optlayers import CvxpyLayer
+from keras_optlayers.compiled_function import CompiledFunction
 from keras_optlayers.solvers import solution_replay
 
 FAMILIES = {"QP": inequality_qp, "SOCP": ellipsoid_projection}
@@ -106,6 +107,26 @@ def test_eager_gradient_on_the_tape_as_any_op(solver):
     with tf.GradientTape() as unwatched:
         loss = weighted_sum(layer(*tensors), weights)
     assert unwatched.gradient(loss, tensors[0]) is None
+
+
+def test_compiled_function_calls_flat_records_on_the_tape_and_traces_once_per_shape():
+    traces = []
+
+    def square(x):
+        traces.append(x.shape)
+        return x * x
+
+    compiled = CompiledFunction(square, autograph=False)
+    x = tf.constant([1.0, 2.0])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = compiled(x)
+    np.testing.assert_array_equal(y.numpy(), [1.0, 4.0])
+    np.testing.assert_array_equal(tape.gradient(y, x).numpy(), [2.0, 4.0])
+    np.testing.assert_array_equal(compiled(tf.constant([3.0, 4.0])).numpy(), [9.0, 16.0])
+    assert len(traces) == 1
+    compiled(tf.constant([3.0]))
+    assert len(traces) == 2
 
 
 def test_replaying_needs_as_many_tensors_as_the_solves_take():

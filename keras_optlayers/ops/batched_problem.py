@@ -18,6 +18,7 @@ import cvxpy as cp
 import numpy as np
 import tensorflow as tf
 
+from keras_optlayers.compiled_function import CompiledFunction
 from keras_optlayers.core import checks, failure_policy
 from keras_optlayers.core.auxiliary_variables import find_auxiliary_variables
 from keras_optlayers.core.compiler import CompiledProblem, compile_problem
@@ -179,9 +180,9 @@ class BatchedProblem:
             else:
                 # The affine steps run compiled; the host solve between them runs
                 # as itself, so a SolverError reaches the caller unchanged.
-                data = self._compiled(("data", ranks), lambda: _graph_function(self._solver_data))(checked)
+                data = self._compiled(("data", ranks), lambda: _compiled_function(self._solver_data))(checked)
                 x, y, failed, describe, info = self._timed(self._solve_cone, data, settings, layer_name)
-                outputs = self._compiled(("read",), lambda: _graph_function(self._read_outputs))(x, y)
+                outputs = self._compiled(("read",), lambda: _compiled_function(self._read_outputs))(x, y)
             self.statistics.record(failed, info["iterations"], info["residual"], info["seconds"])
         outputs = self._apply_failure_policy(outputs, failed, describe, layer_name)
         if not any(batched):
@@ -364,8 +365,8 @@ _NATIVE_SETTINGS = {
 }
 
 
-def _graph_function(function: Callable) -> Callable:
-    return tf.function(function, reduce_retracing=True, autograph=False)
+def _compiled_function(function: Callable) -> CompiledFunction:
+    return CompiledFunction(function, reduce_retracing=True, autograph=False)
 
 
 def _result_dtype(dtypes: Sequence[tf.DType]) -> tf.DType:
