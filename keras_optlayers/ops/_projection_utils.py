@@ -41,6 +41,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from keras_optlayers.compiled_function import CompiledFunction
 from keras_optlayers.core import checks
 
 # Floating dtypes below float64 are upcast for the computation.
@@ -230,7 +231,7 @@ class ProjectionRunner:
     """Runs a row kernel along an axis; eager callers get a compiled graph.
 
     Eager TensorFlow pays for every op, so an eager call goes through a
-    `tf.function`. The compiled functions sit in a small LRU cache
+    `tf.function` (a `CompiledFunction`, called flat). The compiled functions sit in a small LRU cache
     (`COMPILED_CACHE_SIZE` entries) keyed by the axis, the kernel's static
     arguments, the ranks and dtypes of the input tensors and whether a mask is
     given; sizes stay dynamic, so a new batch size does not retrace. A call
@@ -265,7 +266,7 @@ class ProjectionRunner:
             return _run_along_axis(self._row_kernel, x, rest[:num_per_entry], mask, axis, static)
 
         signature = [tf.TensorSpec([None] * t.shape.rank, t.dtype) for t in tensors]
-        return tf.function(graph_function, input_signature=signature)
+        return CompiledFunction(graph_function, input_signature=signature)
 
 
 def project_with_bounds(runner: ProjectionRunner, x, upper, mask, axis: int) -> tf.Tensor:
