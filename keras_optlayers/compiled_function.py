@@ -25,8 +25,13 @@ class CompiledFunction:
     the structured call does. At most `LIMIT` concrete functions are kept
     (the `tf.function` keeps its traces anyway).
 
+    Limits: every argument must be a dense tensor, nested in lists or
+    tuples (no variables, composite tensors, None or Python numbers: the
+    flat call takes tensors only), and a caller's `key` must determine every
+    argument's shape (eagerly, the flat call does not check shapes).
+
     Args:
-        function: a Python function of tensors (nested in lists or tuples).
+        function: a Python function of dense tensors (nested in lists or tuples).
         **options: `tf.function`'s options (`input_signature`,
             `reduce_retracing`, `autograph`...).
     """

@@ -21,6 +21,7 @@ from helpers import (
 
 from keras_optlayers import CvxpyLayer
 from keras_optlayers.compiled_function import CompiledFunction
+from keras_optlayers.solvers.qp import qp_solve
 from keras_optlayers.solvers import solution_replay
 
 FAMILIES = {"QP": inequality_qp, "SOCP": ellipsoid_projection}
@@ -109,6 +110,30 @@ def test_eager_gradient_on_the_tape_as_any_op(solver):
     assert unwatched.gradient(loss, tensors[0]) is None
 
 
+def test_eager_gradient_of_a_gathered_solution():
+    """Gathering rows of qp_solve's solution makes its gradient IndexedSlices (it raised before)."""
+    rng = np.random.default_rng(0)
+    root = rng.standard_normal((4, 4))
+    P, G, h = tf.constant(root @ root.T + np.eye(4)), tf.constant(rng.standard_normal((3, 4))), tf.constant(np.ones(3))
+    q = tf.constant(rng.standard_normal((2, 4)))
+
+    def gradient(q):
+        with tf.GradientTape() as tape:
+            tape.watch(q)
+            loss = tf.reduce_sum(tf.gather(qp_solve(P, q, G=G, h=h), [0, 0]))
+        return tape.gradient(loss, q)
+
+    eager = gradient(q)
+    np.testing.assert_allclose(eager.numpy(), tf.function(gradient)(q).numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(eager.numpy()[1], 0.0)
+
+
+def test_replaying_must_use_every_tensor():
+    with pytest.raises(RuntimeError, match="left unused"):
+        with solution_replay.replaying([tf.constant(1.0), tf.constant(2.0)]):
+            solution_replay.recorded_or_replayed(lambda: (tf.constant(0.0),), count=1)
+
+
 def test_compiled_function_calls_flat_records_on_the_tape_and_traces_once_per_shape():
     traces = []
 
@@ -133,6 +158,7 @@ def test_replaying_needs_as_many_tensors_as_the_solves_take():
     with solution_replay.replaying([tf.constant(1.0)]):
         with pytest.raises(RuntimeError, match="fewer than"):
             solution_replay.recorded_or_replayed(lambda: (tf.constant(0.0), tf.constant(0.0)), count=2)
+        solution_replay.recorded_or_replayed(lambda: (tf.constant(0.0),), count=1)  # uses it up
 
 
 def test_recording_collects_and_replaying_returns_the_solution():

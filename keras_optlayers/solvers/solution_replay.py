@@ -3,8 +3,8 @@
 Eager layers run the forward pass and the gradient as two compiled
 functions (a compiled function called under a gradient tape runs a slower
 variant that keeps every intermediate). The gradient's function rebuilds
-the same graph, the affine maps, the scaling and the solver's implicit
-gradient, but what carries no gradient must not be computed again: the
+the same graph (the affine maps, the scaled data, the solver's implicit
+gradient), but what carries no gradient must not be computed again: the
 solver's iterations, and the values the gradient takes as constants (the
 scaling factors, P's convexity mask, the equality elimination). The
 forward function traces its solve while `recording`, which collects those
@@ -17,7 +17,8 @@ the backward pass of the cheap ops around the solve.
 Both are trace-time switches for the current thread; outside them
 `recorded_or_replayed` just computes. Recorded tensors are replayed in the
 order they were recorded, one group per computation, so the two traces
-must make the same calls in the same order. `CompiledSolve` puts the two
+must make the same calls in the same order (a replay that leaves tensors
+unused raises). `CompiledSolve` puts the two
 functions together for eager callers (the layers' engine, `qp_solve`,
 `socp_solve`).
 """
@@ -55,6 +56,10 @@ def replaying(tensors: Sequence[tf.Tensor]) -> Iterator[None]:
     _state.replayed = list(tensors)
     try:
         yield
+        if _state.replayed:
+            raise RuntimeError(
+                f"{len(_state.replayed)} replayed tensors were left unused: the traces made different "
+                "recorded_or_replayed calls.")
     finally:
         _state.replayed = previous
 
@@ -81,9 +86,9 @@ class CompiledSolve:
     A compiled function called under a gradient tape runs a variant that
     keeps every intermediate for the backward pass: the OptNet QP at batch 1
     took 2.8 ms that way against 1.3 ms. Here the forward function runs with
-    the tape stopped, recording the solver's solution; the gradient function
-    traces the same solve replaying it, so it differentiates without
-    iterating.
+    the tape stopped, recording the solver's solution and constants; the
+    gradient function traces the same solve replaying them, so it
+    differentiates without iterating.
 
     At batch 1 the calls around the two functions cost as much as the
     gradient itself, so they use three TensorFlow internals, each the
@@ -99,7 +104,8 @@ class CompiledSolve:
         solve: `solve(inputs, constants)` -> a tuple whose first
             `differentiable` entries are tensors differentiable in `inputs`
             (a list of float tensors); the rest (statuses, statistics) are
-            passed through. It must trace the same solves each time.
+            passed through. It must make the same `recorded_or_replayed`
+            calls, in the same order, each time it is traced.
         differentiable: how many leading outputs carry gradients.
         after: `after(outputs)`, run in the forward graph only (statistics).
         input_signature: the forward function's, as `[inputs specs,
@@ -139,7 +145,9 @@ class CompiledSolve:
         if record.could_possibly_record():
 
             def backward(*upstream):
-                upstream = [tf.zeros_like(o) if g is None else g for o, g in zip(differentiable, upstream)]
+                # A gathered output's gradient arrives as IndexedSlices; the compiled gradient takes tensors.
+                upstream = [tf.zeros_like(o) if g is None else tf.convert_to_tensor(g)
+                            for o, g in zip(differentiable, upstream)]
                 return self._gradient(inputs, constants, list(solution), upstream, key=key)
 
             record.record_operation("CompiledSolve", differentiable, inputs, backward)
