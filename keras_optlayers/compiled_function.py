@@ -14,7 +14,7 @@ def shape_key(tensors: Sequence[tf.Tensor]) -> tuple:
 
 
 class CompiledFunction:
-    """`tf.function(function, **options)`, called through its concrete functions, flat.
+    """`tf.function(function)` without autograph, called through its concrete functions, flat.
 
     Calling a `tf.function` matches the arguments against its traces at every
     call (about 85 µs here) and binds them to its signature; at batch 1 that
@@ -31,15 +31,17 @@ class CompiledFunction:
     argument's shape (eagerly, the flat call does not check shapes).
 
     Args:
-        function: a Python function of dense tensors (nested in lists or tuples).
-        **options: `tf.function`'s options (`input_signature`,
-            `reduce_retracing`, `autograph`...).
+        function: a Python function of dense tensors (nested in lists or
+            tuples), written with TF control flow (no autograph).
+        input_signature: `tf.function`'s; without one, traces relax their
+            shapes (`reduce_retracing`), so a new batch size does not retrace.
     """
 
     LIMIT = 32
 
-    def __init__(self, function: Callable, **options: Any):
-        self.function = tf.function(function, **options)
+    def __init__(self, function: Callable, input_signature: Sequence[tf.TensorSpec] | None = None):
+        self.function = tf.function(
+            function, input_signature=input_signature, reduce_retracing=input_signature is None, autograph=False)
         self._concrete: dict[tuple, Any] = {}  # concrete functions
 
     def __call__(self, *args: Any, key: tuple | None = None) -> Any:

@@ -141,7 +141,7 @@ def test_compiled_function_calls_flat_records_on_the_tape_and_traces_once_per_sh
         traces.append(x.shape)
         return x * x
 
-    compiled = CompiledFunction(square, autograph=False)
+    compiled = CompiledFunction(square)
     x = tf.constant([1.0, 2.0])
     with tf.GradientTape() as tape:
         tape.watch(x)

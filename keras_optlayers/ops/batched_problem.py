@@ -180,9 +180,9 @@ class BatchedProblem:
             else:
                 # The affine steps run compiled; the host solve between them runs
                 # as itself, so a SolverError reaches the caller unchanged.
-                data = self._compiled(("data", ranks), lambda: _compiled_function(self._solver_data))(checked)
+                data = self._compiled(("data", ranks), lambda: CompiledFunction(self._solver_data))(checked)
                 x, y, failed, describe, info = self._timed(self._solve_cone, data, settings, layer_name)
-                outputs = self._compiled(("read",), lambda: _compiled_function(self._read_outputs))(x, y)
+                outputs = self._compiled(("read",), lambda: CompiledFunction(self._read_outputs))(x, y)
             self.statistics.record(failed, info["iterations"], info["residual"], info["seconds"])
         outputs = self._apply_failure_policy(outputs, failed, describe, layer_name)
         if not any(batched):
@@ -363,10 +363,6 @@ _NATIVE_SETTINGS = {
     "SOCP": (("tol", socp_solve_module.DEFAULT_TOL, tf.float64),
              ("max_iter", socp_solve_module.DEFAULT_MAX_ITER, tf.int32)),
 }
-
-
-def _compiled_function(function: Callable) -> CompiledFunction:
-    return CompiledFunction(function, reduce_retracing=True, autograph=False)
 
 
 def _result_dtype(dtypes: Sequence[tf.DType]) -> tf.DType:

@@ -60,7 +60,7 @@ class SolverStatistics:
         if tf.executing_eagerly():
             # One compiled call instead of a dozen eager ops (1.4 ms of a 10 ms batch-1 call).
             if self._compiled_record is None:
-                self._compiled_record = CompiledFunction(self._update, reduce_retracing=True, autograph=False)
+                self._compiled_record = CompiledFunction(self._update)
             self._compiled_record(failed, iterations, residual, seconds)
         else:
             self._update(failed, iterations, residual, seconds)

@@ -130,9 +130,8 @@ class CompiledSolve:
             gradients = tape.gradient(list(outputs), inputs, output_gradients=upstream)
             return [tf.zeros_like(t) if g is None else g for t, g in zip(inputs, gradients)]
 
-        self._forward = CompiledFunction(
-            forward, input_signature=input_signature, autograph=False, reduce_retracing=input_signature is None)
-        self._gradient = CompiledFunction(gradient, autograph=False, reduce_retracing=True)
+        self._forward = CompiledFunction(forward, input_signature=input_signature)
+        self._gradient = CompiledFunction(gradient)
 
     def __call__(self, inputs: Sequence[tf.Tensor], constants: Sequence[tf.Tensor] = ()) -> tuple:
         """`solve(inputs, constants)`'s outputs, differentiable in `inputs` under an eager tape."""

@@ -102,9 +102,9 @@ def kkt_adjoint(
     G_t = tf.linalg.matrix_transpose(G)
     inverse_factor = reduced_kkt.factor(reduced.Q, reduced.F, d=d)
 
-    def inequality_multipliers(w, capped_multipliers):
-        """v = d ∘ (G w + ḡλ), plus the capped rows' multipliers of the current round."""
-        return d * (matvec(G, w) + grad_lam) + capped_multipliers
+    def weighted_rows(w):
+        """d ∘ (G w + ḡλ): the inequality multipliers v but the capped rows' multipliers of the round."""
+        return d * (matvec(G, w) + grad_lam)
 
     def stationarity_residual(w, v):
         """−ḡx − P w − Gᵀv: the stationarity row's residual before the equality multipliers."""
@@ -121,10 +121,12 @@ def kkt_adjoint(
     # relative) down by about the cap's factor.
     w_x = tf.zeros_like(grad_x) if reduced.pseudo_inverse is None else matvec(reduced.pseudo_inverse, -grad_nu)
     capped_multipliers = tf.zeros_like(lam)
+    weighted = weighted_rows(w_x)  # one product with G per w_x
     for round_ in range(ACTIVE_MULTIPLIER_ROUNDS + 1):
-        residual = stationarity_residual(w_x, inequality_multipliers(w_x, capped_multipliers))
+        residual = stationarity_residual(w_x, weighted + capped_multipliers)
         w_x += project(reduced_kkt.solve(inverse_factor, project(residual)))
-        v = inequality_multipliers(w_x, capped_multipliers)
+        weighted = weighted_rows(w_x)
+        v = weighted + capped_multipliers
         if round_ < ACTIVE_MULTIPLIER_ROUNDS:
             capped_multipliers = tf.where(capped, v, 0.0)
     if reduced.pseudo_inverse is None:
