@@ -25,6 +25,14 @@ class CompiledFunction:
     the structured call does. At most `LIMIT` concrete functions are kept
     (the `tf.function` keeps its traces anyway).
 
+    Calls run on TensorFlow's default executor, not its single-threaded one,
+    though that one ran the OptNet QP's forward function at batch 1 in 1.5-2.0
+    ms instead of 2.7-3.3 (issue 12, stop 23): it cannot run the switch and
+    merge nodes loops are lowered to, so a loop or branch stays one op, run
+    on an inter-op pool thread that blocks while the pool runs its body. The
+    test suite hung twice that way (a `tf.while_loop` solve, and a gradient
+    function holding a `tf.cond`), with every pool thread waiting.
+
     Limits: every argument must be a dense tensor, nested in lists or
     tuples (no variables, composite tensors, None or Python numbers: the
     flat call takes tensors only), and a caller's `key` must determine every

@@ -51,7 +51,9 @@ def factor(Q: tf.Tensor | None, F: tf.Tensor, F_t: tf.Tensor | None = None, d: t
     diagonal = tf.linalg.diag_part(H)
     shift = tf.maximum(RELATIVE_REGULARIZATION * tf.reduce_max(diagonal, axis=-1, keepdims=True), ABSOLUTE_REGULARIZATION)
     cholesky_factor = tf.linalg.cholesky(tf.linalg.set_diag(H, diagonal + shift))
-    identity = tf.eye(tf.shape(H)[-1], batch_shape=tf.shape(H)[:1], dtype=H.dtype)
+    # One identity broadcast over the batch: with a static n it is a constant of the graph, where a
+    # batched one was formed at every factorization (once per iteration).
+    identity = tf.eye(tf.shape(H)[-1], dtype=H.dtype)
     return tf.linalg.triangular_solve(cholesky_factor, identity, lower=True)
 
 
