@@ -30,8 +30,9 @@ class CompiledFunction:
     ms instead of 2.7-3.3 (issue 12, stop 23): it cannot run the switch and
     merge nodes loops are lowered to, so a loop or branch stays one op, run
     on an inter-op pool thread that blocks while the pool runs its body. The
-    test suite hung twice that way (a `tf.while_loop` solve, and a gradient
-    function holding a `tf.cond`), with every pool thread waiting.
+    test suite hung twice that way (a solve whose loop held a `tf.cond`, and
+    a gradient function with no nested control flow), with every pool thread
+    waiting.
 
     Limits: every argument must be a dense tensor, nested in lists or
     tuples (no variables, composite tensors, None or Python numbers: the
