@@ -49,9 +49,13 @@ class CompiledFunction:
     LIMIT = 32
 
     def __init__(self, function: Callable, input_signature: Sequence[tf.TensorSpec] | None = None):
-        self.function = tf.function(
+        self._function = tf.function(
             function, input_signature=input_signature, reduce_retracing=input_signature is None, autograph=False)
-        self._concrete: dict[tuple, Any] = {}  # concrete functions
+        self._concrete: dict[tuple, Any] = {}  # concrete functions by key
+
+    def concrete_functions(self) -> list:
+        """The concrete functions kept, in the order they were first called."""
+        return list(self._concrete.values())
 
     def __call__(self, *args: Any, key: tuple | None = None) -> Any:
         """`function(*args)`; `key`, when given, must determine every argument's shape and dtype."""
@@ -62,5 +66,5 @@ class CompiledFunction:
         if concrete is None:
             if len(self._concrete) >= self.LIMIT:
                 self._concrete.clear()
-            concrete = self._concrete[key] = self.function.get_concrete_function(*args)
+            concrete = self._concrete[key] = self._function.get_concrete_function(*args)
         return concrete._call_flat(flat, concrete.captured_inputs)

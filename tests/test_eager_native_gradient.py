@@ -59,8 +59,7 @@ def test_eager_gradient_does_not_solve_again(solver):
     loss_and_gradients(layer, weights)(*tensors)
 
     compiled, = layer.batched_problem._functions.values()
-    gradient_function = compiled._gradient.function
-    graph, = [concrete.graph for concrete in gradient_function._list_all_concrete_functions()]
+    graph, = [concrete.graph for concrete in compiled._gradient.concrete_functions()]
     loops = [op.type for op in graph.get_operations() if "While" in op.type]
     inner = [node.op for function in graph.as_graph_def().library.function
              for node in function.node_def if "While" in node.op]
@@ -68,9 +67,9 @@ def test_eager_gradient_does_not_solve_again(solver):
     assert layer.solver_statistics()["calls"] == 1
 
 
-def op_types(function) -> list[str]:
-    """The op types of a traced `tf.function`'s graph and of the functions it calls (loop bodies)."""
-    graph, = [concrete.graph for concrete in function._list_all_concrete_functions()]
+def op_types(function: CompiledFunction) -> list[str]:
+    """The op types of a compiled function's one trace and of the functions it calls (loop bodies)."""
+    graph, = [concrete.graph for concrete in function.concrete_functions()]
     graph_def = graph.as_graph_def()
     return [node.op for node in graph_def.node] + [
         node.op for function in graph_def.library.function for node in function.node_def]
@@ -83,7 +82,7 @@ def test_eager_gradient_does_not_compute_the_solvers_constants_again():
     loss_and_gradients(layer, weights)(*[tf.constant(v) for v in values])
 
     compiled, = layer.batched_problem._functions.values()
-    forward, gradient = op_types(compiled._forward.function), op_types(compiled._gradient.function)
+    forward, gradient = op_types(compiled._forward), op_types(compiled._gradient)
     assert "Svd" in forward and "Rsqrt" in forward
     assert "Svd" not in gradient and "Rsqrt" not in gradient
     assert gradient.count("Cholesky") == 1  # the implicit gradient's own factor

@@ -231,10 +231,11 @@ class ProjectionRunner:
     """Runs a row kernel along an axis; eager callers get a compiled graph.
 
     Eager TensorFlow pays for every op, so an eager call goes through a
-    `tf.function` (a `CompiledFunction`, called flat). The compiled functions sit in a small LRU cache
-    (`COMPILED_CACHE_SIZE` entries) keyed by the axis, the kernel's static
-    arguments, the ranks and dtypes of the input tensors and whether a mask is
-    given; sizes stay dynamic, so a new batch size does not retrace. A call
+    compiled graph (a `CompiledFunction`, called flat). The compiled
+    functions sit in a small LRU cache (`COMPILED_CACHE_SIZE` entries) keyed
+    by the axis, the kernel's static arguments, the ranks and dtypes of the
+    input tensors and whether a mask is given; sizes stay dynamic, so a new
+    batch size does not retrace. A call
     that is already inside a graph (or XLA) inlines the ops.
     """
 

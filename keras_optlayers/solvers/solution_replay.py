@@ -97,8 +97,9 @@ class CompiledSolve:
     `tf.custom_gradient`, which adds an identity op per output and watches
     for variables), and concrete functions' flat call
     (`keras_optlayers.compiled_function`; not their signature binding),
-    with one shape key, made from the inputs, for both functions. Forward and backward of the OptNet QP at
-    batch 1 went from 4.8 to 3.7 ms (forward alone 2.7 to 2.1 ms).
+    with one shape key, made from the inputs, for both functions. Forward
+    and backward of the OptNet QP at batch 1 went from 4.8 to 3.7 ms
+    (forward alone 2.7 to 2.1 ms).
 
     Args:
         solve: `solve(inputs, constants)` -> a tuple whose first

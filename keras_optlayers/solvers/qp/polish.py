@@ -72,7 +72,8 @@ def polish(Q, c, F, g, y, s, lam, active, eligible):
     """
     F_t = tf.linalg.matrix_transpose(F)
     active = tf.cast(active, F.dtype)
-    inverse_factor = reduced_kkt.factor(Q + POLISH_PROXIMAL * tf.eye(tf.shape(Q)[-1], dtype=Q.dtype), F, F_t, POLISH_PENALTY * active)
+    proximal = POLISH_PROXIMAL * tf.eye(tf.shape(Q)[-1], dtype=Q.dtype)  # broadcast over the batch
+    inverse_factor = reduced_kkt.factor(Q + proximal, F, F_t, POLISH_PENALTY * active)
     polished_y, polished_lam = y, active * lam
     for _ in range(POLISH_STEPS):
         dual_residual = matvec(Q, polished_y) + c + matvec(F_t, polished_lam)

@@ -40,14 +40,13 @@ from keras_optlayers.solvers.socp.optimality_conditions import polish, solution_
 from keras_optlayers.solvers.socp.solution_check import relative_measures, solution_passes
 from keras_optlayers.xla_context import in_xla_context
 
-# Loose enough to save iterations: the Newton polish that follows takes the
-# answer to ~1e-15 from there (measured: ellipsoid, robust LP and SOC least
-# squares agree with tol=1e-12 solves to 3e-15 from tol=1e-8, 5e-15 from 1e-7).
-# At batch 128 (benchmarks' samples, stop 23) 1e-7 took 11.5 iterations on
-# average where 1e-8 took 12.6, 8-11% less time forward and backward; the
-# polished outputs stayed within 1e-15 (ellipsoid) and 1.5e-10 (robust LP, one
-# example; 9e-14 from 1e-8) of a 1e-10 solve. From 1e-6 the robust LP was 8e-8
-# off: the polish does not make up for any stop.
+# Loose enough to save iterations, tight enough for the Newton polish that
+# follows to finish the job. Measured against tol=1e-12 solves: ellipsoid, robust
+# LP and SOC least squares agree to 3e-15 from 1e-8 and 5e-15 from 1e-7. At batch
+# 128 (the benchmarks' samples, issue 12 stop 23), 1e-7 took 11.5 iterations on
+# average against 12.6 at 1e-8 (8-11% less time forward and backward), one robust
+# LP example ending 1.5e-10 from the tight solve (9e-14 from 1e-8); from 1e-6 it
+# was 8e-8 off, so the polish does not make up for any stop.
 DEFAULT_TOL = 1e-7
 DEFAULT_MAX_ITER = 50
 
