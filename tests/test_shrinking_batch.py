@@ -10,7 +10,7 @@ from test_socp_solver import _status_batch, ball_projection, ball_projection_dat
 
 from keras_optlayers.solvers.qp import STATUS_NAMES as QP_STATUS_NAMES
 from keras_optlayers.solvers.qp import qp_solve_with_info
-from keras_optlayers.solvers.shrinking_batch import SMALLEST_SHRINKING_BATCH, iterate_while_running
+from keras_optlayers.solvers.shrinking_batch import SMALLEST_SHRINKING_BATCH, iterate_while_running, recompute_rows
 from keras_optlayers.solvers.socp import STATUS_NAMES as SOCP_STATUS_NAMES
 from keras_optlayers.solvers.socp import socp_solve_with_info
 
@@ -144,3 +144,36 @@ def test_socp_statuses_stay_at_their_batch_indices():
     assert names == [expected[kind] for kind in kinds]
     np.testing.assert_allclose(x.numpy()[kinds == 0], np.tile([2.0, 0.0], (8, 1)), atol=1e-9)
     _socp_examples_alone_match(A, b, c, cones, x.numpy(), status.numpy(), info["iterations"].numpy())
+
+
+# -- recompute_rows: a computation for some examples of a batch -------------------
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_recompute_rows_replaces_only_the_masked_examples(run):
+    values = tf.constant(np.arange(8.0).reshape(4, 2))
+    current = (tf.fill([4, 2], tf.constant(-1.0, tf.float64)), tf.fill([4], -1))
+    mask = tf.constant([False, True, False, True])
+
+    def compute(inputs):
+        rows, nothing = inputs
+        assert nothing is None  # None leaves reach the computation as None
+        return 10.0 * rows, tf.fill(tf.shape(rows)[:1], tf.shape(rows)[0])  # the second: the batch it saw
+
+    result, batch_seen = RUNS[run](lambda mask: recompute_rows(mask, compute, (values, None), current))(mask)
+    np.testing.assert_array_equal(result.numpy(), [[-1.0, -1.0], [20.0, 30.0], [-1.0, -1.0], [60.0, 70.0]])
+    # Gathered (2 of 4), except under XLA, whose static shapes make it compute the whole batch.
+    np.testing.assert_array_equal(batch_seen.numpy(), [-1, 4 if run == "xla" else 2, -1, 4 if run == "xla" else 2])
+
+
+def test_recompute_rows_computes_nothing_for_an_empty_mask():
+    calls = []
+
+    def compute(inputs):
+        calls.append(inputs)
+        return inputs
+
+    current = tf.zeros([3])
+    result = recompute_rows(tf.zeros([3], tf.bool), compute, tf.ones([3]), current)
+    np.testing.assert_array_equal(result.numpy(), 0.0)
+    assert calls == []  # eagerly, the untaken branch never runs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,7 +18,9 @@ from socp_problems import (
 
 from keras_optlayers.core.compiler import ConeDims
 from keras_optlayers.errors import SolverError
-from keras_optlayers.solvers.socp import STATUS_NAMES, socp_solve
+from keras_optlayers.ops.affine_maps import read_output
+from keras_optlayers.solvers.socp import STATUS_NAMES, optimality_conditions, socp_solve, solve_compiled_socp
+from keras_optlayers.solvers.socp import solve as solve_module
 
 # Gradient check: central differences of the forward solve (which is accurate
 # to ~1e-12 after polishing) with this step see the solution map to ~1e-8.
@@ -237,3 +241,33 @@ def test_nan_input_raises_value_error():
     b[1, 2] = np.nan
     with pytest.raises(ValueError, match="Expected `b` to contain only finite values"):
         socp_solve(A, b, c, cones)
+
+
+def test_loop_stops_early_where_the_polish_is_accepted_and_the_rest_iterate_on(monkeypatch):
+    """The loop stops at `POLISH_FROM_TOL` and polishes; examples whose polish is not accepted go on to `tol`.
+
+    Three runs on 24 robust LPs: the default; no early stop (`POLISH_FROM_TOL`
+    at `tol`); and every polish rejected (`SOLVED_VIOLATION` = 0), which must
+    make exactly the run without the early stop.
+    """
+    spec, sample = robust_lp(6, 8)
+    function = SocpLayerFunction(spec)
+    data = function.data(*[tf.constant(v) for v in sample(np.random.default_rng(7), 24)])
+
+    polish_from_tol, solved_violation = solve_module.POLISH_FROM_TOL, optimality_conditions.SOLVED_VIOLATION
+
+    def run(**settings):
+        monkeypatch.setattr(solve_module, "_COMPILED_SOLVES", collections.OrderedDict())  # retrace with the settings
+        monkeypatch.setattr(solve_module, "POLISH_FROM_TOL", settings.get("polish_from_tol", polish_from_tol))
+        monkeypatch.setattr(optimality_conditions, "SOLVED_VIOLATION", settings.get("solved_violation", solved_violation))
+        x, y, _, status, info = solve_compiled_socp(function.program, *data)
+        np.testing.assert_array_equal(status.numpy(), 0)
+        return read_output(function.program.outputs[0], x, y).numpy(), info["iterations"].numpy()
+
+    x_early, iterations_early = run()
+    x_full, iterations_full = run(polish_from_tol=solve_module.DEFAULT_TOL)
+    x_rejected, iterations_rejected = run(solved_violation=0.0)
+    np.testing.assert_array_equal(iterations_rejected, iterations_full)
+    np.testing.assert_allclose(x_rejected, x_full, atol=1e-12)
+    assert np.all(iterations_early <= iterations_full) and iterations_early.sum() < iterations_full.sum()
+    np.testing.assert_allclose(x_early, x_full, atol=1e-10)

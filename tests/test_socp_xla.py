@@ -9,7 +9,7 @@ import tensorflow as tf
 from test_socp_solver import ball_projection, ball_projection_data, ball_projection_vjp
 
 from keras_optlayers import CvxpyLayer
-from keras_optlayers.solvers.socp import socp_solve
+from keras_optlayers.solvers.socp import optimality_conditions, socp_solve
 
 
 def test_xla_matches_graph_mode_forward_and_gradient():
@@ -89,3 +89,14 @@ def test_layer_with_equality_constraints_under_xla_is_exact():
              zip(*values, strict=True)]
     assert np.sum(np.isclose(np.linalg.norm(exact, axis=1), 1.0)) >= 2  # the ball binds for some
     np.testing.assert_allclose(solutions.numpy(), exact, atol=1e-10)
+
+
+def test_xla_examples_whose_polish_is_rejected_iterate_on(monkeypatch):
+    """Under XLA the examples that go on past the early stop are computed with the whole batch (static shapes)."""
+    monkeypatch.setattr(optimality_conditions, "SOLVED_VIOLATION", 0.0)  # every polish rejected: all go on
+    rng = np.random.default_rng(9)
+    points = 2.0 * rng.standard_normal((3, 3))
+    A, b, c, cones = ball_projection_data(points)
+    x, _, _, status = tf.function(lambda b: socp_solve(A, b, c, cones, check_status=False), jit_compile=True)(tf.constant(b))
+    np.testing.assert_array_equal(status.numpy(), 0)
+    np.testing.assert_allclose(x.numpy()[:, 1:], ball_projection(points), atol=1e-10)

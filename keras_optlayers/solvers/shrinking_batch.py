@@ -124,3 +124,35 @@ def iterate_while_running(
         maximum_iterations=max_iter,
     )
     return tf.nest.pack_sequence_as(state, write_back(results, rows, working_state))
+
+
+def recompute_rows(mask: tf.Tensor, compute: Callable[[Any], Any], inputs: Any, current: Any) -> Any:
+    """`current` with the examples where `mask` holds replaced by `compute(inputs)`'s.
+
+    `compute` sees only those examples (the batch gathered), so a few of a
+    large batch cost about as little as a small batch; under XLA, where
+    sizes must be static, it sees the whole batch and its other examples'
+    results are dropped. Nothing is computed when `mask` holds nowhere.
+
+    Args:
+        mask: (batch,) bool.
+        compute: inputs -> a nest like `current`, example by example (no
+            batch reductions).
+        inputs: a nest of per-example tensors with the batch first; None
+            leaves are passed as None.
+        current: a nest of per-example tensors with the batch first.
+    """
+
+    def select(rows):
+        return tf.nest.map_structure(lambda t: None if t is None else tf.gather(t, rows), inputs)
+
+    def recompute():
+        if in_xla_context():
+            computed = compute(inputs)
+            return tf.nest.map_structure(
+                lambda new, old: tf.where(tf.reshape(mask, [-1] + [1] * (old.shape.rank - 1)), new, old), computed, current)
+        rows = tf.where(mask)
+        computed = compute(select(rows[:, 0]))
+        return tf.nest.map_structure(lambda new, old: tf.tensor_scatter_nd_update(old, rows, new), computed, current)
+
+    return tf.cond(tf.reduce_any(mask), recompute, lambda: current)

@@ -97,7 +97,10 @@ class _Iterate(NamedTuple):
     primal_residual: tf.Tensor
 
 
-def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_iter: tf.Tensor | int) -> InteriorPointResult:
+def solve_conic(
+    cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_iter: tf.Tensor | int,
+    resume: InteriorPointResult | None = None,
+) -> InteriorPointResult:
     """Runs the interior-point method on a batch of cone programs without equalities.
 
     Args:
@@ -107,6 +110,10 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
             F: (B, m, n) with m = cones.num_conic_rows ≥ 1; g: (B, m). float64.
         tol: relative tolerance of the stopping criteria (module docstring).
         max_iter: most iterations for the whole batch.
+        resume: a result of an earlier run on the same problems to go on
+            from: its examples whose status is `RUNNING` iterate on from
+            its iterates (their `iterations` counted on), the others keep
+            their iterates and statuses. None starts from scratch.
 
     Returns:
         An `InteriorPointResult`; s and z are in K's interior.
@@ -202,12 +209,16 @@ def solve_conic(cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_it
         status, dual_residual, primal_residual = assess(p, status, y, s, z, dy, -(ds + primal_residual))
         return _Iterate(iterations, status, y, s, z, dual_residual, primal_residual)
 
-    y, s, z = _starting_point(cones, problem)
-    status = tf.fill(tf.shape(c)[:1], socp_status.RUNNING)
+    if resume is None:
+        y, s, z = _starting_point(cones, problem)
+        status = tf.fill(tf.shape(c)[:1], socp_status.RUNNING)
+        iterations = tf.zeros_like(status)
+    else:
+        y, s, z, status, iterations = resume
     # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
     status, dual_residual, primal_residual = assess(problem, status, y, s, z, tf.zeros_like(y), tf.zeros_like(s))
     final = iterate_while_running(
-        step, problem, _Iterate(tf.zeros_like(status), status, y, s, z, dual_residual, primal_residual),
+        step, problem, _Iterate(iterations, status, y, s, z, dual_residual, primal_residual),
         is_running=lambda state: tf.equal(state.status, socp_status.RUNNING), max_iter=max_iter,
     )
     status = tf.where(tf.equal(final.status, socp_status.RUNNING), socp_status.ITERATION_LIMIT, final.status)
