@@ -24,6 +24,11 @@ Limits: the working batch has a dynamic size, which XLA cannot compile; under
 batches known to be small, the whole batch iterates, as in a plain
 `tf.while_loop`. The last few examples keep a working batch of up to
 `SMALLEST_SHRINKING_BATCH`.
+
+`recompute_rows` applies the same idea to a computation after a loop: the
+examples that need it (a second polish, iterations beyond an early stop)
+are gathered, computed and written back, so that a few of a large batch
+cost about as little as a small batch.
 """
 
 from __future__ import annotations
