@@ -137,19 +137,22 @@ def _check_finite(tensors: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
 
 
 def _polished(Q, c, F, g, result: InteriorPointResult) -> tuple[InteriorPointResult, tf.Tensor]:
-    """`result` with its solved examples polished where that succeeds, and (B,) bool: where it did."""
+    """`result` with its solved examples polished where that succeeds, and (B,) bool: where the point is a solution to rounding."""
     y, slack, lam, _, to_rounding = polish(Q, c, F, g, result.y, result.s, result.lam, result.active, tf.equal(result.status, qp_status.SOLVED))
     return result._replace(y=y, s=slack, lam=lam), to_rounding
 
 
 def _solve_and_polish(Q, c, F, g, tol: tf.Tensor, max_iter: tf.Tensor) -> InteriorPointResult:
-    """The inequality-only QP solved to `tol` and polished, the loop stopping early where the polish succeeds.
+    """The inequality-only QP solved to `tol` and polished, the loop stopping early where the polish finishes it.
 
     The loop first stops at `POLISH_FROM_TOL` (or `tol`, if looser) and
-    polishes: a polished point that passes `polish`'s own test is a solution
-    to rounding whatever `tol` asked. The examples whose polish failed, and
-    only they (gathered), iterate on to `tol` from where they stopped and are
-    polished again: the run the loop would have made without the first stop.
+    polishes: a polished point whose residuals are within
+    `polish.ROUNDING_TOLERANCE` is a solution to rounding whatever `tol`
+    asked (`polish`'s own acceptance test alone is not enough: its 1e-9
+    bounds the residuals, not the error, on an ill-conditioned active set).
+    The other examples, and only they (gathered), iterate on to `tol` from
+    where they stopped and are polished again: the run the loop would have
+    made without the first stop.
     """
     first_tol = tf.maximum(tol, POLISH_FROM_TOL)
     first = solve_inequality_qp(Q, c, F, g, tol=first_tol, max_iter=max_iter)
