@@ -172,9 +172,7 @@ def _stationarity(data: _QPData, dy, dlam):
     return matvec(data.stationarity_operator, tf.concat([dy, dlam], axis=-1))
 
 
-def solve_inequality_qp(
-    Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor, resume: InteriorPointResult | None = None,
-) -> InteriorPointResult:
+def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> InteriorPointResult:
     """Runs the interior-point method on a batch of inequality-only QPs.
 
     Args:
@@ -183,10 +181,6 @@ def solve_inequality_qp(
         tol: float64 scalar, relative tolerance of the stopping criteria
             (module docstring).
         max_iter: int32 scalar, most iterations for the whole batch.
-        resume: a result of an earlier run on the same problems to go on
-            from: its examples whose status is `RUNNING` iterate on from its
-            iterates (their `iterations` counted on), the others keep their
-            iterates and statuses. None starts from scratch.
 
     Returns:
         An `InteriorPointResult`; s and λ are strictly positive.
@@ -284,16 +278,12 @@ def solve_inequality_qp(
         status, dual_residual, primal_residual = assess(data, status, y, s, lam, dy, -(ds + primal_residual))
         return _Iterate(iterations, active, status, y, s, lam, dual_residual, primal_residual)
 
-    if resume is None:
-        y, s, lam = _starting_point(problem)
-        status = tf.fill(tf.shape(c)[:1], qp_status.RUNNING)
-        # Before any step, the larger of sᵢ and λᵢ is the one that stays.
-        iterations, active = tf.zeros_like(status), lam > s
-    else:
-        y, s, lam, status, iterations, active = resume
+    y, s, lam = _starting_point(problem)
+    status = tf.fill(tf.shape(c)[:1], qp_status.RUNNING)
     # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
     status, dual_residual, primal_residual = assess(data, status, y, s, lam, tf.zeros_like(y), tf.zeros_like(s))
-    start = _Iterate(iterations, active, status, y, s, lam, dual_residual, primal_residual)
+    # Before any step, the larger of sᵢ and λᵢ is the one that stays.
+    start = _Iterate(tf.zeros_like(status), lam > s, status, y, s, lam, dual_residual, primal_residual)
     final = iterate_while_running(
         step, data, start, is_running=lambda state: tf.equal(state.status, qp_status.RUNNING), max_iter=max_iter
     )
