@@ -47,6 +47,16 @@ def _batch_invariant(tensor: tf.Tensor) -> tf.TensorShape:
     return tf.TensorShape([None]).concatenate(tensor.shape[1:])
 
 
+def _gather_rows(nest: Any, rows: tf.Tensor) -> Any:
+    """The examples `rows` ((k,) indices) of every tensor in `nest`; None leaves stay None."""
+    return tf.nest.map_structure(lambda t: None if t is None else tf.gather(t, rows), nest)
+
+
+def _write_rows(results: Any, rows: tf.Tensor, values: Any) -> Any:
+    """`results` with the examples `rows` ((k,) indices) replaced by `values`, nest by nest."""
+    return tf.nest.map_structure(lambda result, value: tf.tensor_scatter_nd_update(result, rows[:, None], value), results, values)
+
+
 def iterate_while_running(
     step: Callable[[Any, Any], Any],
     data: Any,
@@ -90,9 +100,6 @@ def iterate_while_running(
 
     state_tensors = tf.nest.flatten(state)
 
-    def write_back(results, rows, working):
-        return [tf.tensor_scatter_nd_update(result, rows[:, None], value) for result, value in zip(results, working)]
-
     def body(iteration, _any_running, results, rows, working_data, working_state):
         new_state = step(unflatten_data(working_data), tf.nest.pack_sequence_as(state, working_state))
         running = is_running(new_state)
@@ -100,8 +107,8 @@ def iterate_while_running(
 
         def shrink():
             kept = tf.where(running)[:, 0]
-            return (write_back(results, rows, working_state), tf.gather(rows, kept),
-                    [tf.gather(t, kept) for t in working_data], [tf.gather(t, kept) for t in working_state])
+            return (_write_rows(results, rows, working_state), tf.gather(rows, kept),
+                    _gather_rows(working_data, kept), _gather_rows(working_state, kept))
 
         def keep():
             return results, rows, working_data, working_state
@@ -128,7 +135,7 @@ def iterate_while_running(
         shape_invariants=invariants,
         maximum_iterations=max_iter,
     )
-    return tf.nest.pack_sequence_as(state, write_back(results, rows, working_state))
+    return tf.nest.pack_sequence_as(state, _write_rows(results, rows, working_state))
 
 
 def recompute_rows(mask: tf.Tensor, compute: Callable[[Any], Any], inputs: Any, current: Any) -> Any:
@@ -148,16 +155,12 @@ def recompute_rows(mask: tf.Tensor, compute: Callable[[Any], Any], inputs: Any, 
         current: a nest of per-example tensors with the batch first.
     """
 
-    def select(rows):
-        return tf.nest.map_structure(lambda t: None if t is None else tf.gather(t, rows), inputs)
-
     def recompute():
         if in_xla_context():
             computed = compute(inputs)
             return tf.nest.map_structure(
                 lambda new, old: tf.where(tf.reshape(mask, [-1] + [1] * (old.shape.rank - 1)), new, old), computed, current)
-        rows = tf.where(mask)
-        computed = compute(select(rows[:, 0]))
-        return tf.nest.map_structure(lambda new, old: tf.tensor_scatter_nd_update(old, rows, new), computed, current)
+        rows = tf.where(mask)[:, 0]
+        return _write_rows(current, rows, compute(_gather_rows(inputs, rows)))
 
     return tf.cond(tf.reduce_any(mask), recompute, lambda: current)

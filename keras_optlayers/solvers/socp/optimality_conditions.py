@@ -81,9 +81,11 @@ def reduced_jacobian(cones: ConeLayout, A: tf.Tensor, y: tf.Tensor, s: tf.Tensor
 
 POLISH_STEPS = 2
 EXTRA_POLISH_STEPS = 1
-# The conditions hold "to rounding" at this times 1 + ‖(x, y, s)‖∞ (equilibrated units): a few hundred units of
-# rounding. The benchmarks' robust LPs (condition ~1e3) that met it came out within 1.5e-10 of a tol=1e-10
-# solve, as the 1e-7 loop's did; at 1e-11 (absolute) some were 8e-10 off. Measured, issue 12 stop 24.
+# The conditions hold "to rounding" at this times 1 + ‖(x, y, s)‖∞
+# (equilibrated units): a few hundred units of rounding. The benchmarks'
+# robust LPs (condition ~1e3) that met it came out within 1.5e-10 of a
+# tol=1e-10 solve, as the 1e-7 loop's did; at 1e-11 (absolute) some were
+# 8e-10 off. Measured, issue 12 stop 24.
 SOLVED_VIOLATION = 1e-13
 JACOBIAN_SHIFT = 1e-13
 # The adjoint is refined when some example's residual ‖Mᵀw − rhs‖∞ exceeds

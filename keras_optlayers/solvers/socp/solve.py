@@ -33,12 +33,12 @@ from keras_optlayers.solvers.qp.interior_point import solve_unconstrained_qp
 
 # The QP entry's input helpers, shared rather than copied (they deserve a public home).
 from keras_optlayers.solvers.qp.solve import _check_finite, _check_settings, _shape_text
+from keras_optlayers.solvers.shrinking_batch import recompute_rows
 from keras_optlayers.solvers.socp import status as socp_status
 from keras_optlayers.solvers.socp.cones import ConeLayout
 from keras_optlayers.solvers.socp.equilibration import equilibrate, unscale
 from keras_optlayers.solvers.socp.interior_point import solve_conic
 from keras_optlayers.solvers.socp.optimality_conditions import polish, solution_adjoint
-from keras_optlayers.solvers.shrinking_batch import recompute_rows
 from keras_optlayers.solvers.socp.solution_check import relative_measures, solution_passes
 from keras_optlayers.xla_context import in_xla_context
 
