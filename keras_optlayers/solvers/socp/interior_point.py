@@ -81,10 +81,15 @@ def _shift_into_cone(cones: ConeLayout, v: tf.Tensor) -> tf.Tensor:
     return tf.where(shortfall >= 0, v + (1.0 + shortfall) * cones.identity(v), v)
 
 
-def _starting_point(cones: ConeLayout, p: IterationData):
-    """`least_squares_start`'s y, then s = g − Fy and z = −s, each shifted into K."""
-    y, residual = least_squares_start(p)
-    return y, _shift_into_cone(cones, residual), _shift_into_cone(cones, -residual)
+def starting_iterate(cones: ConeLayout, Q, c, F, g) -> InteriorPointResult:
+    """Where `solve_conic` starts, as a result to resume from: every example running, none iterated.
+
+    `least_squares_start`'s y, then s = g − Fy and z = −s, each shifted into K.
+    Arguments as `solve_conic`'s.
+    """
+    y, residual = least_squares_start(IterationData.of(Q, c, F, g))
+    status = tf.fill(tf.shape(c)[:1], socp_status.RUNNING)
+    return InteriorPointResult(y, _shift_into_cone(cones, residual), _shift_into_cone(cones, -residual), status, tf.zeros_like(status))
 
 
 class _Iterate(NamedTuple):
@@ -209,12 +214,7 @@ def solve_conic(
         status, dual_residual, primal_residual = assess(p, status, y, s, z, dy, -(ds + primal_residual))
         return _Iterate(iterations, status, y, s, z, dual_residual, primal_residual)
 
-    if resume is None:
-        y, s, z = _starting_point(cones, problem)
-        status = tf.fill(tf.shape(c)[:1], socp_status.RUNNING)
-        iterations = tf.zeros_like(status)
-    else:
-        y, s, z, status, iterations = resume
+    y, s, z, status, iterations = starting_iterate(cones, Q, c, F, g) if resume is None else resume
     # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
     status, dual_residual, primal_residual = assess(problem, status, y, s, z, tf.zeros_like(y), tf.zeros_like(s))
     final = iterate_while_running(

@@ -37,9 +37,10 @@ from keras_optlayers.solvers.shrinking_batch import recompute_rows
 from keras_optlayers.solvers.socp import status as socp_status
 from keras_optlayers.solvers.socp.cones import ConeLayout
 from keras_optlayers.solvers.socp.equilibration import equilibrate, unscale
-from keras_optlayers.solvers.socp.interior_point import solve_conic
+from keras_optlayers.solvers.socp.interior_point import solve_conic, starting_iterate
 from keras_optlayers.solvers.socp.optimality_conditions import polish, solution_adjoint
 from keras_optlayers.solvers.socp.solution_check import relative_measures, solution_passes
+from keras_optlayers.solvers.traced_once import traced_once
 from keras_optlayers.xla_context import in_xla_context
 
 # Loose enough to save iterations, tight enough for the Newton polish that
@@ -162,18 +163,24 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
                 solution, _ = polished(reduced, A, b, c, unconstrained)
                 return solution
 
-            first = solve_conic(layout, reduced.Q, reduced.c, reduced.F, reduced.g, tol=first_tol, max_iter=max_iter)
-            solution, accepted = polished(reduced, A, b, c, first)
+            def iterate_and_polish(reduced, A, b, c, start, run_tol):
+                """Iterates `start`'s running examples to `run_tol` and polishes: (result, solution, solved_to_rounding)."""
+                iterations_left = max_iter - tf.reduce_max(start.iterations)
+                result = solve_conic(layout, reduced.Q, reduced.c, reduced.F, reduced.g, tol=run_tol,
+                                     max_iter=iterations_left, resume=start)
+                return (result, *polished(reduced, A, b, c, result))
+
+            # Called twice below, traced once: the loop and the polish are most of the graph.
+            iterate_and_polish = traced_once(iterate_and_polish)
+            start = starting_iterate(layout, reduced.Q, reduced.c, reduced.F, reduced.g)
+            first, solution, accepted = iterate_and_polish(reduced, A, b, c, start, first_tol)
             go_on = tf.equal(first.status, socp_status.SOLVED) & ~accepted & (tol < first_tol)
 
             def iterate_on(inputs):
                 reduced, A, b, c, result, go_on = inputs
                 # All of `go_on` holds when the rows are gathered; under XLA the others stay frozen.
                 resume = result._replace(status=tf.where(go_on, socp_status.RUNNING, result.status))
-                iterations_left = max_iter - tf.reduce_max(result.iterations)
-                result = solve_conic(layout, reduced.Q, reduced.c, reduced.F, reduced.g, tol=tol,
-                                     max_iter=iterations_left, resume=resume)
-                return polished(reduced, A, b, c, result)[0]
+                return iterate_and_polish(reduced, A, b, c, resume, tol)[1]
 
             return recompute_rows(go_on, iterate_on, (reduced, A, b, c, first, go_on), solution)
 
