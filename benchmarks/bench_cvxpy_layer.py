@@ -13,7 +13,9 @@ robust LP (n=10, 5 second-order-cone constraints), for
 
 float64. The baselines run SCS at its default tolerance (eps 1e-4); this
 library's SCS runs at its registry default (eps 1e-9), since its solutions
-must pass the optimality check at 1e-6. Prints medians and the
+must pass the optimality check at 1e-6. The implementations of a problem
+and batch are timed in turn, round by round (`timing.interleaved_median_seconds`),
+so the machine's drifting load does not move the ratios. Prints medians and the
 speedups over 0.1.9 as a markdown table, and the geometric mean of the
 speedups at the largest batch.
 
@@ -49,7 +51,7 @@ sys.path.insert(0, str(BENCHMARKS_DIR))
 sys.path.insert(0, str(BENCHMARKS_DIR.parent / "tests"))
 import baselines  # noqa: E402
 import socp_problems  # noqa: E402
-from timing import median_seconds  # noqa: E402
+from timing import interleaved_median_seconds  # noqa: E402
 
 from keras_optlayers.core.problems import lml_problem, sparsemax_problem  # noqa: E402
 from keras_optlayers.layers.cvxpy_layer import CvxpyLayer  # noqa: E402
@@ -219,13 +221,14 @@ def measure(batches, repeats, problems=None):
     for benchmark in selected_benchmarks(problems):
         for batch in batches:
             values = benchmark.sample(np.random.default_rng(0), batch)
+            runs = {}
             for implementation, build in IMPLEMENTATIONS.items():
                 forward, forward_backward = build(benchmark, values)
-                count = timed_calls(batch, repeats)
-                for mode, function in zip(MODES, (forward_backward, forward)):
-                    key = (benchmark.name, batch, mode)
-                    results.setdefault(key, {})[implementation] = 1e3 * median_seconds(function, count)
-                print(f"  measured {benchmark.name}, batch {batch}, {implementation}", file=sys.stderr)
+                runs.update({(implementation, mode): function for mode, function in zip(MODES, (forward_backward, forward))})
+            # Timed in turn, so that every implementation sees the machine's drifting load alike.
+            for (implementation, mode), seconds in interleaved_median_seconds(runs, timed_calls(batch, repeats)).items():
+                results.setdefault((benchmark.name, batch, mode), {})[implementation] = 1e3 * seconds
+            print(f"  measured {benchmark.name}, batch {batch}", file=sys.stderr)
     return results
 
 
@@ -254,7 +257,8 @@ def measure_xla(batches, repeats, problems=None) -> str:
                 start = time.perf_counter()
                 compiled[index]()
                 first_call = time.perf_counter() - start
-                times = [1e3 * median_seconds(f[index], count) for f in (compiled, graph, torch_callables)]
+                seconds = interleaved_median_seconds({k: f[index] for k, f in enumerate((compiled, graph, torch_callables))}, count)
+                times = [1e3 * seconds[k] for k in range(3)]
                 cells = [benchmark.name, str(batch), mode, *(f"{t:.2f} ms" for t in times),
                          f"{times[2] / times[0]:.1f}x", f"{times[2] / times[1]:.1f}x", f"{first_call:.1f} s"]
                 lines.append("| " + " | ".join(cells) + " |")

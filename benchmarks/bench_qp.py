@@ -10,8 +10,10 @@ Every example is feasible by construction (b = A x₀, h = G x₀ + s₀, s₀ �
 At OptNet size it also times the path users call, inside a tf.function:
 CvxpyLayer(solver="QP") on the problem as CVXPY writes it (½‖Lᵀx‖²) and the
 OptNetQP layer (its weights shared by the batch).
-Prints a markdown table of median times and ratios. XLA is checked for
-agreement only (on CPU it is far slower than graph mode for this work).
+Prints a markdown table of median times and ratios. Our runs and qpth are
+timed in turn, round by round, so the machine's drifting load falls on
+both sides of each ratio alike. XLA is checked for agreement only (on CPU
+it is far slower than graph mode for this work).
 
     python benchmarks/bench_qp.py            # full run
     python benchmarks/bench_qp.py --quick    # fewer repeats, smaller slow baselines
@@ -35,7 +37,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import baselines  # noqa: E402
-from timing import median_seconds  # noqa: E402
+from timing import interleaved_median_seconds, median_seconds  # noqa: E402
 
 from keras_optlayers.solvers.qp import qp_solve  # noqa: E402
 
@@ -222,11 +224,13 @@ def main():
     for label, batch, n, p, m in cases:
         data = random_qp(batch, n, p, m, seed=batch + n)
         dense = n >= 100
-        result = {
-            "eager": 1e3 * median_seconds(ours_eager(data, p), repeats),
-            "graph": 1e3 * median_seconds(ours_graph(data, p), repeats),
-            "qpth": 1e3 * median_seconds(qpth_run(data, p), slow_repeats if dense else repeats),
-        }
+        # The runs compared with qpth are timed in turn (`interleaved_median_seconds`): their ratios are the targets.
+        runs = {"eager": ours_eager(data, p), "graph": ours_graph(data, p), "qpth": qpth_run(data, p)}
+        if not dense:
+            runs["layer_qp"] = cvxpy_layer_qp_graph_run(data, n, p, m)
+            runs["optnet"] = optnet_layer_graph_run(data, n, p, m)
+        seconds = interleaved_median_seconds(runs, slow_repeats if dense else repeats)
+        result = {name: 1e3 * value for name, value in seconds.items()}
         # cvxpylayers at the dense size takes minutes per batch of 128.
         slow_batch = batch if not dense else (2 if options.quick else 8)
         slow = "" if slow_batch == batch else f" (batch {slow_batch})"
@@ -236,9 +240,6 @@ def main():
             result["scs"] = 1e3 * median_seconds(cvxpy_layer_scs_run(data, n, p, m, slow_batch), slow_repeats if dense else repeats)
         if slow:
             notes.append(f"{label}, batch {batch}: the CVXPY-based columns were timed at batch {slow_batch}, not {batch}.")
-        if not dense:
-            result["layer_qp"] = 1e3 * median_seconds(cvxpy_layer_qp_graph_run(data, n, p, m), repeats)
-            result["optnet"] = 1e3 * median_seconds(optnet_layer_graph_run(data, n, p, m), repeats)
         result["xla_diff"] = check_xla(data, p) if not dense else None
         rows.append((label, batch, result))
         print(f"done: {label} batch {batch}", flush=True)

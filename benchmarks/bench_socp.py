@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import bench_cvxpy_layer as layer_bench
-from timing import median_seconds
+from timing import interleaved_median_seconds
 
 IMPLEMENTATIONS = {
     "native SOCP (eager)": lambda b, v: layer_bench.ours(b, v, compile_graph=False, solver="SOCP"),
@@ -51,13 +51,15 @@ def main() -> None:
     for benchmark in layer_bench.selected_benchmarks(["ellipsoid", "robust"]):
         for batch in args.batches:
             values = benchmark.sample(np.random.default_rng(0), batch)
-            times = {mode: {} for mode in MODES}
+            runs = {}
             for name, build in IMPLEMENTATIONS.items():
                 forward, forward_backward = build(benchmark, values)
-                count = layer_bench.timed_calls(batch, args.repeats)
-                for mode, function in zip(MODES, (forward_backward, forward)):
-                    times[mode][name] = 1e3 * median_seconds(function, count)
-                print(f"  measured {benchmark.name}, batch {batch}, {name}", file=sys.stderr)
+                runs.update({(name, mode): function for mode, function in zip(MODES, (forward_backward, forward))})
+            times: dict[str, dict[str, float]] = {mode: {} for mode in MODES}
+            # Timed in turn, so that every implementation sees the machine's drifting load alike.
+            for (name, mode), seconds in interleaved_median_seconds(runs, layer_bench.timed_calls(batch, args.repeats)).items():
+                times[mode][name] = 1e3 * seconds
+            print(f"  measured {benchmark.name}, batch {batch}", file=sys.stderr)
             for mode in MODES:
                 t = times[mode]
                 ratios = (
