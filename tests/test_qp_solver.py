@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import re
 
 import cvxpy as cp
@@ -11,7 +12,9 @@ import pytest
 import tensorflow as tf
 
 from keras_optlayers.errors import SolverError
-from keras_optlayers.solvers.qp import STATUS_NAMES, qp_solve, qp_solve_with_status
+from keras_optlayers.solvers.qp import STATUS_NAMES, qp_solve, qp_solve_with_info, qp_solve_with_status
+from keras_optlayers.solvers.qp import polish as qp_polish
+from keras_optlayers.solvers.qp import solve as qp_solve_module
 
 NAMES = ("P", "q", "A", "b", "G", "h")
 
@@ -417,3 +420,33 @@ def test_redundant_equalities_under_xla_are_solved_exactly():
     np.testing.assert_array_equal(xla[3].numpy(), 0)
     np.testing.assert_allclose(xla[0].numpy(), eager[0].numpy(), atol=1e-12)
     np.testing.assert_allclose(np.einsum("bij,bj->bi", A, xla[0].numpy()), data[3], atol=1e-12)
+
+
+def test_loop_stops_early_where_the_polish_succeeds_and_the_rest_iterate_on(monkeypatch):
+    """The loop stops at `POLISH_FROM_TOL` and polishes; examples whose polish fails go on to `tol`.
+
+    Three runs on 24 QPs with known solutions: the default; no early stop
+    (`POLISH_FROM_TOL` at `tol`); and every polish failing
+    (`POLISH_TOLERANCE` = 0), which must make exactly the run without the
+    early stop (its unpolished iterates, about `tol` from the solution).
+    """
+    data, x0 = kkt_constructed_qp(np.random.default_rng(11), 24, 8, 3, 10, 4)
+    polish_from_tol, polish_tolerance = qp_solve_module.POLISH_FROM_TOL, qp_polish.POLISH_TOLERANCE
+
+    def run(**settings):
+        monkeypatch.setattr(qp_solve_module, "_COMPILED_SOLVES", collections.OrderedDict())  # retrace with the settings
+        monkeypatch.setattr(qp_solve_module, "POLISH_FROM_TOL", settings.get("polish_from_tol", polish_from_tol))
+        monkeypatch.setattr(qp_polish, "POLISH_TOLERANCE", settings.get("polish_tolerance", polish_tolerance))
+        x, _, _, status, info = qp_solve_with_info(*(data[k] for k in NAMES))
+        return x.numpy(), status.numpy(), info["iterations"].numpy()
+
+    x_early, status_early, iterations_early = run()
+    x_full, status_full, iterations_full = run(polish_from_tol=qp_solve_module.DEFAULT_TOL)
+    x_failed, _, iterations_failed = run(polish_tolerance=0.0)  # some unpolished iterates fail the check: "inaccurate"
+    np.testing.assert_array_equal(status_early, 0)
+    np.testing.assert_array_equal(status_full, 0)
+    np.testing.assert_array_equal(iterations_failed, iterations_full)
+    np.testing.assert_allclose(x_early, x0, atol=1e-10)
+    np.testing.assert_allclose(x_failed, x0, atol=1e-6)  # the iterates themselves: about tol
+    assert np.abs(x_failed - x0).max() > 1e-10  # ... so they were not polished
+    assert np.all(iterations_early <= iterations_full) and iterations_early.sum() < iterations_full.sum()

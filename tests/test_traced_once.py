@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_qp_solver import kkt_constructed_qp
 from test_socp_solver import ball_projection_data
 
+from keras_optlayers.solvers.qp import interior_point as qp_interior_point
+from keras_optlayers.solvers.qp import qp_solve
+from keras_optlayers.solvers.qp import solve as qp_solve_module
 from keras_optlayers.solvers.socp import interior_point, socp_solve
 from keras_optlayers.solvers.socp import solve as solve_module
 from keras_optlayers.solvers.traced_once import traced_once
@@ -84,3 +88,15 @@ def test_socp_solve_traces_its_loop_once(monkeypatch):
     solve.get_concrete_function(A, b, c)
     assert len(calls) == 1
     np.testing.assert_allclose(solve(A, b, c).numpy(), socp_solve(A, b, c, cones, tol=1e-10)[0].numpy(), atol=1e-12)
+
+
+def test_qp_solve_traces_its_loop_once(monkeypatch):
+    """As for the SOCP solve: the QP loop's second run, for examples whose polish fails, is the same graph function."""
+    counted, calls = _counted(qp_interior_point.solve_inequality_qp)
+    monkeypatch.setattr(qp_solve_module, "solve_inequality_qp", counted)
+    data, x0 = kkt_constructed_qp(np.random.default_rng(3), 4, 6, 2, 8, 3)
+    args = [tf.constant(data[name]) for name in ("P", "q", "A", "b", "G", "h")]
+    solve = tf.function(lambda *args: qp_solve(*args, tol=1e-10))
+    solve.get_concrete_function(*args)
+    assert len(calls) == 1
+    np.testing.assert_allclose(solve(*args).numpy(), x0, atol=1e-9)

@@ -172,7 +172,9 @@ def _stationarity(data: _QPData, dy, dlam):
     return matvec(data.stationarity_operator, tf.concat([dy, dlam], axis=-1))
 
 
-def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> InteriorPointResult:
+def solve_inequality_qp(
+    Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor, resume: InteriorPointResult | None = None,
+) -> InteriorPointResult:
     """Runs the interior-point method on a batch of inequality-only QPs.
 
     Args:
@@ -181,6 +183,10 @@ def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> I
         tol: float64 scalar, relative tolerance of the stopping criteria
             (module docstring).
         max_iter: int32 scalar, most iterations for the whole batch.
+        resume: a result of an earlier run on the same problems to go on
+            from: its examples whose status is `RUNNING` iterate on from its
+            iterates (their `iterations` counted on), the others keep their
+            iterates and statuses. None starts from scratch.
 
     Returns:
         An `InteriorPointResult`; s and λ are strictly positive.
@@ -278,12 +284,10 @@ def solve_inequality_qp(Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor) -> I
         status, dual_residual, primal_residual = assess(data, status, y, s, lam, dy, -(ds + primal_residual))
         return _Iterate(iterations, active, status, y, s, lam, dual_residual, primal_residual)
 
-    y, s, lam = _starting_point(problem)
-    status = tf.fill(tf.shape(c)[:1], qp_status.RUNNING)
+    y, s, lam, status, iterations, active = starting_iterate(Q, c, F, g) if resume is None else resume
     # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
     status, dual_residual, primal_residual = assess(data, status, y, s, lam, tf.zeros_like(y), tf.zeros_like(s))
-    # Before any step, the larger of sᵢ and λᵢ is the one that stays.
-    start = _Iterate(tf.zeros_like(status), lam > s, status, y, s, lam, dual_residual, primal_residual)
+    start = _Iterate(iterations, active, status, y, s, lam, dual_residual, primal_residual)
     final = iterate_while_running(
         step, data, start, is_running=lambda state: tf.equal(state.status, qp_status.RUNNING), max_iter=max_iter
     )
@@ -302,16 +306,20 @@ def least_squares_start(p: IterationData) -> tuple[tf.Tensor, tf.Tensor]:
     return y, p.g - matvec(p.F, y)
 
 
-def _starting_point(p: IterationData):
-    """(y, s, λ) from `least_squares_start`: z = g − Fy gives s = z and λ = −z.
+def starting_iterate(Q, c, F, g) -> InteriorPointResult:
+    """Where `solve_inequality_qp` starts, as a result to resume from: every example running, none iterated.
 
-    Each is shifted by (1 + its most negative entry's magnitude) when not
-    already positive.
+    (y, s, λ) from `least_squares_start`: z = g − Fy gives s = z and λ = −z,
+    each shifted by (1 + its most negative entry's magnitude) when not
+    already positive. Arguments as `solve_inequality_qp`'s.
     """
-    y, z = least_squares_start(p)
+    y, z = least_squares_start(IterationData.of(Q, c, F, g))
 
     def shift_positive(v):
         shortfall = -tf.reduce_min(v, axis=-1, keepdims=True)
         return tf.where(shortfall >= 0, v + 1.0 + shortfall, v)
 
-    return y, shift_positive(z), shift_positive(-z)
+    s, lam = shift_positive(z), shift_positive(-z)
+    status = tf.fill(tf.shape(c)[:1], qp_status.RUNNING)
+    # Before any step, the larger of sᵢ and λᵢ is the one that stays.
+    return InteriorPointResult(y, s, lam, status, tf.zeros_like(status), lam > s)
