@@ -44,14 +44,20 @@ NAMES = ["root", "q", "G", "h", "A", "b"]
 
 
 def forward_backward(compute, args):
-    """A no-argument callable: `compute(*args)` and the gradient of its outputs' sum, in a tf.function."""
+    """A no-argument callable: `compute(*args)` and the gradient of its outputs' sum, in a tf.function.
+
+    The outputs are returned with the gradient: the gradient of a sum
+    through linear maps does not need the forward values, and graph
+    optimization would otherwise prune the forward pass it times.
+    """
 
     @tf.function
     def run(*args):
         with tf.GradientTape() as tape:
             tape.watch(args)
-            loss = tf.add_n([tf.reduce_sum(t) for t in tf.nest.flatten(compute(*args)) if t is not None])
-        return tape.gradient(loss, args)
+            outputs = [t for t in tf.nest.flatten(compute(*args)) if t is not None]
+            loss = tf.add_n([tf.reduce_sum(t) for t in outputs])
+        return outputs, tape.gradient(loss, args)
 
     return lambda: run(*args)
 
