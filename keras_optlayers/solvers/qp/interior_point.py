@@ -173,7 +173,7 @@ def _stationarity(data: _QPData, dy, dlam):
 
 
 def solve_inequality_qp(
-    Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor, resume: InteriorPointResult | None = None,
+    Q, c, F, g, *, tol: tf.Tensor, max_iter: tf.Tensor, start: InteriorPointResult,
 ) -> InteriorPointResult:
     """Runs the interior-point method on a batch of inequality-only QPs.
 
@@ -183,10 +183,10 @@ def solve_inequality_qp(
         tol: float64 scalar, relative tolerance of the stopping criteria
             (module docstring).
         max_iter: int32 scalar, most iterations for the whole batch.
-        resume: a result of an earlier run on the same problems to go on
-            from: its examples whose status is `RUNNING` iterate on from its
-            iterates (their `iterations` counted on), the others keep their
-            iterates and statuses. None starts from scratch.
+        start: where to start: `starting_iterate`, or a result of an earlier
+            run on the same problems to go on from. Its examples whose status
+            is `RUNNING` iterate on from its iterates (their `iterations`
+            counted on); the others keep their iterates and statuses.
 
     Returns:
         An `InteriorPointResult`; s and λ are strictly positive.
@@ -284,26 +284,26 @@ def solve_inequality_qp(
         status, dual_residual, primal_residual = assess(data, status, y, s, lam, dy, -(ds + primal_residual))
         return _Iterate(iterations, active, status, y, s, lam, dual_residual, primal_residual)
 
-    y, s, lam, status, iterations, active = starting_iterate(Q, c, F, g) if resume is None else resume
+    y, s, lam, status, iterations, active = start
     # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
     status, dual_residual, primal_residual = assess(data, status, y, s, lam, tf.zeros_like(y), tf.zeros_like(s))
-    start = _Iterate(iterations, active, status, y, s, lam, dual_residual, primal_residual)
+    initial = _Iterate(iterations, active, status, y, s, lam, dual_residual, primal_residual)
     final = iterate_while_running(
-        step, data, start, is_running=lambda state: tf.equal(state.status, qp_status.RUNNING), max_iter=max_iter
+        step, data, initial, is_running=lambda state: tf.equal(state.status, qp_status.RUNNING), max_iter=max_iter
     )
     status = tf.where(tf.equal(final.status, qp_status.RUNNING), qp_status.ITERATION_LIMIT, final.status)
     return InteriorPointResult(final.y, final.s, final.lam, status, final.iterations, final.active)
 
 
-def least_squares_start(p: IterationData) -> tuple[tf.Tensor, tf.Tensor]:
+def least_squares_start(Q, c, F, g) -> tuple[tf.Tensor, tf.Tensor]:
     """CVXOPT's start, shared by the QP and SOCP loops: y minimizing ½yᵀQy + cᵀy + ½‖Fy − g‖², and g − Fy.
 
     Each loop then shifts g − Fy (for s) and its negative (for the
-    multipliers) into its cone.
+    multipliers) into its cone. Q may be None (zero).
     """
-    inverse_factor = reduced_kkt.factor(p.Q, p.F)
-    y = reduced_kkt.solve(inverse_factor, matvec(p.F_t, p.g) - p.c)
-    return y, p.g - matvec(p.F, y)
+    inverse_factor = reduced_kkt.factor(Q, F)
+    y = reduced_kkt.solve(inverse_factor, matvec(tf.linalg.matrix_transpose(F), g) - c)
+    return y, g - matvec(F, y)
 
 
 def starting_iterate(Q, c, F, g) -> InteriorPointResult:
@@ -313,7 +313,7 @@ def starting_iterate(Q, c, F, g) -> InteriorPointResult:
     each shifted by (1 + its most negative entry's magnitude) when not
     already positive. Arguments as `solve_inequality_qp`'s.
     """
-    y, z = least_squares_start(IterationData.of(Q, c, F, g))
+    y, z = least_squares_start(Q, c, F, g)
 
     def shift_positive(v):
         shortfall = -tf.reduce_min(v, axis=-1, keepdims=True)

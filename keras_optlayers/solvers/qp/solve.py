@@ -48,8 +48,7 @@ from keras_optlayers.solvers.qp.kkt_adjoint import kkt_adjoint
 from keras_optlayers.solvers.qp.polish import polish
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
 from keras_optlayers.solvers.qp.scaling import equilibrate, unscale
-from keras_optlayers.solvers.shrinking_batch import recompute_rows
-from keras_optlayers.solvers.traced_once import traced_once
+from keras_optlayers.solvers.early_stop import solve_with_early_stop
 from keras_optlayers.xla_context import in_xla_context
 
 DEFAULT_TOL = 1e-8
@@ -152,29 +151,16 @@ def _solve_and_polish(Q, c, F, g, tol: tf.Tensor, max_iter: tf.Tensor) -> Interi
     `polish.ROUNDING_TOLERANCE` is a solution to rounding whatever `tol`
     asked (`polish`'s own acceptance test alone is not enough: its 1e-9
     bounds the residuals, not the error, on an ill-conditioned active set).
-    The other examples, and only they (gathered), iterate on to `tol` from
-    where they stopped and are polished again: the run the loop would have
-    made without the first stop.
+    The other examples, and only they, iterate on to `tol` from where they
+    stopped and are polished again (`early_stop`).
     """
-    first_tol = tf.maximum(tol, POLISH_FROM_TOL)
+    def iterate_and_polish(data, start, run_tol, iterations_left):
+        result = solve_inequality_qp(*data, tol=run_tol, max_iter=iterations_left, start=start)
+        return (result, *_polished(*data, result))
 
-    def iterate_and_polish(Q, c, F, g, start, run_tol):
-        """Iterates `start`'s running examples to `run_tol` and polishes: (result, polished result, to rounding)."""
-        result = solve_inequality_qp(Q, c, F, g, tol=run_tol, max_iter=max_iter - tf.reduce_max(start.iterations), resume=start)
-        return (result, *_polished(Q, c, F, g, result))
-
-    # Called twice below, traced once: the loop and the polish are most of the graph.
-    iterate_and_polish = traced_once(iterate_and_polish)
-    first, solution, polished = iterate_and_polish(Q, c, F, g, starting_iterate(Q, c, F, g), first_tol)
-    go_on = tf.equal(first.status, qp_status.SOLVED) & ~polished & (tol < first_tol)
-
-    def iterate_on(inputs):
-        Q, c, F, g, result, go_on = inputs
-        # All of `go_on` holds when the rows are gathered; under XLA the others stay frozen.
-        resume = result._replace(status=tf.where(go_on, qp_status.RUNNING, result.status))
-        return iterate_and_polish(Q, c, F, g, resume, tol)[1]
-
-    return recompute_rows(go_on, iterate_on, (Q, c, F, g, first, go_on), solution)
+    return solve_with_early_stop(
+        iterate_and_polish, (Q, c, F, g), starting_iterate(Q, c, F, g), tol=tol,
+        first_tol=tf.maximum(tol, POLISH_FROM_TOL), max_iter=max_iter, solved=qp_status.SOLVED, running=qp_status.RUNNING)
 
 
 def _differentiable_solve(tol: tf.Tensor, max_iter: tf.Tensor):

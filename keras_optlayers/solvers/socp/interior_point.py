@@ -87,7 +87,7 @@ def starting_iterate(cones: ConeLayout, Q, c, F, g) -> InteriorPointResult:
     `least_squares_start`'s y, then s = g − Fy and z = −s, each shifted into K.
     Arguments as `solve_conic`'s.
     """
-    y, residual = least_squares_start(IterationData.of(Q, c, F, g))
+    y, residual = least_squares_start(Q, c, F, g)
     status = tf.fill(tf.shape(c)[:1], socp_status.RUNNING)
     return InteriorPointResult(y, _shift_into_cone(cones, residual), _shift_into_cone(cones, -residual), status, tf.zeros_like(status))
 
@@ -104,7 +104,7 @@ class _Iterate(NamedTuple):
 
 def solve_conic(
     cones: ConeLayout, Q, c, F, g, *, tol: tf.Tensor | float, max_iter: tf.Tensor | int,
-    resume: InteriorPointResult | None = None,
+    start: InteriorPointResult,
 ) -> InteriorPointResult:
     """Runs the interior-point method on a batch of cone programs without equalities.
 
@@ -115,10 +115,11 @@ def solve_conic(
             F: (B, m, n) with m = cones.num_conic_rows ≥ 1; g: (B, m). float64.
         tol: relative tolerance of the stopping criteria (module docstring).
         max_iter: most iterations for the whole batch.
-        resume: a result of an earlier run on the same problems to go on
-            from: its examples whose status is `RUNNING` iterate on from
-            its iterates (their `iterations` counted on), the others keep
-            their iterates and statuses. None starts from scratch.
+        start: where to start: `starting_iterate`, or a result of an earlier
+            run on the same problems to go on from. Its examples whose
+            status is `RUNNING` iterate on from its iterates (their
+            `iterations` counted on); the others keep their iterates and
+            statuses.
 
     Returns:
         An `InteriorPointResult`; s and z are in K's interior.
@@ -214,7 +215,7 @@ def solve_conic(
         status, dual_residual, primal_residual = assess(p, status, y, s, z, dy, -(ds + primal_residual))
         return _Iterate(iterations, status, y, s, z, dual_residual, primal_residual)
 
-    y, s, z, status, iterations = starting_iterate(cones, Q, c, F, g) if resume is None else resume
+    y, s, z, status, iterations = start
     # A zero direction fails the strict cᵀd < 0, so no dual infeasibility is claimed before a step.
     status, dual_residual, primal_residual = assess(problem, status, y, s, z, tf.zeros_like(y), tf.zeros_like(s))
     final = iterate_while_running(

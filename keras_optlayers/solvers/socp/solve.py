@@ -33,14 +33,13 @@ from keras_optlayers.solvers.qp.interior_point import solve_unconstrained_qp
 
 # The QP entry's input helpers, shared rather than copied (they deserve a public home).
 from keras_optlayers.solvers.qp.solve import _check_finite, _check_settings, _shape_text
-from keras_optlayers.solvers.shrinking_batch import recompute_rows
 from keras_optlayers.solvers.socp import status as socp_status
 from keras_optlayers.solvers.socp.cones import ConeLayout
 from keras_optlayers.solvers.socp.equilibration import equilibrate, unscale
 from keras_optlayers.solvers.socp.interior_point import solve_conic, starting_iterate
 from keras_optlayers.solvers.socp.optimality_conditions import polish, solution_adjoint
+from keras_optlayers.solvers.early_stop import solve_with_early_stop
 from keras_optlayers.solvers.socp.solution_check import relative_measures, solution_passes
-from keras_optlayers.solvers.traced_once import traced_once
 from keras_optlayers.xla_context import in_xla_context
 
 # Loose enough to save iterations, tight enough for the Newton polish that
@@ -126,9 +125,8 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
     looser) and the Newton polish is tried from there; an example whose
     polished solution meets the optimality conditions to rounding
     (`optimality_conditions.SOLVED_VIOLATION`) is done. The others, and
-    only they (gathered), iterate on to `tol` from where they stopped and
-    are polished again: the run the loop would have made without the
-    first stop.
+    only they, iterate on to `tol` from where they stopped and are
+    polished again (`early_stop`).
     """
     zero = layout.zero
     first_tol = tf.maximum(tol, POLISH_FROM_TOL)
@@ -163,26 +161,15 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
                 solution, _ = polished(reduced, A, b, c, unconstrained)
                 return solution
 
-            def iterate_and_polish(reduced, A, b, c, start, run_tol):
-                """Iterates `start`'s running examples to `run_tol` and polishes: (result, solution, solved_to_rounding)."""
-                iterations_left = max_iter - tf.reduce_max(start.iterations)
+            def iterate_and_polish(data, start, run_tol, iterations_left):
+                reduced, A, b, c = data
                 result = solve_conic(layout, reduced.Q, reduced.c, reduced.F, reduced.g, tol=run_tol,
-                                     max_iter=iterations_left, resume=start)
+                                     max_iter=iterations_left, start=start)
                 return (result, *polished(reduced, A, b, c, result))
 
-            # Called twice below, traced once: the loop and the polish are most of the graph.
-            iterate_and_polish = traced_once(iterate_and_polish)
-            start = starting_iterate(layout, reduced.Q, reduced.c, reduced.F, reduced.g)
-            first, solution, accepted = iterate_and_polish(reduced, A, b, c, start, first_tol)
-            go_on = tf.equal(first.status, socp_status.SOLVED) & ~accepted & (tol < first_tol)
-
-            def iterate_on(inputs):
-                reduced, A, b, c, result, go_on = inputs
-                # All of `go_on` holds when the rows are gathered; under XLA the others stay frozen.
-                resume = result._replace(status=tf.where(go_on, socp_status.RUNNING, result.status))
-                return iterate_and_polish(reduced, A, b, c, resume, tol)[1]
-
-            return recompute_rows(go_on, iterate_on, (reduced, A, b, c, first, go_on), solution)
+            return solve_with_early_stop(
+                iterate_and_polish, (reduced, A, b, c), starting_iterate(layout, reduced.Q, reduced.c, reduced.F, reduced.g),
+                tol=tol, first_tol=first_tol, max_iter=max_iter, solved=socp_status.SOLVED, running=socp_status.RUNNING)
 
         x, y, s, status, iterations = solution_replay.recorded_or_replayed(iterate, count=5)
 

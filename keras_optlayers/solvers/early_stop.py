@@ -1,0 +1,67 @@
+"""The native solvers' early stop: loop to a loose tolerance, polish, and go on only where the polish fell short.
+
+An interior-point loop's last iterations buy digits that a Newton polish
+gets in one or two steps. So the loop first stops at a looser tolerance and polishes; an example whose
+polished point is a solution to rounding is done. The others, and only
+they (gathered, `shrinking_batch.recompute_rows`), resume from where they
+stopped to the tolerance asked and are polished again: exactly the run the
+loop would have made without the first stop. Both runs call one graph
+function (`traced_once`). The QP and SOCP solvers share this; each brings
+its own loop and polish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import tensorflow as tf
+
+from keras_optlayers.solvers.shrinking_batch import recompute_rows
+from keras_optlayers.solvers.traced_once import traced_once
+
+
+def solve_with_early_stop(
+    iterate_and_polish: Callable[[Any, Any, tf.Tensor, tf.Tensor], tuple[Any, Any, tf.Tensor]],
+    data: Any,
+    start: Any,
+    *,
+    tol: tf.Tensor,
+    first_tol: tf.Tensor,
+    max_iter: tf.Tensor,
+    solved: int,
+    running: int,
+) -> Any:
+    """The polished solution of every example, the loop stopping first at `first_tol`.
+
+    Args:
+        iterate_and_polish: (data, start, tol, max_iter) -> (result, solution,
+            solved_to_rounding): runs the loop on `start`'s running examples
+            to `tol` for at most `max_iter` more iterations, then polishes.
+            `result` (a NamedTuple with `status` and `iterations`) can be
+            resumed from; `solution` is the polished point; solved_to_rounding
+            (B,) bool.
+        data: a nest of per-example tensors (the batch first; None leaves
+            allowed), the problems.
+        start: the loop's starting result, every example running.
+        tol: the tolerance asked; first_tol: the first stop's (no second
+            run where it is not looser than `tol`).
+        max_iter: most iterations in all, both runs together.
+        solved, running: the loop's status codes.
+
+    Returns:
+        The `solution` nest, with the resumed examples' replaced.
+    """
+    def run(data, start, run_tol):
+        return iterate_and_polish(data, start, run_tol, max_iter - tf.reduce_max(start.iterations))
+
+    run = traced_once(run)
+    first, solution, accepted = run(data, start, first_tol)
+    go_on = tf.equal(first.status, solved) & ~accepted & (tol < first_tol)
+
+    def iterate_on(inputs):
+        data, result, go_on = inputs
+        # All of `go_on` holds when the rows are gathered; under XLA the others stay frozen.
+        return run(data, result._replace(status=tf.where(go_on, running, result.status)), tol)[1]
+
+    return recompute_rows(go_on, iterate_on, (data, first, go_on), solution)
