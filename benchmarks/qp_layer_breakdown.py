@@ -4,8 +4,8 @@ The OptNet QP of `bench_qp.py` (n=10, 5 equalities, 5 inequalities), written
 in CVXPY as ½‖Lᵀx‖² + qᵀx, forward and backward inside a `tf.function`, at
 one batch size. Each row times a prefix of the layer's pipeline alone:
 
-  * the affine maps: parameters -> the canonical QP's sparse data, then P
-    and A scattered into dense matrices;
+  * the affine maps: parameters -> the dense blocks of the canonical QP
+    (`core/qp_layout.py`);
   * the same, then the substitution of CVXPY's auxiliary variables
     (`ops/qp_reduction.py`) and the restore of the full solution from the
     reduced data;
@@ -37,7 +37,7 @@ import bench_qp  # noqa: E402
 from timing import interleaved_median_seconds  # noqa: E402
 
 from keras_optlayers.layers.cvxpy_layer import CvxpyLayer  # noqa: E402
-from keras_optlayers.ops import affine_maps, qp_reduction  # noqa: E402
+from keras_optlayers.ops import qp_reduction  # noqa: E402
 from keras_optlayers.solvers.qp import qp_solve  # noqa: E402
 
 NAMES = ["root", "q", "G", "h", "A", "b"]
@@ -71,29 +71,25 @@ def main() -> None:
     problem, parameters, x = bench_qp._cvxpy_qp(10, 5, 5)
     layer = CvxpyLayer(problem, parameters=parameters, variables=[x], solver="QP")
     engine = layer.batched_problem
-    program = engine.program
-    n, zero, rows = program.num_vars, program.cones.zero, program.num_rows
+    qp_data = engine._qp_data
     args = [tf.constant(data[name]) for name in NAMES]
 
-    def dense_data(*args):
-        sparse = engine._solver_data(list(args))
-        P = affine_maps.scatter_dense(sparse["P"], program.P.rows, program.P.cols, (n, n))
-        A = affine_maps.scatter_dense(sparse["A"], program.A.rows, program.A.cols, (rows, n))
-        return P, sparse["c"], A, sparse["b"]
+    def dense_blocks(*args):
+        return qp_data.blocks(engine._parameter_vector(list(args)))
 
     def substituted(*args):
-        P, c, A, b = dense_data(*args)
-        reduced, restore = qp_reduction.substitute_auxiliary_variables(
-            engine._auxiliary, P, c, A[:, :zero], b[:, :zero], A[:, zero:], b[:, zero:])
+        qp, restore = qp_reduction.reduced_qp(qp_data.layout, dense_blocks(*args))
         # Restore from the reduced data standing in for a solution: the same ops as after a solve.
-        x_full, nu_full = restore(reduced[1], tf.zeros_like(b[:, : zero - len(engine._auxiliary.eliminated)]))
-        return [*reduced, x_full, nu_full]
+        P, c, A, b, G, h = qp
+        x_full, y_full = restore(c, tf.zeros_like(b), tf.zeros_like(h))
+        return [t for t in qp if t is not None] + [x_full, y_full]
 
     P = tf.constant(data["P"])
     runs = {
-        "affine maps and dense P, A": forward_backward(dense_data, args),
+        "affine maps to the dense blocks": forward_backward(dense_blocks, args),
         "+ auxiliary substitution and restore": forward_backward(substituted, args),
-        "BatchedProblem._solve_qp": forward_backward(lambda *a: engine._solve_qp(engine._solver_data(list(a)), engine.settings)[0], args),
+        "BatchedProblem._solve_qp": forward_backward(
+            lambda *a: engine._solve_qp({"parameters": engine._parameter_vector(list(a))}, engine.settings)[:2], args),
         "CvxpyLayer call": forward_backward(lambda *a: layer(*a), args),
         "qp_solve, P given": forward_backward(lambda root, q, G, h, A, b: qp_solve(P, q, A, b, G, h), args),
     }

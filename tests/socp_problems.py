@@ -18,7 +18,7 @@ import tensorflow as tf
 from keras_optlayers.core.compiler import compile_problem
 from keras_optlayers.core.problems.ellipsoid import ellipsoid_projection_problem
 from keras_optlayers.core.problems.spec import ProblemSpec
-from keras_optlayers.ops.affine_maps import SparseMap, read_output, stack_parameters
+from keras_optlayers.ops.affine_maps import SparseMap, parameter_vector, read_output
 from keras_optlayers.solvers.socp import solve_compiled_socp
 
 TIGHT_CLARABEL = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
@@ -92,13 +92,15 @@ class SocpLayerFunction:
 
     def __init__(self, spec: ProblemSpec, **solve_args):
         self.program = compile_problem(spec.problem, spec.parameters, spec.variables, quadratic=False)
-        self.A_map, self.b_map, self.c_map = SparseMap(self.program.A.matrix), SparseMap(self.program.b), SparseMap(self.program.c)
+        selection = self.program.parameter_selection()
+        self.A_map, self.b_map, self.c_map = (
+            SparseMap(matrix @ selection) for matrix in (self.program.A.matrix, self.program.b, self.program.c))
         self.solve_args = solve_args
 
     def data(self, *parameters: tf.Tensor):
         """(A_values, b, c) of the cone program, (B, nnz), (B, m), (B, n)."""
-        theta = stack_parameters(self.program, list(parameters), tf.shape(parameters[0])[0])
-        return self.A_map(theta), self.b_map(theta), self.c_map(theta)
+        vector = parameter_vector(self.program, list(parameters), tf.shape(parameters[0])[0])
+        return self.A_map(vector), self.b_map(vector), self.c_map(vector)
 
     def __call__(self, *parameters: tf.Tensor) -> list[tf.Tensor]:
         x, y, _, _, _ = solve_compiled_socp(self.program, *self.data(*parameters), **self.solve_args)

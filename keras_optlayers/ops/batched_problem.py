@@ -11,6 +11,7 @@ variables.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import sys
 from typing import Any, Callable, Mapping, Sequence
 
@@ -22,9 +23,10 @@ from keras_optlayers.compiled_function import CompiledFunction
 from keras_optlayers.core import checks, failure_policy
 from keras_optlayers.core.auxiliary_variables import find_auxiliary_variables
 from keras_optlayers.core.compiler import CompiledProblem, compile_problem
+from keras_optlayers.core.qp_layout import qp_layout
 from keras_optlayers.ops import affine_maps, cone_reduction
 from keras_optlayers.ops.cone_solve import cone_solve
-from keras_optlayers.ops.qp_reduction import substitute_auxiliary_variables
+from keras_optlayers.ops.qp_reduction import QPData, reduced_qp
 from keras_optlayers.ops.solver_statistics import SolverStatistics
 from keras_optlayers.solvers import registry, solution_replay
 from keras_optlayers.solvers.cone_solver import ConeSolver
@@ -85,13 +87,23 @@ class BatchedProblem:
         self._status_report = {"QP": qp_status.REPORT, "SOCP": socp_status.REPORT}.get(entry.name)
         # The native solvers solve for the variables CVXPY's auxiliary ones depend on.
         self._auxiliary = find_auxiliary_variables(self.program) if entry in (registry.QP, registry.SOCP) else None
-        self._maps = {
-            "c": affine_maps.SparseMap(self.program.c),
-            "A": affine_maps.SparseMap(self.program.A.matrix),
-            "b": affine_maps.SparseMap(self.program.b),
-        }
-        if self.program.P is not None:
-            self._maps["P"] = affine_maps.SparseMap(self.program.P.matrix)
+        outputs = self.program.outputs
+        if entry is registry.QP:
+            # The QP solver's data come straight from the parameters as dense
+            # blocks; its solution is read through the layout's orders.
+            layout = qp_layout(self.program, self._auxiliary)
+            self._qp_data = QPData(layout)
+            order = {"x": layout.x_order, "y": layout.y_order}
+            outputs = tuple(dataclasses.replace(o, indices=order[o.source][o.indices]) for o in outputs)
+        else:
+            selection = self.program.parameter_selection()
+            self._maps = {
+                "c": affine_maps.SparseMap(self.program.c @ selection),
+                "A": affine_maps.SparseMap(self.program.A.matrix @ selection),
+                "b": affine_maps.SparseMap(self.program.b @ selection),
+            }
+        # Where each requested variable is read from the solver's solution.
+        self._outputs = outputs
         self._functions: collections.OrderedDict[tuple, Callable] = collections.OrderedDict()
         self._default_setting_values: tuple[tuple, list[tf.Tensor]] | None = None
         self.statistics = SolverStatistics()
@@ -242,22 +254,28 @@ class BatchedProblem:
                 self._functions.popitem(last=False)
         return self._functions[key]
 
-    def _solver_data(self, tensors):
-        """Parameters (float64) -> the solver data {c, A, b[, P]}, each (B, ...)."""
+    def _parameter_vector(self, tensors):
+        """Parameters (float64) -> the parameter vector (B, entries + 1) every map reads."""
         batched = [t for info, t in zip(self.program.parameters, tensors) if t.shape.rank > len(info.shape)]
         batch_size = tf.shape(batched[0])[0] if batched else 1
-        theta = affine_maps.stack_parameters(self.program, tensors, batch_size)
-        return {name: sparse_map(theta) for name, sparse_map in self._maps.items()}
+        return affine_maps.parameter_vector(self.program, tensors, batch_size)
+
+    def _solver_data(self, tensors):
+        """Parameters (float64) -> the cone program's data {c, A, b}, each (B, ...)."""
+        parameters = self._parameter_vector(tensors)
+        return {name: sparse_map(parameters) for name, sparse_map in self._maps.items()}
 
     def _read_outputs(self, x, y):
         """The requested variables (B, ...) from the solution."""
-        return [affine_maps.read_output(o, x, y) for o in self.program.outputs]
+        return [affine_maps.read_output(o, x, y) for o in self._outputs]
 
     def _solve(self, tensors, settings, layer_name=None):
         """Parameters (float64) -> requested variables, failed mask, failure description, info."""
-        data = self._solver_data(tensors)
-        solve = self._solve_qp if self.solver is registry.QP else \
-            self._solve_socp if self.solver is registry.SOCP else self._solve_cone
+        if self.solver is registry.QP:
+            data, solve = {"parameters": self._parameter_vector(tensors)}, self._solve_qp
+        else:
+            data = self._solver_data(tensors)
+            solve = self._solve_socp if self.solver is registry.SOCP else self._solve_cone
         x, y, failed, describe, info = self._timed(solve, data, settings, layer_name)
         return self._read_outputs(x, y), failed, describe, info
 
@@ -284,29 +302,18 @@ class BatchedProblem:
         return x, y, tf.not_equal(status, SOLVED), status, info
 
     def _solve_qp(self, data, settings, layer_name=None):
-        """The native QP solver on P, c and the rows of A, b split by cone."""
+        """The native QP solver on the dense blocks of the parameters, auxiliary variables substituted out."""
         settings = {key: settings[key] for key in self.solver.settings if key in settings}
-        program = self.program
-        n, zero, rows = program.num_vars, program.cones.zero, program.num_rows
-        if "P" in data:
-            P = affine_maps.scatter_dense(data["P"], program.P.rows, program.P.cols, (n, n))
-        else:
-            P = tf.zeros([tf.shape(data["c"])[0], n, n], tf.float64)
-        A = affine_maps.scatter_dense(data["A"], program.A.rows, program.A.cols, (rows, n))
-        b = data["b"]
-        A_eq, b_eq = (A[:, :zero], b[:, :zero]) if zero else (None, None)
-        G, h = (A[:, zero:], b[:, zero:]) if rows > zero else (None, None)
         failed_rows: list[tf.Tensor] = []
-        P, c, A_eq, b_eq, G, h = _without_gradient_where(failed_rows, P, data["c"], A_eq, b_eq, G, h)
-        if self._auxiliary is None:
-            x, nu, lam, status, info = qp_solve_with_info(P, c, A_eq, b_eq, G, h, **settings)
-        else:
-            reduced, restore = substitute_auxiliary_variables(self._auxiliary, P, c, A_eq, b_eq, G, h)
-            x, nu, lam, status, info = qp_solve_with_info(*reduced, **settings)
-            x, nu = restore(x, nu)
+        blocks = self._qp_data.blocks(data["parameters"])
+        # Every gradient into the parameters passes through the blocks.
+        blocks = dict(zip(blocks, _without_gradient_where(failed_rows, *blocks.values())))
+        qp, restore = reduced_qp(self._qp_data.layout, blocks)
+        x, nu, lam, status, info = qp_solve_with_info(*qp, **settings)
         failed = tf.not_equal(status, qp_status.SOLVED)
         failed_rows.append(failed)
-        return x, tf.concat([nu, lam], axis=1), failed, status, _largest_measure(info)
+        x, y = restore(x, nu, lam)
+        return x, y, failed, status, _largest_measure(info)
 
     def _solve_socp(self, data, settings, layer_name=None):
         """The native SOCP solver on the compiled cone program."""
