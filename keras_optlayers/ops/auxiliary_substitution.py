@@ -1,4 +1,4 @@
-"""x_full = T x + u: the map from the kept variables to all, shared by the QP and cone reductions.
+"""x_full = T x + u: the map from the kept variables to all, for the cone reduction.
 
 With the variables ordered [kept x, eliminated t] (`core/auxiliary_variables`),
 each defining equality row reads  a t + A_def[:, kept] x = b_def, so
@@ -6,6 +6,9 @@ t = M x + d with M = -A_def[:, kept] / a and d = b_def / a, and
 x_full = T x + u with T = [I; M] and u = [0; d] (put back in the compiled
 order). A substituted row's multiplier comes from stationarity in its t,
 the only column where a t meets it: (∇ of the rest)_t + a ν_def = 0.
+
+The QP reduction reads the same M and d straight from the parameters
+instead (`core/qp_layout.py`).
 """
 
 from __future__ import annotations
