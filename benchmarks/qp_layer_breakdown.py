@@ -5,7 +5,7 @@ in CVXPY as ½‖Lᵀx‖² + qᵀx, forward and backward inside a `tf.function`
 one batch size. Each row times a prefix of the layer's pipeline alone:
 
   * the affine maps: parameters -> the dense blocks of the canonical QP
-    (`core/qp_layout.py`);
+    (`core/dense_blocks.py`);
   * the same, then the substitution of CVXPY's auxiliary variables
     (`ops/qp_reduction.py`) and the restore of the full solution from the
     reduced data;
@@ -71,14 +71,14 @@ def main() -> None:
     problem, parameters, x = bench_qp._cvxpy_qp(10, 5, 5)
     layer = CvxpyLayer(problem, parameters=parameters, variables=[x], solver="QP")
     engine = layer.batched_problem
-    qp_data = engine._qp_data
+    block_maps = engine._blocks
     args = [tf.constant(data[name]) for name in NAMES]
 
     def dense_blocks(*args):
-        return qp_data.blocks(engine._parameter_vector(list(args)))
+        return block_maps(engine._parameter_vector(list(args)))
 
     def substituted(*args):
-        qp, restore = qp_reduction.reduced_qp(qp_data.layout, dense_blocks(*args))
+        qp, restore = qp_reduction.reduced_qp(block_maps.layout, dense_blocks(*args))
         # Restore from the reduced data standing in for a solution: the same ops as after a solve.
         P, c, A, b, G, h = qp
         x_full, y_full = restore(c, tf.zeros_like(b), tf.zeros_like(h))

@@ -16,8 +16,9 @@ from keras_optlayers import CvxpyLayer
 from keras_optlayers.core.auxiliary_variables import find_auxiliary_variables
 from keras_optlayers.core.compiler import compile_problem
 from keras_optlayers.core.problems import sparsemax_problem
-from keras_optlayers.core.qp_layout import qp_layout
-from keras_optlayers.ops.qp_reduction import QPData, reduced_qp
+from keras_optlayers.core.dense_blocks import qp_blocks
+from keras_optlayers.ops.affine_maps import BlockMaps
+from keras_optlayers.ops.qp_reduction import reduced_qp
 
 
 def optnet_qp(n=4, p=1, m=3):
@@ -143,11 +144,11 @@ def _dense(data_map, theta, shape):
 
 
 def test_the_dense_blocks_and_the_reduced_qp_are_those_of_the_compiled_program():
-    """Each block of `core/qp_layout`, applied to the parameter vector, against the compiled maps in numpy."""
+    """Each block of `core/dense_blocks.qp_blocks`, applied to the parameter vector, against the compiled maps in numpy."""
     problem, parameters, x, _, _ = optnet_qp()
     program = compile_problem(problem, parameters, [x], quadratic=True)
     auxiliary = find_auxiliary_variables(program)
-    layout = qp_layout(program, auxiliary)
+    layout = qp_blocks(program, auxiliary)
     values = optnet_values(np.random.default_rng(7))
     vector = np.concatenate([np.ravel(v) for v in values] + [[1.0]])
     theta = program.theta([v[None] for v in values])[0]
@@ -173,7 +174,7 @@ def test_the_dense_blocks_and_the_reduced_qp_are_those_of_the_compiled_program()
     T[eliminated] = M
     u = np.zeros(n)
     u[eliminated] = d
-    qp, restore = reduced_qp(layout, QPData(layout).blocks(tf.constant(vector[None])))
+    qp, restore = reduced_qp(layout, BlockMaps(layout)(tf.constant(vector[None])))
     np.testing.assert_allclose(qp[0][0].numpy(), T.T @ P @ T, atol=1e-12)
     np.testing.assert_allclose(qp[1][0].numpy(), T.T @ (P @ u + c), atol=1e-12)
     # The restored solution, read through the layout's orders, is x_full = T x + u.
@@ -198,8 +199,8 @@ def test_no_transpose_between_the_parameters_and_the_qp_solver():
     def affine_steps(*tensors):
         with tf.GradientTape() as tape:
             tape.watch(tensors)
-            blocks = engine._qp_data.blocks(engine._parameter_vector(list(tensors)))
-            (P, c, A, b, G, h), restore = reduced_qp(engine._qp_data.layout, blocks)
+            blocks = engine._blocks(engine._parameter_vector(list(tensors)))
+            (P, c, A, b, G, h), restore = reduced_qp(engine._blocks.layout, blocks)
             x_solution, y_solution = restore(c, b, h)
             outputs = engine._read_outputs(x_solution, y_solution)
             loss = tf.add_n([tf.reduce_sum(t * t) for t in (P, c, A, b, G, h, *outputs)])

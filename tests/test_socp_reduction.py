@@ -9,6 +9,7 @@ problem as written.
 
 import cvxpy as cp
 import numpy as np
+import pytest
 import tensorflow as tf
 from helpers import REFERENCE_CLARABEL, finite_difference_gradients, loss_and_gradients
 from test_socp_xla import trust_region_solution
@@ -16,7 +17,10 @@ from test_socp_xla import trust_region_solution
 from keras_optlayers import CvxpyLayer
 from keras_optlayers.core.auxiliary_variables import find_auxiliary_variables
 from keras_optlayers.core.compiler import compile_problem
+from keras_optlayers.core.dense_blocks import cone_blocks
 from keras_optlayers.core.problems import ellipsoid_projection_problem
+from keras_optlayers.ops.affine_maps import BlockMaps
+from keras_optlayers.ops.cone_reduction import reduced_cone_program
 
 
 def test_the_auxiliary_variables_of_an_ellipsoid_constraint_are_found():
@@ -73,3 +77,73 @@ def test_a_program_of_defining_equalities_only_is_solved_unreduced():
     layer = CvxpyLayer(problem, [p], [y], solver="SOCP")
     assert layer.batched_problem._auxiliary is None
     np.testing.assert_allclose(layer(tf.constant([1.0, 2.0]))[0].numpy(), [0.0, 0.0], atol=1e-12)
+
+
+def _control_policy_program():
+    problem, parameters, u, _ = control_policy()
+    return compile_problem(problem, parameters, [u], quadratic=False)
+
+
+def _ellipsoid_program():
+    spec = ellipsoid_projection_problem(5)
+    return compile_problem(spec.problem, spec.parameters, spec.variables, quadratic=False)
+
+
+# The control policy's t enters the objective (c_t), the ellipsoid's the cone rows (A_t) with an offset (d).
+@pytest.mark.parametrize("compiled, nonzero", [(_control_policy_program, "c_t"), (_ellipsoid_program, "A_t")])
+def test_the_dense_blocks_and_the_reduced_program_are_those_of_the_compiled_program(compiled, nonzero):
+    """`core/dense_blocks.cone_blocks` against the compiled maps in numpy: A' = A_rest T, b' = b_rest − A_rest u, c' = Tᵀc."""
+    program = compiled()
+    auxiliary = find_auxiliary_variables(program)
+    layout = cone_blocks(program, auxiliary)
+    assert not layout.is_zero(nonzero)
+    rng = np.random.default_rng(11)
+    values = [rng.standard_normal(info.shape) for info in program.parameters]
+    vector = np.concatenate([np.ravel(v) for v in values] + [[1.0]])
+    theta = program.theta([v[None] for v in values])[0]
+    n, zero, rows = program.num_vars, program.cones.zero, program.num_rows
+    A = np.zeros((rows, n))
+    np.add.at(A, (program.A.rows, program.A.cols), program.A.matrix @ theta)
+    b, c = program.b @ theta, program.c @ theta
+    kept, eliminated, a = auxiliary.kept, auxiliary.eliminated, auxiliary.coefficients
+    T = np.zeros((n, len(kept)))
+    T[kept, np.arange(len(kept))] = 1.0
+    T[eliminated] = -A[auxiliary.defining_rows][:, kept] / a[:, None]
+    x_offset = np.zeros(n)
+    x_offset[eliminated] = b[auxiliary.defining_rows] / a
+    other_rows = np.concatenate([auxiliary.kept_rows, np.arange(zero, rows)])
+
+    (A_reduced, b_reduced, c_reduced), restore = reduced_cone_program(layout, BlockMaps(layout)(tf.constant(vector[None])))
+
+    np.testing.assert_allclose(A_reduced[0].numpy(), A[other_rows] @ T, atol=1e-12)
+    np.testing.assert_allclose(b_reduced[0].numpy(), b[other_rows] - A[other_rows] @ x_offset, atol=1e-12)
+    np.testing.assert_allclose(c_reduced[0].numpy(), T.T @ c, atol=1e-12)
+    x_kept, y_rest = rng.standard_normal(len(kept)), rng.standard_normal(len(other_rows))
+    x_solution, y_solution = restore(tf.constant(x_kept[None]), tf.constant(y_rest[None]))
+    np.testing.assert_allclose(x_solution[0].numpy()[layout.x_order], T @ x_kept + x_offset, atol=1e-12)
+    # The defining rows' multipliers from stationarity in t: (c + Aᵀy)_t = 0.
+    y_full = y_solution[0].numpy()[layout.y_order]
+    np.testing.assert_allclose(y_full[other_rows], y_rest, atol=0)
+    np.testing.assert_allclose((c + A.T @ y_full)[eliminated], 0.0, atol=1e-12)
+
+
+def test_no_transpose_between_the_parameters_and_the_socp_solver():
+    """The SOCP path's affine steps and substitution run without a Transpose op, forward or backward."""
+    problem, parameters, u, definition = control_policy()
+    engine = CvxpyLayer(problem, parameters, [u, definition.dual_variables[0]], solver="SOCP").batched_problem
+    rng = np.random.default_rng(12)
+    values = [tf.constant(rng.standard_normal((3, *p.shape))) for p in parameters]
+
+    @tf.function
+    def affine_steps(*tensors):
+        with tf.GradientTape() as tape:
+            tape.watch(tensors)
+            blocks = engine._blocks(engine._parameter_vector(list(tensors)))
+            (A, b, c), restore = reduced_cone_program(engine._blocks.layout, blocks)
+            outputs = engine._read_outputs(*restore(c, b))
+            loss = tf.add_n([tf.reduce_sum(t * t) for t in (A, b, c, *outputs)])
+        return tape.gradient(loss, tensors)
+
+    op_types = {op.type for op in affine_steps.get_concrete_function(*values).graph.get_operations()}
+    assert "Transpose" not in op_types and "GatherV2" in op_types
+    assert all(np.all(np.isfinite(g.numpy())) for g in affine_steps(*values))

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from keras_optlayers.core.compiler import CompiledProblem, OutputMap
+from keras_optlayers.core.dense_blocks import BlockLayout
 
 
 def gather_columns(values: tf.Tensor, columns: np.ndarray) -> tf.Tensor:
@@ -53,6 +54,36 @@ class SparseMap:
         segments = tf.range(batch)[:, None] * self.num_rows + self.rows
         sums = tf.math.unsorted_segment_sum(products, segments, batch * self.num_rows)
         return tf.reshape(sums, [batch, self.num_rows])
+
+
+class BlockMaps:
+    """The dense blocks of a `BlockLayout`, from the parameter vector (B, entries + 1), as float64 tensors.
+
+    All blocks come from one map of the stacked block matrices, split after:
+    its gradient is one segment sum into the parameter vector, where a map
+    per block took one each (8 on the OptNet QP, 90-160 µs apiece at batch
+    128). Structurally zero blocks are left out unless the layout requires
+    them.
+    """
+
+    def __init__(self, layout: BlockLayout):
+        self.layout = layout
+        self._names = [name for name, block in layout.blocks.items() if block.matrix.nnz or name in layout.required]
+        matrices = [layout.blocks[name].matrix for name in self._names]
+        self._sizes = [matrix.shape[0] for matrix in matrices]
+        self._map = SparseMap(sp.vstack(matrices))
+
+    def __call__(self, parameters: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Each block (B, *shape), by name."""
+        batch = tf.shape(parameters)[0]
+        parts = tf.split(self._map(parameters), self._sizes, axis=1)
+        return {name: tf.reshape(part, [batch, *self.layout.blocks[name].shape]) for name, part in zip(self._names, parts)}
+
+
+def sum_present(*terms: tf.Tensor | None) -> tf.Tensor | None:
+    """The sum of the terms that are not None (products with a structurally zero block are skipped); None if all are."""
+    present = [t for t in terms if t is not None]
+    return tf.add_n(present) if present else None
 
 
 def scatter_dense(values: tf.Tensor, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> tf.Tensor:

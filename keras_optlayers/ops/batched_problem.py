@@ -23,10 +23,11 @@ from keras_optlayers.compiled_function import CompiledFunction
 from keras_optlayers.core import checks, failure_policy
 from keras_optlayers.core.auxiliary_variables import find_auxiliary_variables
 from keras_optlayers.core.compiler import CompiledProblem, compile_problem
-from keras_optlayers.core.qp_layout import qp_layout
+from keras_optlayers.core.dense_blocks import cone_blocks, qp_blocks
 from keras_optlayers.ops import affine_maps, cone_reduction
 from keras_optlayers.ops.cone_solve import cone_solve
-from keras_optlayers.ops.qp_reduction import QPData, reduced_qp
+from keras_optlayers.ops.cone_reduction import reduced_cone_program
+from keras_optlayers.ops.qp_reduction import reduced_qp
 from keras_optlayers.ops.solver_statistics import SolverStatistics
 from keras_optlayers.solvers import registry, solution_replay
 from keras_optlayers.solvers.cone_solver import ConeSolver
@@ -34,7 +35,7 @@ from keras_optlayers.solvers.cone_status import SOLVED
 from keras_optlayers.solvers.qp import qp_solve_with_info
 from keras_optlayers.solvers.qp import solve as qp_solve_module
 from keras_optlayers.solvers.qp import status as qp_status
-from keras_optlayers.solvers.socp import solve_compiled_socp, socp_solve_with_info
+from keras_optlayers.solvers.socp import socp_solve_with_info
 from keras_optlayers.solvers.socp import solve as socp_solve_module
 from keras_optlayers.solvers.socp import status as socp_status
 from keras_optlayers.xla_context import in_xla_context
@@ -88,12 +89,12 @@ class BatchedProblem:
         # The native solvers solve for the variables CVXPY's auxiliary ones depend on.
         self._auxiliary = find_auxiliary_variables(self.program) if entry in (registry.QP, registry.SOCP) else None
         outputs = self.program.outputs
-        if entry is registry.QP:
-            # The QP solver's data come straight from the parameters as dense
-            # blocks; its solution is read through the layout's orders.
-            layout = qp_layout(self.program, self._auxiliary)
-            self._qp_data = QPData(layout)
-            order = {"x": layout.x_order, "y": layout.y_order}
+        if entry in (registry.QP, registry.SOCP):
+            # The native solvers' data come straight from the parameters as
+            # dense blocks; their solution is read through the layout's orders.
+            blocks = qp_blocks if entry is registry.QP else cone_blocks
+            self._blocks = affine_maps.BlockMaps(blocks(self.program, self._auxiliary))
+            order = {"x": self._blocks.layout.x_order, "y": self._blocks.layout.y_order}
             outputs = tuple(dataclasses.replace(o, indices=order[o.source][o.indices]) for o in outputs)
         else:
             selection = self.program.parameter_selection()
@@ -271,11 +272,11 @@ class BatchedProblem:
 
     def _solve(self, tensors, settings, layer_name=None):
         """Parameters (float64) -> requested variables, failed mask, failure description, info."""
-        if self.solver is registry.QP:
-            data, solve = {"parameters": self._parameter_vector(tensors)}, self._solve_qp
+        if self._cone_solver is None:
+            data = {"parameters": self._parameter_vector(tensors)}
+            solve = self._solve_qp if self.solver is registry.QP else self._solve_socp
         else:
-            data = self._solver_data(tensors)
-            solve = self._solve_socp if self.solver is registry.SOCP else self._solve_cone
+            data, solve = self._solver_data(tensors), self._solve_cone
         x, y, failed, describe, info = self._timed(solve, data, settings, layer_name)
         return self._read_outputs(x, y), failed, describe, info
 
@@ -301,14 +302,19 @@ class BatchedProblem:
             raise_on_failure=self.on_failure == "raise", layer_name=layer_name)
         return x, y, tf.not_equal(status, SOLVED), status, info
 
+    def _native_data(self, parameters, failed_rows):
+        """The dense blocks, their gradient zeroed where `failed_rows` will say the solve failed.
+
+        Every gradient into the parameters passes through the blocks.
+        """
+        blocks = self._blocks(parameters)
+        return dict(zip(blocks, _without_gradient_where(failed_rows, *blocks.values())))
+
     def _solve_qp(self, data, settings, layer_name=None):
         """The native QP solver on the dense blocks of the parameters, auxiliary variables substituted out."""
         settings = {key: settings[key] for key in self.solver.settings if key in settings}
         failed_rows: list[tf.Tensor] = []
-        blocks = self._qp_data.blocks(data["parameters"])
-        # Every gradient into the parameters passes through the blocks.
-        blocks = dict(zip(blocks, _without_gradient_where(failed_rows, *blocks.values())))
-        qp, restore = reduced_qp(self._qp_data.layout, blocks)
+        qp, restore = reduced_qp(self._blocks.layout, self._native_data(data["parameters"], failed_rows))
         x, nu, lam, status, info = qp_solve_with_info(*qp, **settings)
         failed = tf.not_equal(status, qp_status.SOLVED)
         failed_rows.append(failed)
@@ -316,21 +322,17 @@ class BatchedProblem:
         return x, y, failed, status, _largest_measure(info)
 
     def _solve_socp(self, data, settings, layer_name=None):
-        """The native SOCP solver on the compiled cone program."""
+        """The native SOCP solver on the dense blocks of the parameters, auxiliary variables substituted out."""
         settings = {key: settings[key] for key in self.solver.settings if key in settings}
         failed_rows: list[tf.Tensor] = []
-        A, b, c = _without_gradient_where(failed_rows, data["A"], data["b"], data["c"])
-        if self._auxiliary is None:
-            x, y, _, status, info = solve_compiled_socp(self.program, A, b, c, **settings)
-        else:
-            layout = socp_solve_module.cone_layout(self.program.cones)
-            reduced, restore = cone_reduction.substitute_auxiliary_variables(
-                self._auxiliary, socp_solve_module.dense_constraint_matrix(self.program, A), b, c, layout)
-            x, y, s, status, info = socp_solve_with_info(
-                *reduced, cone_reduction.reduced_layout(self._auxiliary, layout), **settings)
-            x, y, _ = restore(x, y, s)
+        program, restore = reduced_cone_program(self._blocks.layout, self._native_data(data["parameters"], failed_rows))
+        layout = socp_solve_module.cone_layout(self.program.cones)
+        if self._auxiliary is not None:
+            layout = cone_reduction.reduced_layout(self._auxiliary, layout)
+        x, y, _, status, info = socp_solve_with_info(*program, layout, **settings)
         failed = tf.not_equal(status, socp_status.SOLVED)
         failed_rows.append(failed)
+        x, y = restore(x, y)
         return x, y, failed, status, _largest_measure(info)
 
     # -- failures ------------------------------------------------------------

@@ -1,17 +1,21 @@
-"""A compiled cone program's auxiliary variables substituted out before the native SOCP solver runs.
+"""The native SOCP solver's data from the parameter vector, CVXPY's auxiliary variables substituted out.
 
 The cone program is  minimize cᵀx  subject to  Ax + s = b,  s ∈ K,  with K's
-first `zero` rows the equalities. With x_full = T x + u
-(`auxiliary_substitution`), the program in the kept variables x alone has
+first `zero` rows the equalities. Each dense block of
+`core/dense_blocks.cone_blocks` comes from the parameter vector
+(`affine_maps.BlockMaps`). With x_full = [x; M x + d] (the eliminated t
+defined by their equalities), the program in the kept variables x alone
+has
 
-    c' = Tᵀc,   A' = A_rest T,   b' = b_rest − A_rest u,
+    A' = A + A_t M,   b' = b − A_t d,   c' = c_k + Mᵀ c_t,
 
-A_rest the rows that define nothing: the other equalities first, then every
-cone row, in order, so K loses only `zero` rows. The eliminated rows'
-multipliers come from stationarity in t, c + Aᵀy = 0 read at t's columns:
-y_def = −(c_t + A_rest[:, t]ᵀ y') / a, and their slacks are 0. The
-ellipsoid projection (n = 20) goes from 42 variables and 65 rows to 22 and
-45; the interior-point method factors matrices of the variables' size.
+A and A_t the rows that define nothing (the other equalities first, then
+every cone row, in order: K loses only `zero` rows) on the kept and the
+eliminated columns. The eliminated rows' multipliers come from
+stationarity in t, c + Aᵀy = 0 read at t's columns: y_def = −(c_t +
+A_tᵀ y') / a. The ellipsoid projection (n = 20) goes from 42 variables and
+65 rows to 22 and 45; the interior-point method factors matrices of the
+variables' size.
 
 Every step is a TF op on the batch, differentiated by autodiff around the
 solver's own implicit gradient.
@@ -21,11 +25,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import tensorflow as tf
 
 from keras_optlayers.core.auxiliary_variables import AuxiliaryVariables
-from keras_optlayers.ops.auxiliary_substitution import Substitution
+from keras_optlayers.core.dense_blocks import BlockLayout
+from keras_optlayers.ops.affine_maps import sum_present
 from keras_optlayers.solvers.socp.cones import ConeLayout
 
 
@@ -34,26 +38,30 @@ def reduced_layout(auxiliary: AuxiliaryVariables, layout: ConeLayout) -> ConeLay
     return ConeLayout(layout.zero - len(auxiliary.defining_rows), layout.nonneg, layout.soc)
 
 
-def substitute_auxiliary_variables(
-    auxiliary: AuxiliaryVariables, A: tf.Tensor, b: tf.Tensor, c: tf.Tensor, layout: ConeLayout,
-) -> tuple[tuple[tf.Tensor, tf.Tensor, tf.Tensor],
-           Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]]:
-    """The reduced program's (A', b', c'), and `restore(x, y, s) -> (x_full, y_full, s_full)`.
+def reduced_cone_program(
+    layout: BlockLayout, blocks: dict[str, tf.Tensor]
+) -> tuple[tuple[tf.Tensor, tf.Tensor, tf.Tensor], Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]]:
+    """The program the solver sees, (A', b', c'), and `restore(x, y) -> (x_solution, y_solution)`.
 
-    Shapes are batched: A (B, m, n), b (B, m), c (B, n).
+    Shapes are batched: A' (B, m', n'), b' (B, m'), c' (B, n'). The restored
+    solution is in the layout's solver order: read it through
+    `layout.x_order` and `layout.y_order`.
     """
-    other_rows = np.concatenate([auxiliary.kept_rows, np.arange(layout.zero, layout.num_rows)]).astype(np.int32)
-    row_order = np.argsort(np.concatenate([auxiliary.defining_rows, other_rows]))
-    substitution = Substitution(auxiliary, A, b)
-    A_rest = tf.gather(A, other_rows, axis=1)
-    reduced = (tf.linalg.matmul(A_rest, substitution.T),
-               tf.gather(b, other_rows, axis=1) - tf.linalg.matvec(A_rest, substitution.u),
-               tf.linalg.matvec(substitution.T, c, adjoint_a=True))
+    A, b, c = blocks["A"], blocks["b"], blocks["c_k"]
+    if not layout.has_auxiliary:
+        return (A, b, c), lambda x, y: (x, y)
+    M, d, A_t, c_t = blocks["M"], blocks.get("d"), blocks.get("A_t"), blocks.get("c_t")
+    reduced = (
+        sum_present(A, None if A_t is None else tf.linalg.matmul(A_t, M)),
+        sum_present(b, None if A_t is None or d is None else -tf.linalg.matvec(A_t, d)),
+        sum_present(c, None if c_t is None else tf.linalg.matvec(M, c_t, adjoint_a=True)),
+    )
+    coefficient = tf.constant(layout.coefficients, tf.float64)  # constant: found at compile time
 
-    def restore(x: tf.Tensor, y: tf.Tensor, s: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        y_defining = substitution.defining_multipliers(c + tf.linalg.matvec(A_rest, y, adjoint_a=True))
-        y_full = tf.gather(tf.concat([y_defining, y], axis=1), row_order, axis=1)
-        s_full = tf.gather(tf.concat([tf.zeros_like(y_defining), s], axis=1), row_order, axis=1)
-        return substitution.full(x), y_full, s_full
+    def restore(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        t = sum_present(tf.linalg.matvec(M, x), d)
+        gradient_t = sum_present(c_t, None if A_t is None else tf.linalg.matvec(A_t, y, adjoint_a=True))
+        y_defining = tf.zeros_like(t) if gradient_t is None else -gradient_t / coefficient
+        return tf.concat([x, t], axis=1), tf.concat([y, y_defining], axis=1)
 
     return reduced, restore
