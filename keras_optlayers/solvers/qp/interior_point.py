@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from keras_optlayers.solvers.qp import reduced_kkt
 from keras_optlayers.solvers.qp import status as qp_status
-from keras_optlayers.solvers.qp.reduced_kkt import matvec
+from keras_optlayers.solvers.qp.reduced_kkt import matvec, transposed_matvec
 from keras_optlayers.solvers.shrinking_batch import iterate_while_running
 
 # Threshold of the infeasibility certificates (relative, scale-free).
@@ -115,7 +115,7 @@ def solve_unconstrained_qp(Q: tf.Tensor, c: tf.Tensor, tol: tf.Tensor) -> Interi
     component in Q's null space.
     """
     empty = c[:, :0]
-    inverse_factor = reduced_kkt.factor(Q, empty[:, :, None], empty[:, None, :], empty)
+    inverse_factor = reduced_kkt.factor(Q, empty[:, :, None], empty)  # no rows: Fᵀ(DF) is a broadcast zero
     y = reduced_kkt.solve(inverse_factor, -c)
     y += reduced_kkt.solve(inverse_factor, -(matvec(Q, y) + c))
     stationary = _inf_norm(matvec(Q, y) + c) <= tol * (1.0 + _inf_norm(c))
@@ -136,7 +136,6 @@ class IterationData(NamedTuple):
     Q: tf.Tensor | None  # None for zero (the SOCP loop without equalities)
     c: tf.Tensor
     F: tf.Tensor
-    F_t: tf.Tensor
     g: tf.Tensor
     primal_scale: tf.Tensor  # 1 + ‖g‖∞
     dual_scale: tf.Tensor  # 1 + ‖c‖∞
@@ -147,7 +146,7 @@ class IterationData(NamedTuple):
     @classmethod
     def of(cls, Q: tf.Tensor | None, c: tf.Tensor, F: tf.Tensor, g: tf.Tensor) -> IterationData:
         Q_norm = tf.zeros_like(c[:, 0]) if Q is None else tf.reduce_max(tf.abs(Q), axis=[-2, -1])
-        return cls(Q, c, F, tf.linalg.matrix_transpose(F), g, 1.0 + _inf_norm(g), 1.0 + _inf_norm(c), Q_norm,
+        return cls(Q, c, F, g, 1.0 + _inf_norm(g), 1.0 + _inf_norm(c), Q_norm,
                    tf.reduce_max(tf.abs(F), axis=[-2, -1]), _inf_norm(c))
 
 
@@ -164,12 +163,13 @@ class _Iterate(NamedTuple):
 
 class _QPData(NamedTuple):
     problem: IterationData
-    # [Q | Fᵀ] applies the stationarity row to (y, λ) in one product.
+    # [Q; F], transposed in the product: [Q | Fᵀ] applies the stationarity
+    # row to (y, λ) in one product (Q is symmetric).
     stationarity_operator: tf.Tensor
 
 
 def _stationarity(data: _QPData, dy, dlam):
-    return matvec(data.stationarity_operator, tf.concat([dy, dlam], axis=-1))
+    return transposed_matvec(data.stationarity_operator, tf.concat([dy, dlam], axis=-1))
 
 
 def solve_inequality_qp(
@@ -196,7 +196,7 @@ def solve_inequality_qp(
     # Sums of more than two terms are avoided in the loop: Grappler turns them
     # into AddN, and AddN of large tensors into AccumulateNV2, whose temporary
     # variable fails with AlreadyExistsError on the function's next call.
-    data = _QPData(problem, tf.concat([Q, problem.F_t], axis=-1))
+    data = _QPData(problem, tf.concat([Q, problem.F], axis=-2))
 
     def assess(data: _QPData, status, y, s, lam, dy, F_dy):
         """Statuses of the running examples at the iterate (y, s, λ)."""
@@ -206,7 +206,7 @@ def solve_inequality_qp(
         primal_residual = (F_y + s) - p.g
         # ½yᵀQy + cᵀy, from yᵀ(Qy + Fᵀλ + c) without another product with Q.
         objective = 0.5 * (_dot(y, dual_residual) - _dot(F_y, lam) + _dot(p.c, y))
-        F_t_lam = matvec(p.F_t, lam)
+        F_t_lam = transposed_matvec(p.F, lam)
         solved = (
             (_inf_norm(dual_residual) <= tol * p.dual_scale)
             & (_inf_norm(primal_residual) <= tol * p.primal_scale)
@@ -243,7 +243,7 @@ def solve_inequality_qp(
         otherwise stall the dual residual near 1e-8.
         """
         p = data.problem
-        rhs = -dual_residual - matvec(p.F_t, d * primal_residual - complementarity / s)
+        rhs = -dual_residual - transposed_matvec(p.F, d * primal_residual - complementarity / s)
         dy = reduced_kkt.solve(inverse_factor, rhs)
         F_dy = matvec(p.F, dy)
         if refine:
@@ -259,7 +259,7 @@ def solve_inequality_qp(
         iterations, active, status, y, s, lam, dual_residual, primal_residual = state
         p = data.problem
         d = lam / s
-        inverse_factor = reduced_kkt.factor(p.Q, p.F, p.F_t, d)
+        inverse_factor = reduced_kkt.factor(p.Q, p.F, d)
         # Predictor: the affine-scaling direction, aiming at s∘λ = 0.
         dy, ds, dlam = newton_direction(data, inverse_factor, d, s, lam, dual_residual, primal_residual, s * lam, refine=False)
         step_length = _step_to_boundary(tf.concat([s, lam], -1), tf.concat([ds, dlam], -1))
@@ -302,7 +302,7 @@ def least_squares_start(Q, c, F, g) -> tuple[tf.Tensor, tf.Tensor]:
     multipliers) into its cone. Q may be None (zero).
     """
     inverse_factor = reduced_kkt.factor(Q, F)
-    y = reduced_kkt.solve(inverse_factor, matvec(tf.linalg.matrix_transpose(F), g) - c)
+    y = reduced_kkt.solve(inverse_factor, transposed_matvec(F, g) - c)
     return y, g - matvec(F, y)
 
 

@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from keras_optlayers.solvers.qp import reduced_kkt
 from keras_optlayers.solvers.qp.equality_elimination import ReducedQP
-from keras_optlayers.solvers.qp.reduced_kkt import matvec
+from keras_optlayers.solvers.qp.reduced_kkt import matvec, transposed_matvec
 
 # Largest λ/s used, relative to Q's scale over the rows' squared norms, and
 # the rounds of the method of multipliers that remove the cap's bias. The
@@ -99,7 +99,6 @@ def kkt_adjoint(
         (∇P, ∇q, ∇A, ∇b, ∇G, ∇h), batched like their inputs.
     """
     d, capped = _capped_weights(reduced, lam, slack)
-    G_t = tf.linalg.matrix_transpose(G)
     inverse_factor = reduced_kkt.factor(reduced.Q, reduced.F, d=d)
 
     def weighted_rows(w):
@@ -108,7 +107,7 @@ def kkt_adjoint(
 
     def stationarity_residual(w, v):
         """−ḡx − P w − Gᵀv: the stationarity row's residual before the equality multipliers."""
-        return -grad_x - matvec(P, w) - matvec(G_t, v)
+        return -grad_x - matvec(P, w) - transposed_matvec(G, v)
 
     def project(v):
         return v if reduced.nullspace_projector is None else matvec(reduced.nullspace_projector, v)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_optlayers.solvers.qp import reduced_kkt
-from keras_optlayers.solvers.qp.reduced_kkt import matvec
+from keras_optlayers.solvers.qp.reduced_kkt import matvec, transposed_matvec
 
 # Penalty ρ and proximal weight σ, in the units of the scaled data (entries
 # of order one), and the number of steps. Each step shrinks the active rows'
@@ -78,21 +78,20 @@ def polish(Q, c, F, g, y, s, lam, active, eligible):
         polished (B,) bool; to_rounding (B,) bool, polished with residuals
         within `ROUNDING_TOLERANCE`.
     """
-    F_t = tf.linalg.matrix_transpose(F)
     active = tf.cast(active, F.dtype)
     proximal = POLISH_PROXIMAL * tf.eye(tf.shape(Q)[-1], dtype=Q.dtype)  # broadcast over the batch
-    inverse_factor = reduced_kkt.factor(Q + proximal, F, F_t, POLISH_PENALTY * active)
+    inverse_factor = reduced_kkt.factor(Q + proximal, F, POLISH_PENALTY * active)
     polished_y, polished_lam = y, active * lam
     for _ in range(POLISH_STEPS):
-        dual_residual = matvec(Q, polished_y) + c + matvec(F_t, polished_lam)
+        dual_residual = matvec(Q, polished_y) + c + transposed_matvec(F, polished_lam)
         primal_residual = active * (matvec(F, polished_y) - g)
-        polished_y += reduced_kkt.solve(inverse_factor, -(dual_residual + POLISH_PENALTY * matvec(F_t, primal_residual)))
+        polished_y += reduced_kkt.solve(inverse_factor, -(dual_residual + POLISH_PENALTY * transposed_matvec(F, primal_residual)))
         polished_lam = active * (polished_lam + POLISH_PENALTY * (matvec(F, polished_y) - g))
 
     F_y = matvec(F, polished_y)
     primal_scale = 1.0 + _inf_norm(g)
     violation = tf.maximum(_inf_norm(active * (F_y - g)), tf.reduce_max((1.0 - active) * tf.maximum(F_y - g, 0.0), axis=-1))
-    stationarity = _inf_norm(matvec(Q, polished_y) + c + matvec(F_t, polished_lam))
+    stationarity = _inf_norm(matvec(Q, polished_y) + c + transposed_matvec(F, polished_lam))
     lam_norm = _inf_norm(polished_lam)
     succeeded = (
         eligible

@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from keras_optlayers.solvers.qp import reduced_kkt
 from keras_optlayers.solvers.qp.interior_point import IterationData, least_squares_start
-from keras_optlayers.solvers.qp.reduced_kkt import matvec
+from keras_optlayers.solvers.qp.reduced_kkt import matvec, transposed_matvec
 from keras_optlayers.solvers.socp import status as socp_status
 from keras_optlayers.solvers.socp.cones import ConeLayout, NesterovToddScaling
 from keras_optlayers.solvers.shrinking_batch import iterate_while_running
@@ -130,7 +130,7 @@ def solve_conic(
     def assess(p: IterationData, status, y, s, z, dy, F_dy):
         """Statuses of the running examples at the iterate (y, s, z)."""
         Q_y = None if p.Q is None else matvec(p.Q, y)
-        dual_residual = p.c + matvec(p.F_t, z) if Q_y is None else Q_y + p.c + matvec(p.F_t, z)
+        dual_residual = p.c + transposed_matvec(p.F, z) if Q_y is None else Q_y + p.c + transposed_matvec(p.F, z)
         primal_residual = matvec(p.F, y) + s - p.g
         objective = _dot(p.c, y) if Q_y is None else 0.5 * _dot(y, Q_y) + _dot(p.c, y)
         solved = (
@@ -139,7 +139,7 @@ def solve_conic(
             & (_dot(s, z) <= tol * (1.0 + tf.abs(objective)))
         )
         z_norm = _inf_norm(z)
-        primal_infeasible = (_inf_norm(matvec(p.F_t, z)) <= INFEASIBILITY_TOL * p.F_norm * z_norm) & (
+        primal_infeasible = (_inf_norm(transposed_matvec(p.F, z)) <= INFEASIBILITY_TOL * p.F_norm * z_norm) & (
             _dot(p.g, z) <= -INFEASIBILITY_TOL * z_norm
         )
         dy_norm = _inf_norm(dy)
@@ -178,7 +178,7 @@ def solve_conic(
         dz = scaling.apply_inverse(t + matvec(scaled_F, dy))
         if not refine:
             return dy, -primal_residual - matvec(p.F, dy), dz
-        stationarity_error = matvec(p.F_t, dz) + dual_residual
+        stationarity_error = transposed_matvec(p.F, dz) + dual_residual
         if p.Q is not None:
             stationarity_error += matvec(p.Q, dy)
         correction = reduced_kkt.solve(inverse_factor, -stationarity_error)
