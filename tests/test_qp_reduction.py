@@ -9,6 +9,7 @@ the problem as written.
 import cvxpy as cp
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import tensorflow as tf
 from helpers import REFERENCE_CLARABEL, finite_difference_gradients, loss_and_gradients
 
@@ -16,7 +17,7 @@ from keras_optlayers import CvxpyLayer
 from keras_optlayers.core.auxiliary_variables import find_auxiliary_variables
 from keras_optlayers.core.compiler import compile_problem
 from keras_optlayers.core.problems import sparsemax_problem
-from keras_optlayers.core.dense_blocks import qp_blocks
+from keras_optlayers.core.dense_blocks import BlockLayout, DenseBlock, qp_blocks
 from keras_optlayers.ops.affine_maps import BlockMaps
 from keras_optlayers.ops.qp_reduction import reduced_qp
 
@@ -44,8 +45,11 @@ def test_the_auxiliary_variables_of_a_squared_norm_are_found():
     assert program.num_vars == 8 and program.cones.zero == 5
     assert len(auxiliary.eliminated) == 4 and len(auxiliary.kept) == 4
     assert len(auxiliary.defining_rows) == 4 and len(auxiliary.kept_rows) == 1
-    # Gathers that put [kept, eliminated] back in the compiled order.
-    order = np.concatenate([auxiliary.kept, auxiliary.eliminated])[auxiliary.variable_order]
+    # Kept and eliminated split the variables, kept and defining rows the equalities.
+    np.testing.assert_array_equal(np.sort(np.concatenate([auxiliary.kept, auxiliary.eliminated])), np.arange(8))
+    np.testing.assert_array_equal(np.sort(np.concatenate([auxiliary.kept_rows, auxiliary.defining_rows])), np.arange(5))
+    # The solver's [x, t] back in the compiled order.
+    order = np.concatenate([auxiliary.kept, auxiliary.eliminated])[qp_blocks(program, auxiliary).x_order]
     np.testing.assert_array_equal(order, np.arange(8))
 
 
@@ -75,7 +79,7 @@ def test_solutions_multipliers_and_gradients_are_those_of_the_problem_as_written
     values = optnet_values(rng)
     layer = CvxpyLayer(problem, parameters, [x, equality.dual_variables[0], inequality.dual_variables[0]],
                        solver="QP")
-    assert layer.batched_problem._auxiliary is not None
+    assert layer.batched_problem._blocks.layout.has_auxiliary
 
     outputs = run(lambda *t: layer(*t), *[tf.constant(v) for v in values])
 
@@ -102,7 +106,7 @@ def test_a_users_own_defining_equality_keeps_its_multiplier(batched):
     definition = t == M @ y
     problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(t) + q @ y + cp.sum_squares(y)), [definition, y >= -1])
     layer = CvxpyLayer(problem, [M, q], [y, t, definition.dual_variables[0]], solver="QP")
-    assert layer.batched_problem._auxiliary is not None
+    assert layer.batched_problem._blocks.layout.has_auxiliary
     rng = np.random.default_rng(5)
     M_value, q_value = rng.normal(size=(3, 3)), rng.normal(size=3) * 4
     inputs = (M_value[None], q_value[None]) if batched else (M_value, q_value)
@@ -166,7 +170,7 @@ def test_the_dense_blocks_and_the_reduced_qp_are_those_of_the_compiled_program()
     np.testing.assert_allclose(blocks["A"], A[np.ix_(auxiliary.kept_rows, kept)], atol=1e-14)
     np.testing.assert_allclose(blocks["G"], A[zero:][:, kept], atol=1e-14)
     np.testing.assert_allclose(blocks["h"], b[zero:], atol=1e-14)
-    assert layout.is_zero("P_kk") and layout.is_zero("c_t")  # ½‖t‖² and q on x: no products with them
+    assert {"P_kk", "P_tt", "M"} <= set(layout.applied()) and not {"P_kt", "P_tk", "c_t", "d"} & set(layout.applied())
 
     # The reduced QP is Tᵀ P T, Tᵀ (P u + c) with x_full = T x + u.
     T = np.zeros((n, len(kept)))
@@ -211,3 +215,37 @@ def test_no_transpose_between_the_parameters_and_the_qp_solver():
     assert "Transpose" not in op_types and "GatherV2" in op_types
     gradients = affine_steps(*values)
     assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in gradients)
+
+
+def test_the_reduced_qp_with_every_block_present():
+    """P' = TᵀPT and c' = Tᵀ(Pu + c) when P couples kept and eliminated variables and t has an offset.
+
+    No CVXPY problem this library compiles has nonzero P_kt or P_tk (CVXPY
+    gives each quadratic term its own auxiliary variable), so the products
+    with them are checked on synthetic blocks.
+    """
+    rng = np.random.default_rng(13)
+    kept, eliminated = 3, 2
+    root = rng.normal(size=(kept + eliminated, kept + eliminated))
+    P, c = root @ root.T, rng.normal(size=kept + eliminated)
+    M, d, a = rng.normal(size=(eliminated, kept)), rng.normal(size=eliminated), np.array([2.0, -0.5])
+    k, t = slice(0, kept), slice(kept, None)
+    blocks = {name: tf.constant(value[None]) for name, value in {
+        "P_kk": P[k, k], "P_kt": P[k, t], "P_tk": P[t, k], "P_tt": P[t, t], "c_k": c[k], "c_t": c[t],
+        "M": M, "d": d, "G": rng.normal(size=(1, kept)), "h": np.ones(1)}.items()}
+    layout = BlockLayout(blocks={"M": DenseBlock(sp.csr_matrix((eliminated * kept, 1)), (eliminated, kept))},
+                         required=(), coefficients=a, x_order=np.arange(kept + eliminated),
+                         y_order=np.arange(eliminated + 1))
+    T = np.vstack([np.eye(kept), M])
+    u = np.concatenate([np.zeros(kept), d])
+
+    (P_reduced, c_reduced, A, b, _, _), restore = reduced_qp(layout, blocks)
+
+    assert A is None and b is None
+    np.testing.assert_allclose(P_reduced[0].numpy(), T.T @ P @ T, atol=1e-12)
+    np.testing.assert_allclose(c_reduced[0].numpy(), T.T @ (P @ u + c), atol=1e-12)
+    x = rng.normal(size=kept)
+    x_full, y = restore(tf.constant(x[None]), tf.zeros([1, 0], tf.float64), tf.constant([[0.7]], tf.float64))
+    np.testing.assert_allclose(x_full[0].numpy(), T @ x + u, atol=1e-12)
+    # Stationarity in t: (P x_full + c)_t + a ν_def = 0; λ comes last.
+    np.testing.assert_allclose(y[0].numpy(), np.concatenate([-(P @ (T @ x + u) + c)[t] / a, [0.7]]), atol=1e-12)

@@ -35,10 +35,9 @@ class AuxiliaryVariables:
     """Variables to substitute out of a compiled QP, with the equalities that define them.
 
     `eliminated[i]` is defined by equality row `defining_rows[i]`, where its
-    coefficient is the constant `coefficients[i]`. Ordering
-    the variables as [kept, eliminated] and the equality rows as [kept_rows,
-    defining_rows], `variable_order` and `row_order` put them back in the
-    compiled order (a gather).
+    coefficient is the constant `coefficients[i]`; `kept` and `kept_rows`
+    are the other variables and equality rows (`core/dense_blocks` lays the
+    solvers' data out in these terms).
     """
 
     kept: np.ndarray
@@ -46,8 +45,6 @@ class AuxiliaryVariables:
     defining_rows: np.ndarray
     coefficients: np.ndarray
     kept_rows: np.ndarray
-    variable_order: np.ndarray
-    row_order: np.ndarray
 
 
 def find_auxiliary_variables(program: CompiledProblem) -> AuxiliaryVariables | None:
@@ -90,6 +87,4 @@ def find_auxiliary_variables(program: CompiledProblem) -> AuxiliaryVariables | N
         defining_rows=defining,
         coefficients=np.array(coefficients),
         kept_rows=kept_rows,
-        variable_order=np.argsort(np.concatenate([kept, eliminated_array])),
-        row_order=np.argsort(np.concatenate([kept_rows, defining])),
     )

@@ -68,7 +68,7 @@ class BlockMaps:
 
     def __init__(self, layout: BlockLayout):
         self.layout = layout
-        self._names = [name for name, block in layout.blocks.items() if block.matrix.nnz or name in layout.required]
+        self._names = layout.applied()
         matrices = [layout.blocks[name].matrix for name in self._names]
         self._sizes = [matrix.shape[0] for matrix in matrices]
         self._map = SparseMap(sp.vstack(matrices))
@@ -78,12 +78,6 @@ class BlockMaps:
         batch = tf.shape(parameters)[0]
         parts = tf.split(self._map(parameters), self._sizes, axis=1)
         return {name: tf.reshape(part, [batch, *self.layout.blocks[name].shape]) for name, part in zip(self._names, parts)}
-
-
-def sum_present(*terms: tf.Tensor | None) -> tf.Tensor | None:
-    """The sum of the terms that are not None (products with a structurally zero block are skipped); None if all are."""
-    present = [t for t in terms if t is not None]
-    return tf.add_n(present) if present else None
 
 
 def scatter_dense(values: tf.Tensor, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> tf.Tensor:

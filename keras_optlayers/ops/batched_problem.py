@@ -26,7 +26,6 @@ from keras_optlayers.core.compiler import CompiledProblem, compile_problem
 from keras_optlayers.core.dense_blocks import cone_blocks, qp_blocks
 from keras_optlayers.ops import affine_maps, cone_reduction
 from keras_optlayers.ops.cone_solve import cone_solve
-from keras_optlayers.ops.cone_reduction import reduced_cone_program
 from keras_optlayers.ops.qp_reduction import reduced_qp
 from keras_optlayers.ops.solver_statistics import SolverStatistics
 from keras_optlayers.solvers import registry, solution_replay
@@ -86,16 +85,19 @@ class BatchedProblem:
         # The host path's solver; None when a native solver (QP, SOCP) runs in TF ops.
         self._cone_solver = None if entry.runs_in_xla else ConeSolver(self.program, entry.name)
         self._status_report = {"QP": qp_status.REPORT, "SOCP": socp_status.REPORT}.get(entry.name)
-        # The native solvers solve for the variables CVXPY's auxiliary ones depend on.
-        self._auxiliary = find_auxiliary_variables(self.program) if entry in (registry.QP, registry.SOCP) else None
         outputs = self.program.outputs
-        if entry in (registry.QP, registry.SOCP):
-            # The native solvers' data come straight from the parameters as
+        if self._cone_solver is None:
+            # The native solvers solve for the variables CVXPY's auxiliary
+            # ones depend on, their data straight from the parameters as
             # dense blocks; their solution is read through the layout's orders.
+            auxiliary = find_auxiliary_variables(self.program)
             blocks = qp_blocks if entry is registry.QP else cone_blocks
-            self._blocks = affine_maps.BlockMaps(blocks(self.program, self._auxiliary))
+            self._blocks = affine_maps.BlockMaps(blocks(self.program, auxiliary))
             order = {"x": self._blocks.layout.x_order, "y": self._blocks.layout.y_order}
             outputs = tuple(dataclasses.replace(o, indices=order[o.source][o.indices]) for o in outputs)
+            if entry is registry.SOCP:
+                cones = socp_solve_module.cone_layout(self.program.cones)
+                self._reduced_cones = cones if auxiliary is None else cone_reduction.reduced_layout(auxiliary, cones)
         else:
             selection = self.program.parameter_selection()
             self._maps = {
@@ -325,11 +327,9 @@ class BatchedProblem:
         """The native SOCP solver on the dense blocks of the parameters, auxiliary variables substituted out."""
         settings = {key: settings[key] for key in self.solver.settings if key in settings}
         failed_rows: list[tf.Tensor] = []
-        program, restore = reduced_cone_program(self._blocks.layout, self._native_data(data["parameters"], failed_rows))
-        layout = socp_solve_module.cone_layout(self.program.cones)
-        if self._auxiliary is not None:
-            layout = cone_reduction.reduced_layout(self._auxiliary, layout)
-        x, y, _, status, info = socp_solve_with_info(*program, layout, **settings)
+        program, restore = cone_reduction.reduced_cone_program(
+            self._blocks.layout, self._native_data(data["parameters"], failed_rows))
+        x, y, _, status, info = socp_solve_with_info(*program, self._reduced_cones, **settings)
         failed = tf.not_equal(status, socp_status.SOLVED)
         failed_rows.append(failed)
         x, y = restore(x, y)

@@ -29,7 +29,12 @@ import tensorflow as tf
 
 from keras_optlayers.core.auxiliary_variables import AuxiliaryVariables
 from keras_optlayers.core.dense_blocks import BlockLayout
-from keras_optlayers.ops.affine_maps import sum_present
+from keras_optlayers.ops.auxiliary_substitution import (
+    Blocks,
+    defining_multipliers,
+    eliminated_variables,
+    sum_present,
+)
 from keras_optlayers.solvers.socp.cones import ConeLayout
 
 
@@ -39,7 +44,7 @@ def reduced_layout(auxiliary: AuxiliaryVariables, layout: ConeLayout) -> ConeLay
 
 
 def reduced_cone_program(
-    layout: BlockLayout, blocks: dict[str, tf.Tensor]
+    layout: BlockLayout, blocks: Blocks
 ) -> tuple[tuple[tf.Tensor, tf.Tensor, tf.Tensor], Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]]:
     """The program the solver sees, (A', b', c'), and `restore(x, y) -> (x_solution, y_solution)`.
 
@@ -56,12 +61,10 @@ def reduced_cone_program(
         sum_present(b, None if A_t is None or d is None else -tf.linalg.matvec(A_t, d)),
         sum_present(c, None if c_t is None else tf.linalg.matvec(M, c_t, adjoint_a=True)),
     )
-    coefficient = tf.constant(layout.coefficients, tf.float64)  # constant: found at compile time
 
     def restore(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        t = sum_present(tf.linalg.matvec(M, x), d)
+        t = eliminated_variables(blocks, x)
         gradient_t = sum_present(c_t, None if A_t is None else tf.linalg.matvec(A_t, y, adjoint_a=True))
-        y_defining = tf.zeros_like(t) if gradient_t is None else -gradient_t / coefficient
-        return tf.concat([x, t], axis=1), tf.concat([y, y_defining], axis=1)
+        return tf.concat([x, t], axis=1), tf.concat([y, defining_multipliers(layout, gradient_t, t)], axis=1)
 
     return reduced, restore

@@ -23,9 +23,12 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from keras_optlayers.core.dense_blocks import BlockLayout
-from keras_optlayers.ops.affine_maps import sum_present
-
-Blocks = dict[str, tf.Tensor]
+from keras_optlayers.ops.auxiliary_substitution import (
+    Blocks,
+    defining_multipliers,
+    eliminated_variables,
+    sum_present,
+)
 
 
 def reduced_qp(
@@ -43,18 +46,22 @@ def reduced_qp(
     M, d = blocks["M"], blocks.get("d")
     P_kt, P_tk, P_tt, c_t = (blocks.get(name) for name in ("P_kt", "P_tk", "P_tt", "c_t"))
     W = sum_present(P_tk, None if P_tt is None else tf.linalg.matmul(P_tt, M))
-    P = sum_present(blocks["P_kk"], None if P_kt is None else tf.linalg.matmul(P_kt, M),
-             None if W is None else tf.linalg.matmul(M, W, adjoint_a=True))
+    P = sum_present(
+        blocks["P_kk"],
+        None if P_kt is None else tf.linalg.matmul(P_kt, M),
+        None if W is None else tf.linalg.matmul(M, W, adjoint_a=True))
     linear_t = sum_present(c_t, None if P_tt is None or d is None else tf.linalg.matvec(P_tt, d))
-    c = sum_present(blocks["c_k"], None if P_kt is None or d is None else tf.linalg.matvec(P_kt, d),
-             None if linear_t is None else tf.linalg.matvec(M, linear_t, adjoint_a=True))
-    coefficient = tf.constant(layout.coefficients, tf.float64)  # constant: found at compile time
+    c = sum_present(
+        blocks["c_k"],
+        None if P_kt is None or d is None else tf.linalg.matvec(P_kt, d),
+        None if linear_t is None else tf.linalg.matvec(M, linear_t, adjoint_a=True))
 
     def restore(x: tf.Tensor, nu: tf.Tensor, lam: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        t = sum_present(tf.linalg.matvec(M, x), d)
-        gradient_t = sum_present(None if P_tk is None else tf.linalg.matvec(P_tk, x),
-                          None if P_tt is None else tf.linalg.matvec(P_tt, t), c_t)
-        nu_defining = tf.zeros_like(t) if gradient_t is None else -gradient_t / coefficient
-        return tf.concat([x, t], axis=1), tf.concat([nu, nu_defining, lam], axis=1)
+        t = eliminated_variables(blocks, x)
+        gradient_t = sum_present(
+            None if P_tk is None else tf.linalg.matvec(P_tk, x),
+            None if P_tt is None else tf.linalg.matvec(P_tt, t),
+            c_t)
+        return tf.concat([x, t], axis=1), tf.concat([nu, defining_multipliers(layout, gradient_t, t), lam], axis=1)
 
     return (P, c, A, b, G, h), restore
