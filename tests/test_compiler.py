@@ -75,3 +75,22 @@ def test_parameter_order_is_the_users_order():
     reordered = list(reversed(family.parameters))
     program = compile_problem(family.problem, reordered, family.variables, quadratic=False)
     assert [p.name for p in program.parameters] == ["x", "z", "A"]
+
+
+def test_a_problem_solved_before_compiling_keeps_its_dual_values():
+    """Building a layer that reads a second-order cone's duals after `problem.solve()` works (it raised).
+
+    Reading the duals' layout writes them through CVXPY; the user's values are put back unchanged.
+    """
+    x, y = cp.Parameter(3), cp.Variable(3)
+    soc = cp.SOC(cp.Constant(1.0), y)
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [soc])
+    x.value = np.array([2.0, 0.0, 0.0])
+    problem.solve(solver=cp.CLARABEL)
+    before = [np.array(dv.value) for dv in soc.dual_variables]
+
+    program = compile_problem(problem, [x], [y, *soc.dual_variables])
+
+    assert [output.shape for output in program.outputs] == [(3,), (1,), (3,)]
+    for dual, value in zip(soc.dual_variables, before):
+        np.testing.assert_array_equal(np.array(dual.value), value)

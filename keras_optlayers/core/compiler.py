@@ -410,13 +410,16 @@ def _dual_parts(constraint, value) -> list[np.ndarray | None]:
     """
     if value is None:
         return [None] * len(constraint.dual_variables)
+    # The user's own values (say from an earlier `problem.solve()`) are put
+    # back as CVXPY stored them: its setter's shape check refuses the (n, 1)
+    # arrays `save_dual_value` leaves on a second-order cone's duals.
     saved = [dv.value for dv in constraint.dual_variables]
     try:
         constraint.save_dual_value(np.asarray(value))
         return [np.ravel(np.asarray(dv.value, dtype=float), order="F") for dv in constraint.dual_variables]
     finally:
         for dv, old in zip(constraint.dual_variables, saved):
-            dv.value = old
+            dv.save_value(old)
 
 
 def _output_maps(problem, variables, chain, inverse_data, num_vars, num_rows, gp) -> tuple[OutputMap, ...]:
