@@ -332,3 +332,24 @@ def resident_memory_kib() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("VmRSS not found in /proc/self/status")
+
+
+def dense_data(data_map, theta: np.ndarray) -> np.ndarray:
+    """The dense matrix a compiled `SparseDataMap` gives for one theta, in numpy."""
+    dense = np.zeros(data_map.shape)
+    np.add.at(dense, (data_map.rows, data_map.cols), data_map.matrix @ theta)
+    return dense
+
+
+def op_types_and_gradients(compute: Callable, values: Sequence[tf.Tensor]) -> tuple[set[str], list[tf.Tensor]]:
+    """The op types of `compute`'s forward and backward graph (a sum of squares of its outputs), and its gradients."""
+
+    @tf.function
+    def forward_and_backward(*tensors):
+        with tf.GradientTape() as tape:
+            tape.watch(tensors)
+            loss = tf.add_n([tf.reduce_sum(t * t) for t in compute(*tensors)])
+        return tape.gradient(loss, tensors)
+
+    graph = forward_and_backward.get_concrete_function(*values).graph
+    return {op.type for op in graph.get_operations()}, list(forward_and_backward(*values))

@@ -101,6 +101,12 @@ class SparseDataMap:
     def indptr(self) -> np.ndarray:
         return np.searchsorted(self.cols, np.arange(self.shape[1] + 1)).astype(np.int64)
 
+    def scatter(self) -> sp.csr_matrix:
+        """(shape[0] * shape[1], nnz) 0/1 matrix placing the values in the dense matrix, flattened row-major."""
+        entries = len(self.rows)
+        return sp.csr_matrix((np.ones(entries), (self.rows * self.shape[1] + self.cols, np.arange(entries))),
+                             shape=(self.shape[0] * self.shape[1], entries))
+
 
 @dataclasses.dataclass(frozen=True)
 class OutputMap:

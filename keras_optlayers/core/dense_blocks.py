@@ -89,10 +89,7 @@ def _dense_map(data: SparseDataMap | None, selection: sp.csr_matrix, shape: tupl
     """(shape[0] * shape[1], len(parameter vector)): the dense matrix of `data`, row-major; zero for None."""
     if data is None:
         return sp.csr_matrix((shape[0] * shape[1], selection.shape[1]))
-    scatter = sp.csr_matrix(
-        (np.ones(len(data.rows)), (data.rows * shape[1] + data.cols, np.arange(len(data.rows)))),
-        shape=(shape[0] * shape[1], len(data.rows)))
-    return sp.csr_matrix(scatter @ data.matrix @ selection)
+    return sp.csr_matrix(data.scatter() @ data.matrix @ selection)
 
 
 def _block(dense: sp.csr_matrix, width: int, rows: np.ndarray, cols: np.ndarray | None) -> DenseBlock:
@@ -122,19 +119,18 @@ def _definitions(A, b, n, kept, defining_rows, coefficients) -> dict[str, DenseB
     }
 
 
-def _dense_data(program: CompiledProblem) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
-    """Maps of the parameter vector to the dense A (row-major), b and c."""
+def _dense_data(program: CompiledProblem) -> tuple[sp.csr_matrix, ...]:
+    """Maps of the parameter vector to the dense P and A (row-major; P zero when absent), b and c."""
     selection = program.parameter_selection()
     n, rows = program.num_vars, program.num_rows
-    return (_dense_map(program.A, selection, (rows, n)), sp.csr_matrix(program.b @ selection),
-            sp.csr_matrix(program.c @ selection))
+    return (_dense_map(program.P, selection, (n, n)), _dense_map(program.A, selection, (rows, n)),
+            sp.csr_matrix(program.b @ selection), sp.csr_matrix(program.c @ selection))
 
 
 def qp_blocks(program: CompiledProblem, auxiliary: AuxiliaryVariables | None) -> BlockLayout:
     """The dense blocks of a compiled QP (`program.kind == "qp"`), its auxiliary variables substituted out."""
     n, zero, rows = program.num_vars, program.cones.zero, program.num_rows
-    A, b, c = _dense_data(program)
-    P = _dense_map(program.P, program.parameter_selection(), (n, n))
+    P, A, b, c = _dense_data(program)
     kept, eliminated, kept_rows, defining_rows, coefficients = _split(program, auxiliary)
     inequalities = np.arange(zero, rows)
     blocks = {"P_kk": _block(P, n, kept, kept), "c_k": _block(c, 1, kept, None)}
@@ -160,7 +156,7 @@ def qp_blocks(program: CompiledProblem, auxiliary: AuxiliaryVariables | None) ->
 def cone_blocks(program: CompiledProblem, auxiliary: AuxiliaryVariables | None) -> BlockLayout:
     """The dense blocks of a compiled cone program (`program.kind == "cone"`), its auxiliary variables substituted out."""
     n, zero, rows = program.num_vars, program.cones.zero, program.num_rows
-    A, b, c = _dense_data(program)
+    _, A, b, c = _dense_data(program)  # a cone program has no P
     kept, eliminated, kept_rows, defining_rows, coefficients = _split(program, auxiliary)
     other_rows = np.concatenate([kept_rows, np.arange(zero, rows)]).astype(int)
     blocks = {"A": _block(A, n, other_rows, kept), "b": _block(b, 1, other_rows, None),

@@ -23,11 +23,14 @@ from keras_optlayers.core.compiler import CompiledProblem, OutputMap
 from keras_optlayers.core.dense_blocks import BlockLayout
 
 
+def _flat_indices(batch: tf.Tensor, width, indices: np.ndarray) -> tf.Tensor:
+    """(B, len(indices)): each example's `indices` into its row of a (B, width) tensor flattened."""
+    return tf.range(batch)[:, None] * width + indices
+
+
 def gather_columns(values: tf.Tensor, columns: np.ndarray) -> tf.Tensor:
     """values[:, columns] for (B, k) values, without a transpose in the op or its gradient."""
-    batch, width = tf.shape(values)[0], tf.shape(values)[1]
-    offsets = tf.range(batch)[:, None] * width
-    return tf.gather(tf.reshape(values, [-1]), offsets + columns)
+    return tf.gather(tf.reshape(values, [-1]), _flat_indices(tf.shape(values)[0], tf.shape(values)[1], columns))
 
 
 class SparseMap:
@@ -51,7 +54,7 @@ class SparseMap:
         """(num_rows, k) map applied to vectors (B, k) -> (B, num_rows)."""
         batch = tf.shape(vectors)[0]
         products = gather_columns(vectors, self.cols) * self.values
-        segments = tf.range(batch)[:, None] * self.num_rows + self.rows
+        segments = _flat_indices(batch, self.num_rows, self.rows)
         sums = tf.math.unsorted_segment_sum(products, segments, batch * self.num_rows)
         return tf.reshape(sums, [batch, self.num_rows])
 
@@ -78,13 +81,6 @@ class BlockMaps:
         batch = tf.shape(parameters)[0]
         parts = tf.split(self._map(parameters), self._sizes, axis=1)
         return {name: tf.reshape(part, [batch, *self.layout.blocks[name].shape]) for name, part in zip(self._names, parts)}
-
-
-def scatter_dense(values: tf.Tensor, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> tf.Tensor:
-    """(B, nnz) values at (rows, cols) -> dense (B, *shape), with one segment sum."""
-    batch, size = tf.shape(values)[0], shape[0] * shape[1]
-    segments = tf.range(batch)[:, None] * size + (rows * shape[1] + cols).astype(np.int32)
-    return tf.reshape(tf.math.unsorted_segment_sum(values, segments, batch * size), [batch, *shape])
 
 
 def parameter_vector(program: CompiledProblem, tensors: list[tf.Tensor], batch_size) -> tf.Tensor:

@@ -90,14 +90,14 @@ class BatchedProblem:
             # The native solvers solve for the variables CVXPY's auxiliary
             # ones depend on, their data straight from the parameters as
             # dense blocks; their solution is read through the layout's orders.
-            auxiliary = find_auxiliary_variables(self.program)
             blocks = qp_blocks if entry is registry.QP else cone_blocks
-            self._blocks = affine_maps.BlockMaps(blocks(self.program, auxiliary))
-            order = {"x": self._blocks.layout.x_order, "y": self._blocks.layout.y_order}
+            layout = blocks(self.program, find_auxiliary_variables(self.program))
+            self._blocks = affine_maps.BlockMaps(layout)
+            order = {"x": layout.x_order, "y": layout.y_order}
             outputs = tuple(dataclasses.replace(o, indices=order[o.source][o.indices]) for o in outputs)
             if entry is registry.SOCP:
-                cones = socp_solve_module.cone_layout(self.program.cones)
-                self._reduced_cones = cones if auxiliary is None else cone_reduction.reduced_layout(auxiliary, cones)
+                self._reduced_cones = cone_reduction.reduced_layout(
+                    layout, socp_solve_module.cone_layout(self.program.cones))
         else:
             selection = self.program.parameter_selection()
             self._maps = {

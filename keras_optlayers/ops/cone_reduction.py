@@ -27,7 +27,6 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from keras_optlayers.core.auxiliary_variables import AuxiliaryVariables
 from keras_optlayers.core.dense_blocks import BlockLayout
 from keras_optlayers.ops.auxiliary_substitution import (
     Blocks,
@@ -38,9 +37,9 @@ from keras_optlayers.ops.auxiliary_substitution import (
 from keras_optlayers.solvers.socp.cones import ConeLayout
 
 
-def reduced_layout(auxiliary: AuxiliaryVariables, layout: ConeLayout) -> ConeLayout:
-    """The cones of the reduced program: the defining equalities gone."""
-    return ConeLayout(layout.zero - len(auxiliary.defining_rows), layout.nonneg, layout.soc)
+def reduced_layout(blocks: BlockLayout, layout: ConeLayout) -> ConeLayout:
+    """The cones of the reduced program: the defining equalities (one per eliminated variable) gone."""
+    return ConeLayout(layout.zero - len(blocks.coefficients), layout.nonneg, layout.soc)
 
 
 def reduced_cone_program(

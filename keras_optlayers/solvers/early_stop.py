@@ -27,12 +27,12 @@ def solve_with_early_stop(
     start: Any,
     *,
     tol: tf.Tensor,
-    first_tol: tf.Tensor,
+    polish_from_tol: float,
     max_iter: tf.Tensor,
     solved: int,
     running: int,
 ) -> Any:
-    """The polished solution of every example, the loop stopping first at `first_tol`.
+    """The polished solution of every example, the loop stopping first at `polish_from_tol` (or `tol`, if looser).
 
     Args:
         iterate_and_polish: (data, start, tol, max_iter) -> (result, solution,
@@ -44,8 +44,8 @@ def solve_with_early_stop(
         data: a nest of per-example tensors (the batch first; None leaves
             allowed), the problems.
         start: the loop's starting result, every example running.
-        tol: the tolerance asked; first_tol: the first stop's (no second
-            run where it is not looser than `tol`).
+        tol: the tolerance asked; polish_from_tol: the solver's first stop
+            (no second run where it is not looser than `tol`).
         max_iter: most iterations in all, both runs together.
         solved, running: the loop's status codes.
 
@@ -56,6 +56,7 @@ def solve_with_early_stop(
         return iterate_and_polish(data, start, run_tol, max_iter - tf.reduce_max(start.iterations))
 
     run = traced_once(run)
+    first_tol = tf.maximum(tol, polish_from_tol)
     first, solution, accepted = run(data, start, first_tol)
     go_on = tf.equal(first.status, solved) & ~accepted & (tol < first_tol)
 

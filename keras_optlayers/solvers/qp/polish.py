@@ -89,7 +89,7 @@ def polish(Q, c, F, g, y, s, lam, active, eligible):
         polished_lam = active * (polished_lam + POLISH_PENALTY * (matvec(F, polished_y) - g))
 
     F_y = matvec(F, polished_y)
-    primal_scale = 1.0 + _inf_norm(g)
+    primal_scale, dual_scale = 1.0 + _inf_norm(g), 1.0 + _inf_norm(c)
     violation = tf.maximum(_inf_norm(active * (F_y - g)), tf.reduce_max((1.0 - active) * tf.maximum(F_y - g, 0.0), axis=-1))
     stationarity = _inf_norm(matvec(Q, polished_y) + c + transposed_matvec(F, polished_lam))
     lam_norm = _inf_norm(polished_lam)
@@ -98,13 +98,13 @@ def polish(Q, c, F, g, y, s, lam, active, eligible):
         & tf.reduce_all(tf.math.is_finite(polished_y), axis=-1)
         & tf.reduce_all(tf.math.is_finite(polished_lam), axis=-1)
         & (violation <= POLISH_TOLERANCE * primal_scale)
-        & (stationarity <= POLISH_TOLERANCE * (1.0 + _inf_norm(c)))
+        & (stationarity <= POLISH_TOLERANCE * dual_scale)
         & (tf.reduce_min(polished_lam, axis=-1) >= -POLISH_TOLERANCE * (1.0 + lam_norm))
     )
     to_rounding = (
         succeeded
         & (violation <= ROUNDING_TOLERANCE * primal_scale)
-        & (stationarity <= ROUNDING_TOLERANCE * (1.0 + _inf_norm(c)))
+        & (stationarity <= ROUNDING_TOLERANCE * dual_scale)
     )
     keep = succeeded[:, None]
     y = tf.where(keep, polished_y, y)

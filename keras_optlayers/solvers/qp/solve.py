@@ -160,7 +160,7 @@ def _solve_and_polish(Q, c, F, g, tol: tf.Tensor, max_iter: tf.Tensor) -> Interi
 
     return solve_with_early_stop(
         iterate_and_polish, (Q, c, F, g), starting_iterate(Q, c, F, g), tol=tol,
-        first_tol=tf.maximum(tol, POLISH_FROM_TOL), max_iter=max_iter, solved=qp_status.SOLVED, running=qp_status.RUNNING)
+        polish_from_tol=POLISH_FROM_TOL, max_iter=max_iter, solved=qp_status.SOLVED, running=qp_status.RUNNING)
 
 
 def _differentiable_solve(tol: tf.Tensor, max_iter: tf.Tensor):

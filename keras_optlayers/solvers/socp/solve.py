@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_optlayers.core.compiler import CompiledProblem, ConeDims
-from keras_optlayers.ops.affine_maps import scatter_dense
+from keras_optlayers.ops.affine_maps import SparseMap
 from keras_optlayers.solvers.qp.equality_elimination import (
     eliminate_equalities,
     equality_multipliers,
@@ -129,7 +129,6 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
     polished again (`early_stop`).
     """
     zero = layout.zero
-    first_tol = tf.maximum(tol, POLISH_FROM_TOL)
 
     @tf.custom_gradient
     def solve(A, b, c):
@@ -169,7 +168,7 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
 
             return solve_with_early_stop(
                 iterate_and_polish, (reduced, A, b, c), starting_iterate(layout, reduced.Q, reduced.c, reduced.F, reduced.g),
-                tol=tol, first_tol=first_tol, max_iter=max_iter, solved=socp_status.SOLVED, running=socp_status.RUNNING)
+                tol=tol, polish_from_tol=POLISH_FROM_TOL, max_iter=max_iter, solved=socp_status.SOLVED, running=socp_status.RUNNING)
 
         x, y, s, status, iterations = solution_replay.recorded_or_replayed(iterate, count=5)
 
@@ -351,7 +350,7 @@ def _solve(A, b, c, cones: ConesLike, tol: float, max_iter: int, check_status: b
 
 def dense_constraint_matrix(program: CompiledProblem, A_values: tf.Tensor) -> tf.Tensor:
     """The dense (B, m, n) A of `program` from its values (B, nnz) at (program.A.rows, program.A.cols)."""
-    return scatter_dense(A_values, program.A.rows, program.A.cols, program.A.shape)
+    return tf.reshape(SparseMap(program.A.scatter())(A_values), [-1, *program.A.shape])
 
 
 def solve_compiled_socp(
