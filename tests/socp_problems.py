@@ -52,6 +52,20 @@ def soc_least_squares(dim: int, rows: int) -> tuple[ProblemSpec, Sampler]:
     return ProblemSpec(problem, (F, g, t), (x,)), sample
 
 
+def squared_least_squares(dim: int, rows: int) -> tuple[ProblemSpec, Sampler]:
+    """min ½‖F x − g‖² s.t. ‖x‖₂ ≤ 1, sum(x) = t: a quadratic objective, an equality and a SOC."""
+    F = cp.Parameter((rows, dim), name="F")
+    g = cp.Parameter(rows, name="g")
+    t = cp.Parameter(name="t")
+    x = cp.Variable(dim, name="x")
+    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(F @ x - g)), [cp.norm(x, 2) <= 1, cp.sum(x) == t])
+
+    def sample(rng, batch):
+        return [rng.standard_normal((batch, rows, dim)), 3.0 * rng.standard_normal((batch, rows)), 0.3 * rng.standard_normal(batch)]
+
+    return ProblemSpec(problem, (F, g, t), (x,)), sample
+
+
 def robust_lp(dim: int, constraints: int) -> tuple[ProblemSpec, Sampler]:
     """min cᵀx s.t. aᵢᵀx + ‖Pᵢ x‖₂ ≤ bᵢ (ellipsoidal uncertainty in aᵢ), −1 ≤ x ≤ 1."""
     c = cp.Parameter(dim, name="c")
@@ -88,13 +102,19 @@ def mixed_norms(dim: int, rows: int) -> tuple[ProblemSpec, Sampler]:
 
 
 class SocpLayerFunction:
-    """parameters (batched, float64) -> requested variables, through the native SOCP solver."""
+    """parameters (batched, float64) -> requested variables, through the native SOCP solver.
 
-    def __init__(self, spec: ProblemSpec, **solve_args):
-        self.program = compile_problem(spec.problem, spec.parameters, spec.variables, quadratic=False)
+    With `quadratic_objective`, the program keeps its objective's quadratic
+    part as P (`compile_problem(..., quadratic_objective=True)`).
+    """
+
+    def __init__(self, spec: ProblemSpec, quadratic_objective: bool = False, **solve_args):
+        self.program = compile_problem(spec.problem, spec.parameters, spec.variables, quadratic=False,
+                                       quadratic_objective=quadratic_objective)
         selection = self.program.parameter_selection()
         self.A_map, self.b_map, self.c_map = (
             SparseMap(matrix @ selection) for matrix in (self.program.A.matrix, self.program.b, self.program.c))
+        self.P_map = None if self.program.P is None else SparseMap(self.program.P.matrix @ selection)
         self.solve_args = solve_args
 
     def data(self, *parameters: tf.Tensor):
@@ -103,7 +123,10 @@ class SocpLayerFunction:
         return self.A_map(vector), self.b_map(vector), self.c_map(vector)
 
     def __call__(self, *parameters: tf.Tensor) -> list[tf.Tensor]:
-        x, y, _, _, _ = solve_compiled_socp(self.program, *self.data(*parameters), **self.solve_args)
+        P_values = None
+        if self.P_map is not None:
+            P_values = self.P_map(parameter_vector(self.program, list(parameters), tf.shape(parameters[0])[0]))
+        x, y, _, _, _ = solve_compiled_socp(self.program, *self.data(*parameters), P_values=P_values, **self.solve_args)
         return [read_output(output, x, y) for output in self.program.outputs]
 
 

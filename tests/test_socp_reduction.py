@@ -95,10 +95,25 @@ def _ellipsoid_program():
     return compile_problem(spec.problem, spec.parameters, spec.variables, quadratic=False)
 
 
-# The control policy's t enters the objective (c_t), the ellipsoid's the cone rows (A_t) with an offset (d).
-@pytest.mark.parametrize("compiled, nonzero", [(_control_policy_program, "c_t"), (_ellipsoid_program, "A_t")])
+def _quadratic_control_policy_program():
+    problem, parameters, u, _ = control_policy()
+    return compile_problem(problem, parameters, [u], quadratic=False, quadratic_objective=True)
+
+
+def _quadratic_ellipsoid_program():
+    spec = ellipsoid_projection_problem(5)
+    return compile_problem(spec.problem, spec.parameters, spec.variables, quadratic=False, quadratic_objective=True)
+
+
+# The control policy's t enters the objective (c_t), the ellipsoid's the cone rows (A_t) with an offset (d);
+# with the objective kept quadratic, the t that CVXPY introduces for the squared norm carry P (P_tt).
+@pytest.mark.parametrize("compiled, nonzero", [
+    (_control_policy_program, "c_t"), (_ellipsoid_program, "A_t"),
+    (_quadratic_control_policy_program, "P_tt"), (_quadratic_ellipsoid_program, "P_tt"),
+])
 def test_the_dense_blocks_and_the_reduced_program_are_those_of_the_compiled_program(compiled, nonzero):
-    """`core/dense_blocks.cone_blocks` against the compiled maps in numpy: A' = A_rest T, b' = b_rest − A_rest u, c' = Tᵀc."""
+    """`core/dense_blocks.cone_blocks` against the compiled maps in numpy: A' = A_rest T, b' = b_rest − A_rest u,
+    P' = TᵀPT, c' = Tᵀ(c + P u)."""
     program = compiled()
     auxiliary = find_auxiliary_variables(program)
     layout = cone_blocks(program, auxiliary)
@@ -109,6 +124,7 @@ def test_the_dense_blocks_and_the_reduced_program_are_those_of_the_compiled_prog
     theta = program.theta([v[None] for v in values])[0]
     n, zero, rows = program.num_vars, program.cones.zero, program.num_rows
     A = dense_data(program.A, theta)
+    P = np.zeros((n, n)) if program.P is None else dense_data(program.P, theta)
     b, c = program.b @ theta, program.c @ theta
     kept, eliminated, a = auxiliary.kept, auxiliary.eliminated, auxiliary.coefficients
     T = np.zeros((n, len(kept)))
@@ -118,18 +134,23 @@ def test_the_dense_blocks_and_the_reduced_program_are_those_of_the_compiled_prog
     x_offset[eliminated] = b[auxiliary.defining_rows] / a
     other_rows = np.concatenate([auxiliary.kept_rows, np.arange(zero, rows)])
 
-    (A_reduced, b_reduced, c_reduced), restore = reduced_cone_program(layout, BlockMaps(layout)(tf.constant(vector[None])))
+    (A_reduced, b_reduced, c_reduced, P_reduced), restore = reduced_cone_program(
+        layout, BlockMaps(layout)(tf.constant(vector[None])))
 
     np.testing.assert_allclose(A_reduced[0].numpy(), A[other_rows] @ T, atol=1e-12)
     np.testing.assert_allclose(b_reduced[0].numpy(), b[other_rows] - A[other_rows] @ x_offset, atol=1e-12)
-    np.testing.assert_allclose(c_reduced[0].numpy(), T.T @ c, atol=1e-12)
+    np.testing.assert_allclose(c_reduced[0].numpy(), T.T @ (c + P @ x_offset), atol=1e-12)
+    assert (P_reduced is None) == (program.P is None)
+    if program.P is not None:
+        np.testing.assert_allclose(P_reduced[0].numpy(), T.T @ P @ T, atol=1e-12)
     x_kept, y_rest = rng.standard_normal(len(kept)), rng.standard_normal(len(other_rows))
     x_solution, y_solution = restore(tf.constant(x_kept[None]), tf.constant(y_rest[None]))
     np.testing.assert_allclose(x_solution[0].numpy()[layout.x_order], T @ x_kept + x_offset, atol=1e-12)
-    # The defining rows' multipliers from stationarity in t: (c + Aᵀy)_t = 0.
+    # The defining rows' multipliers from stationarity in t: (P x + c + Aᵀy)_t = 0.
     y_full = y_solution[0].numpy()[layout.y_order]
     np.testing.assert_allclose(y_full[other_rows], y_rest, atol=0)
-    np.testing.assert_allclose((c + A.T @ y_full)[eliminated], 0.0, atol=1e-12)
+    x_full = x_solution[0].numpy()[layout.x_order]
+    np.testing.assert_allclose((P @ x_full + c + A.T @ y_full)[eliminated], 0.0, atol=1e-12)
 
 
 def test_no_transpose_between_the_parameters_and_the_socp_solver():
@@ -141,8 +162,8 @@ def test_no_transpose_between_the_parameters_and_the_socp_solver():
 
     def affine_steps(*tensors):
         blocks = engine._blocks(engine._parameter_vector(list(tensors)))
-        (A, b, c), restore = reduced_cone_program(engine._blocks.layout, blocks)
-        return (A, b, c, *engine._read_outputs(*restore(c, b)))
+        (A, b, c, P), restore = reduced_cone_program(engine._blocks.layout, blocks)
+        return (A, b, c, P, *engine._read_outputs(*restore(c, b)))
 
     op_types, gradients = op_types_and_gradients(affine_steps, values)
     assert "Transpose" not in op_types and "GatherV2" in op_types

@@ -14,6 +14,7 @@ from socp_problems import (
     mixed_norms,
     robust_lp,
     soc_least_squares,
+    squared_least_squares,
 )
 
 from keras_optlayers.core.compiler import ConeDims
@@ -170,6 +171,73 @@ def test_soc_problems_match_clarabel_and_central_differences(family):
     _, gradients = _loss_and_gradients(function, weights)(*[tf.constant(v) for v in values])
     for gradient, expected in zip(gradients, _central_differences(function, weights, values)):
         np.testing.assert_allclose(gradient.numpy(), expected, atol=1e-6)
+
+
+def ellipsoid_projection_with_P(x, A, z):
+    """min ½‖y − x‖² as ½yᵀIy − xᵀy, s.t. ‖A(y − z)‖ ≤ √2: one SOC block (√2, A z − A y) and P = I."""
+    batch, dim = x.shape
+    A_rows = np.concatenate([np.zeros((batch, 1, dim)), A], axis=1)
+    b = np.concatenate([np.full((batch, 1), np.sqrt(2.0)), np.einsum("bij,bj->bi", A, z)], axis=1)
+    return A_rows, b, -x, np.broadcast_to(np.eye(dim), (batch, dim, dim)).copy(), {"soc": (dim + 1,)}
+
+
+def test_quadratic_objective_matches_exact_projection_and_central_differences_in_every_argument(run):
+    """P as an argument: the projection is exact, and the gradients in A, b, c and P are the solution map's."""
+    rng = np.random.default_rng(21)
+    x, A, z = 2.0 * rng.standard_normal((2, 3)), np.eye(3) + 0.3 * rng.standard_normal((2, 3, 3)), 0.1 * rng.standard_normal((2, 3))
+    A_rows, b, c, P, cones = ellipsoid_projection_with_P(x, A, z)
+    P[1] += 0.2 * np.ones((3, 3))  # a second, non-identity P (still definite)
+
+    def solve(A_rows, b, c, P):
+        return [socp_solve(A_rows, b, c, cones, P=P)[0]]
+
+    solution = run(solve, *[tf.constant(v) for v in (A_rows, b, c, P)])[0].numpy()
+    np.testing.assert_allclose(solution[0], ellipsoid_projection_exact(x[:1], A[:1], z[:1])[0], atol=1e-10)
+    weights = [rng.standard_normal(solution.shape)]
+    _, gradients = run(_loss_and_gradients(solve, weights), *[tf.constant(v) for v in (A_rows, b, c, P)])
+    for gradient, expected in zip(gradients, _central_differences(solve, weights, (A_rows, b, c, P))):
+        np.testing.assert_allclose(gradient.numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", [squared_least_squares(3, 5), ellipsoid(3)], ids=["squared_least_squares", "ellipsoid"])
+def test_program_with_quadratic_objective_matches_its_cone_form_clarabel_and_central_differences(family):
+    """`compile_problem(..., quadratic_objective=True)`: fewer rows, the same solution and gradients as the cone form."""
+    spec, sample = family
+    values = sample(np.random.default_rng(22), 3)
+    with_P, as_cone = SocpLayerFunction(spec, quadratic_objective=True), SocpLayerFunction(spec)
+    assert with_P.program.P is not None and as_cone.program.P is None
+    assert sum(with_P.program.cones.soc) < sum(as_cone.program.cones.soc)
+    outputs = with_P(*[tf.constant(v) for v in values])
+    np.testing.assert_allclose(outputs[0].numpy(), as_cone(*[tf.constant(v) for v in values])[0].numpy(), atol=1e-9)
+    np.testing.assert_allclose(outputs[0].numpy(), clarabel_reference(spec, values)[0], atol=1e-5)
+    weights = [np.random.default_rng(23).standard_normal(outputs[0].shape)]
+    _, gradients = _loss_and_gradients(with_P, weights)(*[tf.constant(v) for v in values])
+    for gradient, expected in zip(gradients, _central_differences(with_P, weights, values)):
+        np.testing.assert_allclose(gradient.numpy(), expected, atol=1e-6)
+
+
+def test_only_the_symmetric_part_of_P_is_used():
+    x, A, z = np.array([[2.0, 1.0]]), np.eye(2)[None], np.zeros((1, 2))
+    A_rows, b, c, P, cones = ellipsoid_projection_with_P(x, A, z)
+    skew = np.array([[[0.0, 5.0], [-5.0, 0.0]]])
+    np.testing.assert_allclose(socp_solve(A_rows, b, c, cones, P=P + skew)[0].numpy(),
+                               socp_solve(A_rows, b, c, cones, P=P)[0].numpy(), atol=1e-12)
+
+
+def test_non_convex_P_raises_eagerly_and_is_a_status_in_graphs():
+    x, A, z = np.array([[2.0, 1.0], [0.5, 0.0]]), np.stack([np.eye(2)] * 2), np.zeros((2, 2))
+    A_rows, b, c, P, cones = ellipsoid_projection_with_P(x, A, z)
+    P[1] = np.diag([1.0, -1.0])
+    with pytest.raises(ValueError, match=r"Expected `P` to be positive semidefinite.*smallest eigenvalue -1 at batch index 1"):
+        socp_solve(A_rows, b, c, cones, P=P)
+    statuses = tf.function(lambda P: socp_solve(A_rows, b, c, cones, P=P, check_status=False)[3])(tf.constant(P))
+    assert [STATUS_NAMES[int(code)] for code in statuses.numpy()] == ["solved", "non-convex (P not positive semidefinite)"]
+
+
+def test_P_of_the_wrong_shape_raises_value_error():
+    A, b, c, cones = ball_projection_data(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"Expected `P` to have shape \(n, n\) or \(batch, n, n\) with n=4. Received: P.shape=\(3, 3\)"):
+        socp_solve(A, b, c, cones, P=np.eye(3))
 
 
 def _status_batch():

@@ -6,7 +6,13 @@ import cvxpy as cp
 import numpy as np
 import scipy.optimize
 import tensorflow as tf
-from test_socp_solver import ball_projection, ball_projection_data, ball_projection_vjp
+from test_socp_solver import (
+    ball_projection,
+    ball_projection_data,
+    ball_projection_vjp,
+    ellipsoid_projection_exact,
+    ellipsoid_projection_with_P,
+)
 
 from keras_optlayers import CvxpyLayer
 from keras_optlayers.solvers.socp import optimality_conditions, socp_solve
@@ -60,6 +66,26 @@ def test_xla_solves_blocks_not_grouped_by_size():
         np.testing.assert_allclose(-gradient.numpy()[:, 1:4], ball_projection_vjp(points, np.tile(weights, (3, 1))), atol=1e-8)
 
 
+def test_xla_with_a_quadratic_objective_matches_graph_mode_and_the_exact_projection():
+    rng = np.random.default_rng(9)
+    x, A, z = 2.0 * rng.standard_normal((3, 3)), np.eye(3) + 0.3 * rng.standard_normal((3, 3, 3)), 0.1 * rng.standard_normal((3, 3))
+    A_rows, b, c, P, cones = ellipsoid_projection_with_P(x, A, z)
+
+    def solve_and_gradient(A_rows, P):
+        with tf.GradientTape() as tape:
+            tape.watch([A_rows, P])
+            y, _, _, status = socp_solve(A_rows, b, c, cones, P=P, check_status=False)
+            loss = tf.reduce_sum(y * np.arange(3.0))
+        return y, status, tape.gradient(loss, [A_rows, P])
+
+    y, status, gradients = tf.function(solve_and_gradient, jit_compile=True)(tf.constant(A_rows), tf.constant(P))
+    _, _, graph_gradients = tf.function(solve_and_gradient)(tf.constant(A_rows), tf.constant(P))
+    np.testing.assert_array_equal(status.numpy(), 0)
+    np.testing.assert_allclose(y.numpy(), ellipsoid_projection_exact(x, A, z), atol=1e-10)
+    for gradient, graph_gradient in zip(gradients, graph_gradients):
+        np.testing.assert_allclose(gradient.numpy(), graph_gradient.numpy(), atol=1e-9)
+
+
 def trust_region_solution(H: np.ndarray, g: np.ndarray) -> np.ndarray:
     """argmin ½uᵀHu + gᵀu s.t. ||u|| <= 1 for H definite: u(μ) = −(H + μI)⁻¹g with ||u(μ)|| = 1 if μ > 0."""
     step = lambda mu: -np.linalg.solve(H + mu * np.eye(len(g)), g)  # noqa: E731
@@ -79,6 +105,7 @@ def test_layer_with_equality_constraints_under_xla_is_exact():
     problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(M @ u) + x @ y),
                          [y == K @ u, cp.norm(u, 2) <= 1.0])
     layer = CvxpyLayer(problem, [x, M, K], [u], solver="SOCP", on_failure="nan")
+    assert layer.batched_problem.program.P is not None  # the objective kept quadratic
     rng = np.random.default_rng(3)
     values = [3.0 * rng.standard_normal((4, n)), rng.standard_normal((4, m, m)) + 2 * np.eye(m),
               rng.standard_normal((4, n, m))]

@@ -142,9 +142,10 @@ class CompiledProblem:
 
         minimize ½xᵀPx + cᵀx  subject to  Ax + s = b,  s ∈ K
 
-    with K = cones (P only for `kind == "qp"`, where K holds only zero and
-    nonnegative cones; the QP solver reads its rows as equalities and
-    inequalities). All data are affine in theta, CVXPY's parameter vector
+    with K = cones. A QP (`kind == "qp"`) has only zero and nonnegative
+    cones, read by the QP solver as equalities and inequalities. A cone
+    program has P only when compiled with `quadratic_objective=True`, for
+    the native SOCP solver; the host solvers (diffcp) take none. All data are affine in theta, CVXPY's parameter vector
     (each parameter flattened column-major, in CVXPY's order, then a 1). A
     front end forms theta with one gather: it concatenates the parameters
     flattened row-major in the user's order, appends a 1, and takes the
@@ -490,6 +491,7 @@ def compile_problem(
     *,
     gp: bool = False,
     quadratic: bool | None = None,
+    quadratic_objective: bool = False,
 ) -> CompiledProblem:
     """Compiles `problem` into affine maps around a cone program or a QP.
 
@@ -503,6 +505,14 @@ def compile_problem(
             False asks for a cone program; None picks a QP when the problem
             is one and `prefers_dense_qp` (small or dense), and a cone
             program otherwise.
+        quadratic_objective: a cone program keeps the objective's quadratic
+            part as P (CVXPY's `use_quad_obj`), where it would otherwise
+            be written as a second-order cone with an extra variable (the
+            ellipsoid projection with n = 20: 61 variables and one cone of
+            22 rows, 40 of its 63 rows equalities that define auxiliary
+            variables, against 42 variables and 65 rows in two cones). Only
+            the native SOCP solver takes such a program. Ignored for QPs and
+            geometric programs.
 
     Returns:
         The CompiledProblem.
@@ -534,8 +544,11 @@ def compile_problem(
                 )
         elif quadratic and gp:
             raise ValueError("solver='QP' cannot solve geometric programs (gp=True).")
-        if kind == "cone":
-            data, chain, inverse_data = _canonicalize(problem, gp, quad_obj=False)
+        quadratic_objective = quadratic_objective and not gp
+        if kind == "cone" and not (quadratic_objective and quadratic is not False):
+            # The first canonicalization kept the objective quadratic; do it again when that is not wanted,
+            # or when quadratic=False skipped it.
+            data, chain, inverse_data = _canonicalize(problem, gp, quad_obj=quadratic_objective)
             param_prob = data[cp.settings.PARAM_PROB]
             cones = _cone_dims(param_prob)
     finally:
@@ -572,7 +585,7 @@ def compile_problem(
     q = sp.csr_matrix(param_prob.q)
     A_map, b_map = _split_constraint_tensor(param_prob, num_vars, num_rows)
     P_map = None
-    if kind == "qp" and param_prob.P is not None:
+    if (kind == "qp" or quadratic_objective) and param_prob.P is not None and param_prob.P.nnz:
         P_map = _sparse_data_map(param_prob.P, (num_vars, num_vars), negate=False)
 
     infos = tuple(

@@ -30,7 +30,10 @@ and those of a cone program (whose t may also enter cone rows)
     A, A_t, b                the rows that define nothing (the other
                              equalities, then every cone row), on the kept
                              and on the eliminated columns
-    c_k, c_t, M, d           as above.
+    c_k, c_t, M, d           as above
+    P_kk, P_kt, P_tk, P_tt   as above, when the program keeps a quadratic
+                             objective (`compile_problem(...,
+                             quadratic_objective=True)`).
 
 Without auxiliary variables the kept columns are all of them and the t
 blocks are absent. A block of zero size (no equalities left, no
@@ -156,14 +159,19 @@ def qp_blocks(program: CompiledProblem, auxiliary: AuxiliaryVariables | None) ->
 def cone_blocks(program: CompiledProblem, auxiliary: AuxiliaryVariables | None) -> BlockLayout:
     """The dense blocks of a compiled cone program (`program.kind == "cone"`), its auxiliary variables substituted out."""
     n, zero, rows = program.num_vars, program.cones.zero, program.num_rows
-    _, A, b, c = _dense_data(program)  # a cone program has no P
+    P, A, b, c = _dense_data(program)
     kept, eliminated, kept_rows, defining_rows, coefficients = _split(program, auxiliary)
     other_rows = np.concatenate([kept_rows, np.arange(zero, rows)]).astype(int)
     blocks = {"A": _block(A, n, other_rows, kept), "b": _block(b, 1, other_rows, None),
               "c_k": _block(c, 1, kept, None)}
+    if program.P is not None:
+        blocks["P_kk"] = _block(P, n, kept, kept)
     if len(eliminated):
         blocks.update(A_t=_block(A, n, other_rows, eliminated), c_t=_block(c, 1, eliminated, None),
                       **_definitions(A, b, n, kept, defining_rows, coefficients))
+        if program.P is not None:
+            blocks.update(P_kt=_block(P, n, kept, eliminated), P_tk=_block(P, n, eliminated, kept),
+                          P_tt=_block(P, n, eliminated, eliminated))
     return BlockLayout(
         blocks=blocks,
         required=("A", "b", "c_k", "M"),

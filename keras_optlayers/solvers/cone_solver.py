@@ -85,6 +85,10 @@ class ConeSolver:
         self.solver = entry.name
         self._entry = entry
         self.default_settings = dict(entry.default_settings)
+        if program.P is not None:
+            raise ValueError(
+                "The host cone solvers take a linear objective; compile the problem without quadratic_objective=True "
+                f"(only the native SOCP solver takes P). Received: solver={solver!r}, a program with P")
         if self.solver == "ECOS" and program.cones.psd:
             raise ValueError("ECOS cannot solve problems with PSD cones; use SCS or Clarabel.")
         self.n = program.num_vars

@@ -1,17 +1,26 @@
 """Scales a batch of cone programs so that the interior-point loop sees unit-sized data.
 
-For min cᵀx s.t. Ax + s = b, s ∈ K, with positive diagonal E (rows) and D
-(columns) and positive scalars σ_b, σ_c, the program
+For min ½xᵀPx + cᵀx s.t. Ax + s = b, s ∈ K (P = 0 when absent), with
+positive diagonal E (rows) and D (columns) and positive scalars σ_b, σ_c,
+the program
 
-    min c̃ᵀx̃  s.t.  Ãx̃ + s̃ = b̃, s̃ ∈ K,   Ã = E A D,  b̃ = E b / σ_b,  c̃ = D c / σ_c
+    min ½x̃ᵀP̃x̃ + c̃ᵀx̃  s.t.  Ãx̃ + s̃ = b̃, s̃ ∈ K,
+    Ã = E A D,  b̃ = E b / σ_b,  c̃ = D c / σ_c,  P̃ = (σ_b / σ_c) D P D
 
-has the solution x = σ_b D x̃, s = σ_b E⁻¹ s̃, y = σ_c E ỹ, as long as E is
-constant on each second-order cone's rows (so s̃ ∈ K iff s ∈ K). D and E come
-from Ruiz's iteration (divide rows and columns by the square root of their
-largest entry, `RUIZ_ITERATIONS` times); σ_b = ‖E b‖∞ and σ_c = ‖D c‖∞ (1
-where zero). The scale factors are constants for differentiation: the
-identity above holds for any fixed scaling, so the gradient through the
+(the objective in x = σ_b D x̃, divided by σ_b σ_c) has the solution
+x = σ_b D x̃, s = σ_b E⁻¹ s̃, y = σ_c E ỹ, as long as E is constant on each
+second-order cone's rows (so s̃ ∈ K iff s ∈ K). D and E come from Ruiz's
+iteration on [[P, Aᵀ], [A, 0]] (divide rows and columns by the square root
+of their largest entry, `RUIZ_ITERATIONS` times); σ_b = ‖E b‖∞ and
+σ_c = max(‖D c‖∞, σ_b max|D P D|), so that c̃ and P̃ have entries of at most
+one (1 where zero). The scale factors are constants for differentiation:
+the identity above holds for any fixed scaling, so the gradient through the
 scaled solve is the gradient of the original solution map.
+
+Limits: one scalar σ_b sizes all of x from b; where the constraints leave x
+free to grow far beyond b (a quadratic objective whose minimizer is much
+larger than the constraints' data), the scaled problem is not unit-sized
+and the after-the-fact check may report it inaccurate.
 """
 
 from __future__ import annotations
@@ -49,27 +58,40 @@ def _row_norms(cones: ConeLayout, A: tf.Tensor) -> tf.Tensor:
     return tf.concat([norms[:, :first_conic], conic], axis=1)
 
 
-def _factors(cones: ConeLayout, A: tf.Tensor, b: tf.Tensor, c: tf.Tensor) -> Scaling:
+def _factors(cones: ConeLayout, A: tf.Tensor, b: tf.Tensor, c: tf.Tensor, P: tf.Tensor | None) -> Scaling:
     """The scaling of the batch (module docstring), without gradient."""
     A, b, c = (tf.stop_gradient(t) for t in (A, b, c))
     row = tf.ones_like(b)
     column = tf.ones_like(c)
     scaled = A
+    scaled_P = None if P is None else tf.stop_gradient(P)
     for _ in range(RUIZ_ITERATIONS):
         row_factor = 1.0 / tf.sqrt(_positive_or_one(_row_norms(cones, scaled)))
-        column_factor = 1.0 / tf.sqrt(_positive_or_one(tf.reduce_max(tf.abs(scaled), axis=-2)))
+        column_norms = tf.reduce_max(tf.abs(scaled), axis=-2)
+        if scaled_P is not None:
+            column_norms = tf.maximum(column_norms, tf.reduce_max(tf.abs(scaled_P), axis=-2))
+        column_factor = 1.0 / tf.sqrt(_positive_or_one(column_norms))
         scaled = scaled * row_factor[:, :, None] * column_factor[:, None, :]
+        if scaled_P is not None:
+            scaled_P = scaled_P * column_factor[:, :, None] * column_factor[:, None, :]
         row, column = row * row_factor, column * column_factor
     b_scale = _positive_or_one(tf.reduce_max(tf.abs(b * row), axis=-1, keepdims=True))
-    c_scale = _positive_or_one(tf.reduce_max(tf.abs(c * column), axis=-1, keepdims=True))
-    return Scaling(row, column, b_scale, c_scale)
+    c_scale = tf.reduce_max(tf.abs(c * column), axis=-1, keepdims=True)
+    if scaled_P is not None:
+        c_scale = tf.maximum(c_scale, b_scale * tf.reduce_max(tf.abs(scaled_P), axis=[-2, -1])[:, None])
+    return Scaling(row, column, b_scale, _positive_or_one(c_scale))
 
 
-def equilibrate(cones: ConeLayout, A: tf.Tensor, b: tf.Tensor, c: tf.Tensor) -> tuple[Scaling, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Returns the scaling and (Ã, b̃, c̃) for A (B, m, n), b (B, m), c (B, n)."""
-    scaling = Scaling(*solution_replay.recorded_or_replayed(lambda: _factors(cones, A, b, c), count=len(Scaling._fields)))
+def equilibrate(
+    cones: ConeLayout, A: tf.Tensor, b: tf.Tensor, c: tf.Tensor, P: tf.Tensor | None = None,
+) -> tuple[Scaling, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor | None]:
+    """Returns the scaling and (Ã, b̃, c̃, P̃) for A (B, m, n), b (B, m), c (B, n), P (B, n, n) or None (P̃ None then)."""
+    scaling = Scaling(*solution_replay.recorded_or_replayed(lambda: _factors(cones, A, b, c, P), count=len(Scaling._fields)))
     A_scaled = A * scaling.row[:, :, None] * scaling.column[:, None, :]
-    return scaling, A_scaled, b * scaling.row / scaling.b_scale, c * scaling.column / scaling.c_scale
+    P_scaled = None
+    if P is not None:
+        P_scaled = P * (scaling.column[:, :, None] * scaling.column[:, None, :] * (scaling.b_scale / scaling.c_scale)[:, :, None])
+    return scaling, A_scaled, b * scaling.row / scaling.b_scale, c * scaling.column / scaling.c_scale, P_scaled
 
 
 def unscale(scaling: Scaling, x: tf.Tensor, y: tf.Tensor, s: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

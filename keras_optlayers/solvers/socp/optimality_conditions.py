@@ -1,23 +1,25 @@
 """The optimality conditions at the solution: Newton polishing of the forward pass, and the backward pass.
 
-At a solution (x, y, s) of min cᵀx s.t. Ax + s = b, s ∈ K, the conditions
+At a solution (x, y, s) of min ½xᵀPx + cᵀx s.t. Ax + s = b, s ∈ K (P = 0
+for a linear objective), the conditions
 
-    Aᵀy + c = 0,   Ax + s − b = 0,   s ∘ y = 0   (s_E = 0 on the zero rows)
+    Px + Aᵀy + c = 0,   Ax + s − b = 0,   s ∘ y = 0   (s_E = 0 on the zero rows)
 
-define (x, y, s) as a function of (A, b, c). Their Jacobian in (x, y, s) is
+define (x, y, s) as a function of (A, b, c, P). Their Jacobian in (x, y, s) is
 
-    J = [[0, Aᵀ, 0], [A, 0, I], [0, L(s), L(y)]],
+    J = [[P, Aᵀ, 0], [A, 0, I], [0, L(s), L(y)]],
 
 L(u) the arrow matrix of u (u ∘ v = L(u) v; for a zero-cone row the last
 block row is ds = 0 instead). For upstream gradients ḡ = (ḡx, ḡy, ḡs) the
 adjoint system Jᵀ w = −ḡ, w = (w₁, w₂, w₃), gives
 
-    ∇c = w₁,   ∇b = −w₂,   ∇A = y w₁ᵀ + w₂ xᵀ.
+    ∇c = w₁,   ∇b = −w₂,   ∇A = y w₁ᵀ + w₂ xᵀ,   ∇P = w₁ xᵀ
 
+(∇P for P as given; the caller symmetrizes P, and the gradient with it).
 Eliminating ds with the middle row (ds = −r_p − A dx) leaves the (n + m)
 square matrix
 
-    M = [[0, Aᵀ], [−L(y) A, L(s)]]   in (dx, dy),
+    M = [[P, Aᵀ], [−L(y) A, L(s)]]   in (dx, dy),
 
 which serves both directions: a Newton step solves M, the adjoint solves Mᵀ
 for (w₁, w₃), then w₂ = −ḡs − L(y) w₃. M is formed densely and solved by a
@@ -62,14 +64,14 @@ def _times_y_block(cones: ConeLayout, y: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
     return tf.concat([v[:, :zero], conic], axis=1) if zero else conic
 
 
-def reduced_jacobian(cones: ConeLayout, A: tf.Tensor, y: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
-    """M (B, n + m, n + m) above, columns ordered (x, y), rows (stationarity, complementarity)."""
+def reduced_jacobian(cones: ConeLayout, A: tf.Tensor, y: tf.Tensor, s: tf.Tensor, P: tf.Tensor | None = None) -> tf.Tensor:
+    """M (B, n + m, n + m) above, columns ordered (x, y), rows (stationarity, complementarity); P None is zero."""
     zero = cones.zero
     # L(s) on all m rows, zero on the zero-cone rows.
     s_block = tf.pad(cones.arrow(s[:, zero:]), [[0, 0], [zero, 0], [zero, 0]])
     A_t = tf.linalg.matrix_transpose(A)
-    no_x_terms = tf.zeros_like(A_t[:, :, :1]) * tf.zeros_like(A[:, :1, :])  # (B, n, n) zeros
-    stationarity = tf.concat([no_x_terms, A_t], axis=-1)
+    x_terms = tf.zeros_like(A_t[:, :, :1]) * tf.zeros_like(A[:, :1, :]) if P is None else P  # (B, n, n)
+    stationarity = tf.concat([x_terms, A_t], axis=-1)
     complementarity = tf.concat([-_times_y_block(cones, y, A), s_block], axis=-1)
     jacobian = tf.concat([stationarity, complementarity], axis=-2)
     # A zero row (a polished row with s = y = 0 exactly, a variable no row
@@ -94,11 +96,14 @@ JACOBIAN_SHIFT = 1e-13
 REFINE_ABOVE = 1e-12
 
 
-def _residuals(cones: ConeLayout, A, b, c, x, y, s):
+def _residuals(cones: ConeLayout, A, b, c, P, x, y, s):
     """(dual r_d (B, n), primal r_p (B, m), complementarity r_c (B, m)); r_c is s itself on zero rows."""
     zero = cones.zero
     complementarity = tf.concat([s[:, :zero], cones.product(s[:, zero:], y[:, zero:])], axis=1)
-    return tf.linalg.matvec(A, y, adjoint_a=True) + c, tf.linalg.matvec(A, x) + s - b, complementarity
+    dual_residual = tf.linalg.matvec(A, y, adjoint_a=True) + c
+    if P is not None:
+        dual_residual += tf.linalg.matvec(P, x)
+    return dual_residual, tf.linalg.matvec(A, x) + s - b, complementarity
 
 
 def _violation(residuals) -> tf.Tensor:
@@ -119,19 +124,19 @@ def _solve(jacobian: tf.Tensor, rhs: tf.Tensor, adjoint: bool = False) -> tf.Ten
     return tf.linalg.solve(jacobian, rhs[..., None], adjoint=adjoint)[..., 0]
 
 
-def _newton_step(cones: ConeLayout, A, b, c, x, y, s, residuals, violation):
+def _newton_step(cones: ConeLayout, A, b, c, P, x, y, s, residuals, violation):
     """One Newton step on the conditions from (x, y, s), taken by the examples whose violation it lowers."""
     n, zero = x.shape[-1], cones.zero
     dual_residual, primal_residual, complementarity = residuals
     rhs = tf.concat([-dual_residual, _times_y_block(cones, y, primal_residual) - complementarity], axis=-1)
-    step = _solve(reduced_jacobian(cones, A, y, s), rhs)
+    step = _solve(reduced_jacobian(cones, A, y, s, P), rhs)
     dx, dy = step[:, :n], step[:, n:]
     ds = -primal_residual - tf.linalg.matvec(A, dx)
     new_x, new_y, new_s = x + dx, y + dy, s + ds
     # The full step may leave K by about the square of the current error: project back.
     new_y = tf.concat([new_y[:, :zero], cones.project(new_y[:, zero:])], axis=1)
     new_s = tf.concat([tf.zeros_like(new_s[:, :zero]), cones.project(new_s[:, zero:])], axis=1)
-    new_residuals = _residuals(cones, A, b, c, new_x, new_y, new_s)
+    new_residuals = _residuals(cones, A, b, c, P, new_x, new_y, new_s)
     new_violation = _violation(new_residuals)
     better = new_violation < violation
     keep = better[:, None]
@@ -146,33 +151,35 @@ def _solved_to_rounding(x, y, s, violation) -> tf.Tensor:
     return violation <= SOLVED_VIOLATION * scale
 
 
-def polish(cones: ConeLayout, A, b, c, x, y, s) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+def polish(cones: ConeLayout, A, b, c, P, x, y, s) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """(x, y, s) after Newton steps on the conditions (those that lower the residual), and whether they hold.
 
     `POLISH_STEPS` steps for the whole batch, then `EXTRA_POLISH_STEPS`
     for the examples whose conditions do not yet hold to rounding
     (gathered: at batch 128 a step costs an (n + m)-square LU per example).
 
+    P is the objective's (B, n, n) symmetric quadratic term, or None for zero.
+
     Returns:
         The polished (x, y, s), with s and y in K, and (B,) bool: the
-        conditions ‖(Aᵀy + c, Ax + s − b, s ∘ y)‖∞ hold to
+        conditions ‖(Px + Aᵀy + c, Ax + s − b, s ∘ y)‖∞ hold to
         `SOLVED_VIOLATION` × (1 + ‖(x, y, s)‖∞).
     """
-    residuals = _residuals(cones, A, b, c, x, y, s)
+    residuals = _residuals(cones, A, b, c, P, x, y, s)
     violation = _violation(residuals)
     for _ in range(POLISH_STEPS):
-        x, y, s, residuals, violation = _newton_step(cones, A, b, c, x, y, s, residuals, violation)
+        x, y, s, residuals, violation = _newton_step(cones, A, b, c, P, x, y, s, residuals, violation)
     for _ in range(EXTRA_POLISH_STEPS):
         unsolved = ~_solved_to_rounding(x, y, s, violation)
         x, y, s, residuals, violation = recompute_rows(
             unsolved, lambda inputs: _newton_step(cones, *inputs),
-            (A, b, c, x, y, s, residuals, violation), (x, y, s, residuals, violation))
+            (A, b, c, P, x, y, s, residuals, violation), (x, y, s, residuals, violation))
     return x, y, s, _solved_to_rounding(x, y, s, violation)
 
 
-def solution_adjoint(cones: ConeLayout, A, x, y, s, grad_x, grad_y, grad_s) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """(∇A, ∇b, ∇c) for upstream gradients of (x, y, s); all batched (B, ...)."""
-    jacobian = reduced_jacobian(cones, A, y, s)
+def solution_adjoint(cones: ConeLayout, A, P, x, y, s, grad_x, grad_y, grad_s) -> tuple[tf.Tensor, ...]:
+    """(∇A, ∇b, ∇c), and ∇P unless P is None, for upstream gradients of (x, y, s); all batched (B, ...)."""
+    jacobian = reduced_jacobian(cones, A, y, s, P)
     rhs = tf.concat([-grad_x + tf.linalg.matvec(A, grad_s, adjoint_a=True), -grad_y], axis=-1)
     w = _solve(jacobian, rhs, adjoint=True)
     residual = rhs - tf.linalg.matvec(jacobian, w, adjoint_a=True)
@@ -186,4 +193,6 @@ def solution_adjoint(cones: ConeLayout, A, x, y, s, grad_x, grad_y, grad_s) -> t
     w_x, w_s = w[:, :n], w[:, n:]
     w_y = -grad_s - _times_y_block(cones, y, w_s)
     grad_A = y[:, :, None] * w_x[:, None, :] + w_y[:, :, None] * x[:, None, :]
-    return grad_A, -w_y, w_x
+    if P is None:
+        return grad_A, -w_y, w_x
+    return grad_A, -w_y, w_x, w_x[:, :, None] * x[:, None, :]

@@ -1,16 +1,19 @@
 """After-the-fact check of a returned solution, in the caller's units.
 
 The loop's stopping rule runs on equilibrated data with the user's `tol`;
-this check runs on the original (A, b, c) with a fixed tolerance no setting
-can loosen, relative to the data's scale (every bound is homogeneous in the
-magnitudes of A, b, c, x, y, s, so it means the same at 1e-8 and 1e10):
+this check runs on the original (A, b, c, P) with a fixed tolerance no
+setting can loosen, relative to the data's scale (every bound is homogeneous
+in the magnitudes of A, b, c, P, x, y, s, so it means the same at 1e-8 and
+1e10):
 
-    ‖Ax + s − b‖∞ ≤ ε (‖A‖ ‖x‖∞ + ‖s‖∞ + ‖b‖∞)
-    ‖Aᵀy + c‖∞   ≤ ε (‖A‖ ‖y‖∞ + ‖c‖∞)
-    |cᵀx + bᵀy|  ≤ ε (‖c‖₁ ‖x‖∞ + ‖b‖₁ ‖y‖∞)
+    ‖Ax + s − b‖∞       ≤ ε (‖A‖ ‖x‖∞ + ‖s‖∞ + ‖b‖∞)
+    ‖Px + Aᵀy + c‖∞     ≤ ε (‖P‖ ‖x‖∞ + ‖A‖ ‖y‖∞ + ‖c‖∞)
+    |xᵀPx + cᵀx + bᵀy|  ≤ ε (xᵀPx + ‖c‖₁ ‖x‖∞ + ‖b‖₁ ‖y‖∞)
     s ∈ K and y ∈ K* to ε ‖s‖∞ and ε ‖y‖∞ (least eigenvalue), s = 0 on zero rows
 
-with ‖A‖ the largest row 1-norm, so that ‖Ax‖∞ ≤ ‖A‖ ‖x‖∞.
+with ‖A‖ the largest row 1-norm, so that ‖Ax‖∞ ≤ ‖A‖ ‖x‖∞ (P = 0 when the
+objective is linear). The gap is the difference of the primal objective
+½xᵀPx + cᵀx and the dual's −½xᵀPx − bᵀy.
 """
 
 from __future__ import annotations
@@ -32,16 +35,26 @@ def _ratio(residual: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
     return tf.where(scale > 0, residual / safe, tf.where(residual > 0, tf.constant(float("inf"), residual.dtype), 0.0))
 
 
-def relative_measures(cones: ConeLayout, A, b, c, x, y, s) -> dict[str, tf.Tensor]:
+def relative_measures(cones: ConeLayout, A, b, c, P, x, y, s) -> dict[str, tf.Tensor]:
     """(B,) each: the primal and dual residuals, the gap and the cone violation,
-    each divided by its scale above (float64 inputs); NaN points give NaN."""
+    each divided by its scale above (float64 inputs; P None is zero); NaN points give NaN."""
     A_norm = tf.reduce_max(tf.reduce_sum(tf.abs(A), axis=-1), axis=-1)
     x_norm, y_norm, s_norm = _inf_norm(x), _inf_norm(y), _inf_norm(s)
+    dual_residual = tf.linalg.matvec(A, y, adjoint_a=True) + c
+    dual_scale = A_norm * y_norm + _inf_norm(c)
+    gap = tf.reduce_sum(c * x, -1) + tf.reduce_sum(b * y, -1)
+    gap_scale = tf.reduce_sum(tf.abs(c), -1) * x_norm + tf.reduce_sum(tf.abs(b), -1) * y_norm
+    if P is not None:
+        P_x = tf.linalg.matvec(P, x)
+        dual_residual += P_x
+        dual_scale += tf.reduce_max(tf.reduce_sum(tf.abs(P), axis=-1), axis=-1) * x_norm
+        curvature = tf.reduce_sum(x * P_x, -1)
+        gap += curvature
+        gap_scale += tf.abs(curvature)
     measures = {
         "primal_residual": _ratio(_inf_norm(tf.linalg.matvec(A, x) + s - b), A_norm * x_norm + s_norm + _inf_norm(b)),
-        "dual_residual": _ratio(_inf_norm(tf.linalg.matvec(A, y, adjoint_a=True) + c), A_norm * y_norm + _inf_norm(c)),
-        "gap": _ratio(tf.abs(tf.reduce_sum(c * x, -1) + tf.reduce_sum(b * y, -1)),
-                      tf.reduce_sum(tf.abs(c), -1) * x_norm + tf.reduce_sum(tf.abs(b), -1) * y_norm),
+        "dual_residual": _ratio(_inf_norm(dual_residual), dual_scale),
+        "gap": _ratio(tf.abs(gap), gap_scale),
     }
     cone = tf.zeros_like(x_norm)
     if cones.zero:

@@ -1,10 +1,11 @@
 """Public entry of the native SOCP solver: validation, batching, dtype, gradient, statuses.
 
-    minimize cᵀx   subject to   Ax + s = b,   s ∈ K
+    minimize ½xᵀPx + cᵀx   subject to   Ax + s = b,   s ∈ K
 
 with K = zero^z × nonneg^l × SOC(q₁) × … (SCS's convention and order, as in
-`keras_optlayers.core.compiler.CompiledProblem`); the dual is
-max −bᵀy s.t. Aᵀy + c = 0, y ∈ K*. The pieces: `equilibration` scales the
+`keras_optlayers.core.compiler.CompiledProblem`) and P positive semidefinite
+or absent (zero); the dual is max −½xᵀPx − bᵀy s.t. Px + Aᵀy + c = 0,
+y ∈ K*. The pieces: `equilibration` scales the
 data, `qp.equality_elimination` removes the zero-cone rows, `interior_point`
 solves the rest, `optimality_conditions` polishes the answer (its verdict
 lets the loop stop early) and differentiates it, and `solution_check`
@@ -23,6 +24,7 @@ import tensorflow as tf
 
 from keras_optlayers.core.compiler import CompiledProblem, ConeDims
 from keras_optlayers.ops.affine_maps import SparseMap
+from keras_optlayers.solvers.qp.convexity import is_positive_semidefinite, non_convex_error
 from keras_optlayers.solvers.qp.equality_elimination import (
     eliminate_equalities,
     equality_multipliers,
@@ -91,13 +93,14 @@ def cone_layout(cones: ConesLike) -> ConeLayout:
     return ConeLayout(int(zero), int(nonneg), soc)
 
 
-def _validated_inputs(A, b, c, layout: ConeLayout):
-    """Checks shapes against the cones; returns (A, b, c) in c's dtype and whether any is batched."""
+def _validated_inputs(A, b, c, P, layout: ConeLayout):
+    """Checks shapes against the cones; returns (A, b, c, P) in c's dtype (P None stays None) and whether any is batched."""
     c = tf.convert_to_tensor(c)
     dtype = c.dtype if c.dtype in (tf.float32, tf.float64) else tf.float64
     c = tf.cast(c, dtype)
     A = tf.cast(tf.convert_to_tensor(A), dtype)
     b = tf.cast(tf.convert_to_tensor(b), dtype)
+    P = None if P is None else tf.cast(tf.convert_to_tensor(P), dtype)
     if c.shape.rank not in (1, 2) or c.shape[-1] is None:
         raise ValueError(f"Expected `c` to have shape (n,) or (batch, n) with n known. Received: c.shape={_shape_text(c.shape)}")
     n, m = c.shape[-1], layout.num_rows
@@ -108,18 +111,25 @@ def _validated_inputs(A, b, c, layout: ConeLayout):
         )
     if b.shape.rank not in (1, 2) or b.shape[-1] != m:
         raise ValueError(f"Expected `b` to have shape (m,) or (batch, m) with m={m}. Received: b.shape={_shape_text(b.shape)}")
-    batched = {name: t.shape[0] for name, t, rank in (("A", A, 3), ("b", b, 2), ("c", c, 2)) if t.shape.rank == rank}
+    if P is not None and (P.shape.rank not in (2, 3) or tuple(P.shape[-2:]) != (n, n)):
+        raise ValueError(f"Expected `P` to have shape (n, n) or (batch, n, n) with n={n}. Received: P.shape={_shape_text(P.shape)}")
+    named = [("A", A, 3), ("b", b, 2), ("c", c, 2)] + ([("P", P, 3)] if P is not None else [])
+    batched = {name: t.shape[0] for name, t, rank in named if t.shape.rank == rank}
     known = {size for size in batched.values() if size is not None}
     if len(known) > 1:
-        received = ", ".join(f"{name}.shape={_shape_text(t.shape)}" for name, t in (("A", A), ("b", b), ("c", c)) if name in batched)
+        received = ", ".join(f"{name}.shape={_shape_text(t.shape)}" for name, t, _ in named if name in batched)
         raise ValueError(f"Expected all batched arguments to have the same batch size. Received: {received}")
     if m == 0:
         raise ValueError("Expected at least one constraint row. Received: cones with 0 rows")
-    return A, b, c, bool(batched)
+    return A, b, c, P, bool(batched)
 
 
-def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tensor):
-    """(Ã, b̃, c̃) -> (x̃, ỹ, s̃, status) on equilibrated float64 data, with its implicit gradient.
+def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tensor, quadratic: bool):
+    """(Ã, b̃, c̃[, P̃]) -> (x̃, ỹ, s̃, status) on equilibrated float64 data, with its implicit gradient.
+
+    With `quadratic` the solve takes P̃ as a fourth argument (and returns its
+    gradient); without, the objective is linear and the loop skips every
+    product with a quadratic term.
 
     The interior-point loop first stops at `POLISH_FROM_TOL` (or `tol`, if
     looser) and the Newton polish is tried from there; an example whose
@@ -131,12 +141,17 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
     zero = layout.zero
 
     @tf.custom_gradient
-    def solve(A, b, c):
+    def solve(*data):
+        A, b, c = data[:3]
+        P = data[3] if quadratic else None
+
         def iterate():
             n = c.shape[-1]
-            # Without equalities the reduced Q stays None (zero): the loop skips its products.
-            no_quadratic_term = tf.zeros(tf.stack([tf.shape(c)[0], n, n]), c.dtype) if zero else None
-            reduced = eliminate_equalities(no_quadratic_term, c, A[:, :zero], b[:, :zero], A[:, zero:], b[:, zero:])
+            # A linear objective without equalities keeps the reduced Q None (zero): the loop skips its products.
+            quadratic_term = P
+            if P is None and zero:
+                quadratic_term = tf.zeros(tf.stack([tf.shape(c)[0], n, n]), c.dtype)
+            reduced = eliminate_equalities(quadratic_term, c, A[:, :zero], b[:, :zero], A[:, zero:], b[:, zero:])
 
             def polished(reduced, A, b, c, result):
                 """The result in the program's variables, polished, and its status: (x, y, s, status, iterations)."""
@@ -145,10 +160,13 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
                 else:
                     s_conic, y_conic = b[:, zero:zero], b[:, zero:zero]
                 x = primal_from_reduced(reduced, result.y)
-                y_equality = equality_multipliers(reduced, c + tf.linalg.matvec(A[:, zero:], y_conic, adjoint_a=True))
+                stationarity_without_equalities = c + tf.linalg.matvec(A[:, zero:], y_conic, adjoint_a=True)
+                if P is not None:
+                    stationarity_without_equalities += tf.linalg.matvec(P, x)
+                y_equality = equality_multipliers(reduced, stationarity_without_equalities)
                 y = tf.concat([y_equality, y_conic], axis=1)
                 s = tf.concat([tf.zeros_like(y_equality), s_conic], axis=1)
-                x, y, s, solved_to_rounding = polish(layout, A, b, c, x, y, s)
+                x, y, s, solved_to_rounding = polish(layout, A, b, c, P, x, y, s)
                 status = result.status
                 if zero:
                     b_scale = 1.0 + tf.reduce_max(tf.abs(b[:, :zero]), axis=-1)
@@ -176,16 +194,16 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
             grad_x = tf.zeros_like(x) if grad_x is None else grad_x
             grad_y = tf.zeros_like(y) if grad_y is None else grad_y
             grad_s = tf.zeros_like(s) if grad_s is None else grad_s
-            return solution_adjoint(layout, A, x, y, s, grad_x, grad_y, grad_s)
+            return solution_adjoint(layout, A, P, x, y, s, grad_x, grad_y, grad_s)
 
         return (x, y, s, status, iterations), gradient
 
     return solve
 
 
-def _solve_graph(A, b, c, layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tensor):
-    """Broadcasts shared arguments over the batch, equilibrates, solves in float64, checks, casts back."""
-    batched = [t for t, rank in ((A, 3), (b, 2), (c, 2)) if t.shape.rank == rank]
+def _solve_graph(A, b, c, P, layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tensor):
+    """Broadcasts shared arguments over the batch, equilibrates, solves in float64, checks, casts back; P may be None."""
+    batched = [t for t, rank in ((A, 3), (b, 2), (c, 2), (P, 3)) if t is not None and t.shape.rank == rank]
     batch_size = tf.shape(batched[0])[0] if batched else 1
     if len(batched) > 1 and not in_xla_context():
         sizes = tf.stack([tf.shape(t)[0] for t in batched])
@@ -195,17 +213,29 @@ def _solve_graph(A, b, c, layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
     A64 = tf.cast(tf.broadcast_to(A, tf.concat([[batch_size], tf.shape(A)[-2:]], 0)), tf.float64)
     b64 = tf.cast(tf.broadcast_to(b, tf.concat([[batch_size], tf.shape(b)[-1:]], 0)), tf.float64)
     c64 = tf.cast(tf.broadcast_to(c, tf.concat([[batch_size], tf.shape(c)[-1:]], 0)), tf.float64)
+    P64 = convex = None
+    if P is not None:
+        P64 = tf.cast(tf.broadcast_to(P, tf.concat([[batch_size], tf.shape(P)[-2:]], 0)), tf.float64)
+        # Only P's symmetric part enters ½xᵀPx; the optimality conditions assume it.
+        P64 = 0.5 * (P64 + tf.linalg.matrix_transpose(P64))
+        (convex,) = solution_replay.recorded_or_replayed(lambda: (is_positive_semidefinite(P64, dtype),), count=1)
+        # A non-convex example is solved with P = I instead, so that it does
+        # not hold up the batch; its status says it was not solved.
+        P64 = tf.where(convex[:, None, None], P64, tf.eye(tf.shape(P64)[-1], dtype=P64.dtype))
     # The cone algebra takes a run of equal-size SOC blocks at a time: solve with the blocks ordered by size.
     grouped, row_order = layout.grouped_by_size()
     A_grouped, b_grouped = (A64, b64) if row_order is None else (tf.gather(A64, row_order, axis=1), tf.gather(b64, row_order, axis=1))
-    scaling, A_scaled, b_scaled, c_scaled = equilibrate(grouped, A_grouped, b_grouped, c64)
-    x, y, s, status, iterations = _differentiable_solve(grouped, tol, max_iter)(A_scaled, b_scaled, c_scaled)
+    scaling, A_scaled, b_scaled, c_scaled, P_scaled = equilibrate(grouped, A_grouped, b_grouped, c64, P64)
+    scaled = (A_scaled, b_scaled, c_scaled) if P is None else (A_scaled, b_scaled, c_scaled, P_scaled)
+    x, y, s, status, iterations = _differentiable_solve(grouped, tol, max_iter, quadratic=P is not None)(*scaled)
     x, y, s = unscale(scaling, x, y, s)
     if row_order is not None:
         original_rows = np.argsort(row_order)
         y, s = tf.gather(y, original_rows, axis=1), tf.gather(s, original_rows, axis=1)
-    info = relative_measures(layout, A64, b64, c64, x, y, s)
+    info = relative_measures(layout, A64, b64, c64, P64, x, y, s)
     status = tf.where(tf.equal(status, socp_status.SOLVED) & ~solution_passes(info), socp_status.INACCURATE, status)
+    if convex is not None:
+        status = tf.where(convex, status, socp_status.NON_CONVEX)
     info["iterations"] = iterations
     return tf.cast(x, dtype), tf.cast(y, dtype), tf.cast(s, dtype), status, info
 
@@ -217,18 +247,18 @@ _COMPILED_SOLVES_LIMIT = 32
 _COMPILED_SOLVES: collections.OrderedDict[tuple, solution_replay.CompiledSolve] = collections.OrderedDict()
 
 
-def _compiled_solve(A, b, c, layout: ConeLayout):
-    """The compiled solve eager calls run (`solution_replay.CompiledSolve`); a new batch size does not retrace."""
+def _compiled_solve(tensors: list[tf.Tensor], layout: ConeLayout):
+    """The compiled solve eager calls run on [A, b, c] or [A, b, c, P] (`solution_replay.CompiledSolve`); a new batch size does not retrace."""
     specs = tuple(
         tf.TensorSpec([None] + t.shape[1:].as_list() if t.shape.rank == rank else t.shape, t.dtype)
-        for t, rank in ((A, 3), (b, 2), (c, 2))
+        for t, rank in zip(tensors, (3, 2, 2, 3))
     )
     key = (specs, layout)
     if key in _COMPILED_SOLVES:
         _COMPILED_SOLVES.move_to_end(key)
     else:
         _COMPILED_SOLVES[key] = solution_replay.CompiledSolve(
-            lambda inputs, settings: _solve_graph(inputs[0], inputs[1], inputs[2], layout, settings[0], settings[1]),
+            lambda inputs, settings: _solve_graph(*inputs[:3], inputs[3] if len(inputs) > 3 else None, layout, *settings),
             differentiable=3,
             input_signature=[list(specs), [tf.TensorSpec([], tf.float64), tf.TensorSpec([], tf.int32)]],
         )
@@ -243,16 +273,20 @@ def socp_solve(
     c,
     cones: ConesLike,
     *,
+    P=None,
     tol: float = DEFAULT_TOL,
     max_iter: int = DEFAULT_MAX_ITER,
     check_status: bool = True,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """Solves a batch of second-order cone programs, differentiably, with TensorFlow ops only.
 
-        minimize cᵀx   subject to   Ax + s = b,   s ∈ K
+        minimize ½xᵀPx + cᵀx   subject to   Ax + s = b,   s ∈ K
 
     K = zero^z × nonneg^l × SOC(q₁) × … in that row order (SCS's
-    convention); y is the dual variable (Aᵀy + c = 0, y ∈ K*). Each argument
+    convention); y is the dual variable (Px + Aᵀy + c = 0, y ∈ K*). A
+    quadratic objective given as P is solved as it is, where writing it as
+    a second-order cone (CVXPY's form for SCS without `use_quad_obj`) would
+    add a variable and a cone of n + 2 rows. Each argument
     is shared or batched with a leading batch dimension (told apart by
     rank); shared arguments' gradients are summed over the batch. Solved in
     float64 whatever the input dtype by a batched primal-dual interior-point
@@ -269,6 +303,10 @@ def socp_solve(
         cones: a `keras_optlayers.core.compiler.ConeDims` (no PSD or
             exponential cones), a `ConeLayout`, or a dict
             {"zero": int, "nonneg": int, "soc": tuple of sizes}.
+        P: (n, n) or (B, n, n) positive semidefinite, or None for a linear
+            objective; only its symmetric part is used. Checked: an
+            eigenvalue below −1e4·eps·max|Pᵢⱼ| (eps of the input dtype) is
+            an error.
         tol: relative tolerance of the loop's stopping rule, in equilibrated
             units. The loop first stops at 1e-5 (`POLISH_FROM_TOL`) and
             polishes; only the examples whose polished solution does not meet
@@ -287,11 +325,14 @@ def socp_solve(
 
     Raises:
         ValueError: on a wrong shape, cone description, or NaN/Inf in an
-            argument (inside a graph: a failing `tf.debugging` check).
+            argument (inside a graph: a failing `tf.debugging` check);
+            eagerly, when P is not positive semidefinite (naming its
+            smallest eigenvalue and batch index).
         keras_optlayers.errors.SolverError: eagerly, when an example is
             infeasible, unbounded, stopped at the iteration limit, inaccurate
             or hit a numerical error, naming statuses and batch indices;
-            inside a `tf.function` an `InvalidArgumentError` with that text.
+            inside a `tf.function` an `InvalidArgumentError` with that text
+            (there a non-convex P is one of these statuses).
 
     Limits:
         Dense linear algebra: each iteration factors an n × n matrix, and the
@@ -302,7 +343,7 @@ def socp_solve(
         infeasible problems may end at the iteration limit. Gradients assume
         a unique, strictly complementary solution and no redundant zero rows.
     """
-    x, y, s, status, _ = _solve(A, b, c, cones, tol, max_iter, check_status)
+    x, y, s, status, _ = _solve(A, b, c, P, cones, tol, max_iter, check_status)
     return x, y, s, status
 
 
@@ -312,6 +353,7 @@ def socp_solve_with_info(
     c,
     cones: ConesLike,
     *,
+    P=None,
     tol: float = DEFAULT_TOL,
     max_iter: int = DEFAULT_MAX_ITER,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
@@ -324,22 +366,26 @@ def socp_solve_with_info(
         to (B,) float64, the relative measures of the after-the-fact check
         (see `solution_check`), whatever the status.
     """
-    return _solve(A, b, c, cones, tol, max_iter, check_status=False)
+    return _solve(A, b, c, P, cones, tol, max_iter, check_status=False)
 
 
-def _solve(A, b, c, cones: ConesLike, tol: float, max_iter: int, check_status: bool):
+def _solve(A, b, c, P, cones: ConesLike, tol: float, max_iter: int, check_status: bool):
     _check_settings(tol, max_iter)
     layout = cone_layout(cones)
-    A, b, c, batched = _validated_inputs(A, b, c, layout)
+    A, b, c, P, batched = _validated_inputs(A, b, c, P, layout)
     xla = in_xla_context()
     if not xla:
-        checked = _check_finite({"A": A, "b": b, "c": c})
-        A, b, c = checked["A"], checked["b"], checked["c"]
+        checked = _check_finite({"A": A, "b": b, "c": c} | ({} if P is None else {"P": P}))
+        A, b, c, P = checked["A"], checked["b"], checked["c"], checked.get("P")
     settings = (tf.cast(tol, tf.float64), tf.cast(max_iter, tf.int32))
     if tf.executing_eagerly():
-        x, y, s, status, info = _compiled_solve(A, b, c, layout)([A, b, c], settings)
+        tensors = [A, b, c] if P is None else [A, b, c, P]
+        x, y, s, status, info = _compiled_solve(tensors, layout)(tensors, settings)
+        non_convex = np.flatnonzero(status.numpy() == socp_status.NON_CONVEX)
+        if non_convex.size:
+            raise non_convex_error(P.numpy(), non_convex)
     else:
-        x, y, s, status, info = _solve_graph(A, b, c, layout, *settings)
+        x, y, s, status, info = _solve_graph(A, b, c, P, layout, *settings)
     if check_status:
         x, y, s = socp_status.REPORT.enforce(status, [x, y, s], "socp_solve")
     if not batched:
@@ -359,6 +405,7 @@ def solve_compiled_socp(
     b,
     c,
     *,
+    P_values=None,
     tol: float = DEFAULT_TOL,
     max_iter: int = DEFAULT_MAX_ITER,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
@@ -370,6 +417,8 @@ def solve_compiled_socp(
         A_values: (B, nnz) values of A in `program.A`'s sparsity pattern
             (`program.A.matrix @ theta`, transposed).
         b: (B, m) = (`program.b @ theta`)ᵀ; c: (B, n) = (`program.c @ theta`)ᵀ.
+        P_values: (B, nnz) values of P in `program.P`'s sparsity pattern, for
+            a program compiled with `quadratic_objective=True` (and only then).
         tol, max_iter: as in `socp_solve`.
 
     Returns:
@@ -377,8 +426,18 @@ def solve_compiled_socp(
     """
     if program.kind != "cone":
         raise ValueError(f"Expected a cone program (compile_problem(..., quadratic=False)). Received: program.kind={program.kind!r}")
+    if (P_values is None) != (program.P is None):
+        raise ValueError(
+            "Expected `P_values` exactly when the program keeps a quadratic objective (compiled with "
+            f"quadratic_objective=True). Received: P_values is None={P_values is None}, program.P is None={program.P is None}")
     layout = cone_layout(program.cones)
     A_values = tf.convert_to_tensor(A_values)
     if A_values.shape.rank != 2 or A_values.shape[-1] != len(program.A.rows):
         raise ValueError(f"Expected `A_values` to have shape (batch, {len(program.A.rows)}). Received: A_values.shape={_shape_text(A_values.shape)}")
-    return socp_solve_with_info(dense_constraint_matrix(program, A_values), b, c, layout, tol=tol, max_iter=max_iter)
+    P = None
+    if P_values is not None:
+        P_values = tf.convert_to_tensor(P_values)
+        if P_values.shape.rank != 2 or P_values.shape[-1] != len(program.P.rows):
+            raise ValueError(f"Expected `P_values` to have shape (batch, {len(program.P.rows)}). Received: P_values.shape={_shape_text(P_values.shape)}")
+        P = tf.reshape(SparseMap(program.P.scatter())(P_values), [-1, *program.P.shape])
+    return socp_solve_with_info(dense_constraint_matrix(program, A_values), b, c, layout, P=P, tol=tol, max_iter=max_iter)

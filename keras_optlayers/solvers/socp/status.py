@@ -1,8 +1,9 @@
 """Per-example status codes of the SOCP solver and how failures are reported.
 
-The codes and names are the QP solver's (`solvers/qp/status.py`); the SOCP
-solver never reports "non-convex". `INACCURATE`: the loop stopped as solved
-but the returned solution failed the after-the-fact check (`solution_check`). Eagerly a failure raises
+The codes and names are the QP solver's (`solvers/qp/status.py`); "non-convex"
+only for a quadratic objective whose P is not positive semidefinite.
+`INACCURATE`: the loop stopped as solved but the returned solution failed
+the after-the-fact check (`solution_check`). Eagerly a failure raises
 `keras_optlayers.errors.SolverError`; inside a graph an assert op fails with
 the same text, built with string ops (no host callback).
 """
@@ -13,6 +14,7 @@ from keras_optlayers.solvers.qp.status import (  # noqa: F401  (the shared codes
     DUAL_INFEASIBLE,
     INACCURATE,
     ITERATION_LIMIT,
+    NON_CONVEX,
     NUMERICAL_ERROR,
     PRIMAL_INFEASIBLE,
     RUNNING,
