@@ -23,6 +23,7 @@ from keras_optlayers import CvxpyLayer
 from keras_optlayers.core.auxiliary_variables import find_auxiliary_variables
 from keras_optlayers.core.compiler import compile_problem
 from keras_optlayers.core.problems import sparsemax_problem
+from keras_optlayers.core import dense_blocks
 from keras_optlayers.core.dense_blocks import BlockLayout, DenseBlock, qp_blocks
 from keras_optlayers.ops.affine_maps import BlockMaps
 from keras_optlayers.ops.qp_reduction import reduced_qp
@@ -240,3 +241,40 @@ def test_the_reduced_qp_with_every_block_present():
     np.testing.assert_allclose(x_full[0].numpy(), T @ x + u, atol=1e-12)
     # Stationarity in t: (P x_full + c)_t + a ν_def = 0; λ comes last.
     np.testing.assert_allclose(y[0].numpy(), np.concatenate([-(P @ (T @ x + u) + c)[t] / a, [0.7]]), atol=1e-12)
+
+
+@pytest.mark.parametrize("constant_d", [False, True], ids=["d_from_parameters", "constant_d"])
+def test_products_with_a_constant_M_are_composed_at_compile_time(constant_d):
+    """Where M is constant, P' (and c', when P_kt d and P_tt d are linear) come as blocks equal to the products."""
+    rng = np.random.default_rng(14)
+    kept, eliminated, entries = 3, 2, 5
+
+    def block(shape, constant=False):
+        size = int(np.prod(shape))
+        matrix = np.zeros((size, entries + 1))
+        if constant:
+            matrix[:, -1] = rng.normal(size=size)  # the parameter vector's last entry is the constant 1
+        else:
+            matrix[:] = rng.normal(size=(size, entries + 1))
+        return DenseBlock(sp.csr_matrix(matrix), shape)
+
+    blocks = {
+        "P_kk": block((kept, kept)), "P_kt": block((kept, eliminated)), "P_tk": block((eliminated, kept)),
+        "P_tt": block((eliminated, eliminated)), "c_k": block((kept,)), "c_t": block((eliminated,)),
+        "M": block((eliminated, kept), constant=True), "d": block((eliminated,), constant=constant_d),
+        "G": block((1, kept)), "h": block((1,)),
+    }
+    folded, superseded = dense_blocks._folded_blocks(blocks, cone=False)
+    assert "P_reduced" in folded and ("c_reduced" in folded) == constant_d
+    orders = {"coefficients": np.array([2.0, -0.5]), "x_order": np.arange(kept + eliminated),
+              "y_order": np.arange(eliminated + 1)}
+    composed = BlockLayout(blocks={**blocks, **folded}, required=(*blocks, *folded), superseded=superseded, **orders)
+    multiplied = BlockLayout(blocks=blocks, required=tuple(blocks), **orders)
+    assert "P_kk" not in composed.applied()
+    vector = tf.constant(np.append(rng.normal(size=entries), 1.0)[None])
+
+    (P_composed, c_composed, *_), _ = reduced_qp(composed, BlockMaps(composed)(vector))
+    (P_multiplied, c_multiplied, *_), _ = reduced_qp(multiplied, BlockMaps(multiplied)(vector))
+
+    np.testing.assert_allclose(P_composed.numpy(), P_multiplied.numpy(), atol=1e-12)
+    np.testing.assert_allclose(c_composed.numpy(), c_multiplied.numpy(), atol=1e-12)

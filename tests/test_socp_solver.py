@@ -20,7 +20,13 @@ from socp_problems import (
 from keras_optlayers.core.compiler import ConeDims
 from keras_optlayers.errors import SolverError
 from keras_optlayers.ops.affine_maps import read_output
-from keras_optlayers.solvers.socp import STATUS_NAMES, optimality_conditions, socp_solve, solve_compiled_socp
+from keras_optlayers.solvers.socp import (
+    STATUS_NAMES,
+    optimality_conditions,
+    socp_solve,
+    socp_solve_with_info,
+    solve_compiled_socp,
+)
 from keras_optlayers.solvers.socp import solve as solve_module
 
 # Gradient check: central differences of the forward solve (which is accurate
@@ -214,6 +220,32 @@ def test_program_with_quadratic_objective_matches_its_cone_form_clarabel_and_cen
     _, gradients = _loss_and_gradients(with_P, weights)(*[tf.constant(v) for v in values])
     for gradient, expected in zip(gradients, _central_differences(with_P, weights, values)):
         np.testing.assert_allclose(gradient.numpy(), expected, atol=1e-6)
+
+
+def test_examples_going_on_past_the_early_stop_take_their_own_P(monkeypatch):
+    """A first stop at 0.1 leaves some examples to iterate on: they, and their P, are gathered from the batch."""
+    rng = np.random.default_rng(24)
+    x, A, z = 2.0 * rng.standard_normal((8, 3)), np.eye(3) + 0.3 * rng.standard_normal((8, 3, 3)), 0.1 * rng.standard_normal((8, 3))
+    A_rows, b, c, P, cones = ellipsoid_projection_with_P(x, A, z)
+    monkeypatch.setattr(solve_module, "_COMPILED_SOLVES", collections.OrderedDict())  # retrace with the setting
+    monkeypatch.setattr(solve_module, "POLISH_FROM_TOL", 0.1)
+    y, _, _, status, info = socp_solve_with_info(A_rows, b, c, cones, P=P)
+    np.testing.assert_array_equal(status.numpy(), 0)
+    iterations = info["iterations"].numpy()
+    assert iterations.min() < iterations.max()  # some stopped at the first stop, some went on
+    np.testing.assert_allclose(y.numpy(), ellipsoid_projection_exact(x, A, z), atol=1e-10)
+
+
+def test_a_zero_solution_with_zero_multipliers_is_solved():
+    """min ½‖P u‖² s.t. ‖u‖ ≤ 1 (the stochastic control policy at state 0): u = 0, every multiplier 0.
+
+    Each term of the check's scales vanishes with the solution; the unit floor keeps rounding from failing it.
+    """
+    x, A, z = np.zeros((2, 3)), np.stack([np.eye(3), 2.0 * np.eye(3)]), np.zeros((2, 3))
+    A_rows, b, c, P, cones = ellipsoid_projection_with_P(x, A, z)
+    y, _, _, status, info = socp_solve_with_info(A_rows, b, c, cones, P=P)
+    np.testing.assert_array_equal(status.numpy(), 0)
+    np.testing.assert_allclose(y.numpy(), 0.0, atol=1e-12)
 
 
 def test_only_the_symmetric_part_of_P_is_used():

@@ -40,6 +40,17 @@ blocks are absent. A block of zero size (no equalities left, no
 inequalities) is absent; a block that is structurally zero is not applied
 (`BlockLayout.applied`), so that a front end skips the products it
 enters, unless the solver needs it (`required`).
+
+When the definitions' M is constant (t = y − z, or CVXPY's t = x − y for a
+squared norm: no parameter in M), the substitution's products that are
+linear in the parameters are composed here too (`_folded_blocks`), and
+the front end reads their results as blocks: P_reduced (P' of
+`ops/auxiliary_substitution.reduced_objective`), c_reduced when P_kt d
+and P_tt d are linear (a constant d or constant P blocks), and for a cone
+program A_reduced (A + A_t M) and b_reduced (b − A_t d, when linear). The
+blocks only those products read are then not applied (`superseded`).
+On the sparsemax QP everything but b' is then a constant; on the
+ellipsoid projection only b' = b − A_t d is left to multiply.
 """
 
 from __future__ import annotations
@@ -78,14 +89,16 @@ class BlockLayout:
     coefficients: np.ndarray  # a of each defining row, in the order of t
     x_order: np.ndarray
     y_order: np.ndarray
+    superseded: tuple[str, ...] = ()  # blocks read only by products composed here (the *_reduced blocks)
 
     @property
     def has_auxiliary(self) -> bool:
         return "M" in self.blocks
 
     def applied(self) -> list[str]:
-        """The blocks a front end computes: those with a structural nonzero, and the required ones."""
-        return [name for name, block in self.blocks.items() if block.matrix.nnz or name in self.required]
+        """The blocks a front end computes: those with a structural nonzero, and the required ones, less the superseded."""
+        return [name for name, block in self.blocks.items()
+                if name not in self.superseded and (block.matrix.nnz or name in self.required)]
 
 
 def _dense_map(data: SparseDataMap | None, selection: sp.csr_matrix, shape: tuple[int, int]) -> sp.csr_matrix:
@@ -122,6 +135,66 @@ def _definitions(A, b, n, kept, defining_rows, coefficients) -> dict[str, DenseB
     }
 
 
+def _constant_value(block: DenseBlock | None) -> np.ndarray | None:
+    """The block's value when no parameter enters it (only the parameter vector's last entry, the 1); else None."""
+    if block is None or block.matrix[:, :-1].nnz:
+        return None
+    return block.matrix[:, -1].toarray().reshape(block.shape)
+
+
+def _times_vector(matrix: DenseBlock, vector: DenseBlock | None) -> sp.csr_matrix | None:
+    """The map of matrix @ vector when it is linear in the parameters (zero for an absent or zero factor); else None."""
+    if vector is None or not matrix.matrix.nnz or not vector.matrix.nnz:
+        return sp.csr_matrix((matrix.shape[0], matrix.matrix.shape[1]))
+    matrix_value, vector_value = _constant_value(matrix), _constant_value(vector)
+    if matrix_value is not None:
+        return sp.csr_matrix(sp.csr_matrix(matrix_value) @ vector.matrix)
+    if vector_value is not None:
+        # Row-major: (X d)_i = Σ_j X_ij d_j, so the map is (I ⊗ dᵀ) vec(X).
+        return sp.csr_matrix(sp.kron(sp.identity(matrix.shape[0]), sp.csr_matrix(vector_value[None, :])) @ matrix.matrix)
+    return None
+
+
+def _folded_blocks(blocks: dict[str, DenseBlock], cone: bool) -> tuple[dict[str, DenseBlock], tuple[str, ...]]:
+    """The substitution's products composed in scipy where M is constant (module docstring): new blocks, and the superseded.
+
+    Row-major vec: vec(X M) = (I ⊗ Mᵀ) vec(X), vec(Mᵀ Y) = (Mᵀ ⊗ I) vec(Y),
+    vec(Mᵀ Y M) = (Mᵀ ⊗ Mᵀ) vec(Y).
+    """
+    M_value = _constant_value(blocks.get("M"))
+    if M_value is None:
+        return {}, ()
+    eliminated, kept = M_value.shape
+    M_t = sp.csr_matrix(M_value.T)
+    identity_kept = sp.identity(kept)
+    folded, superseded = {}, []
+    P_kk, P_kt, P_tk, P_tt = (blocks.get(name) for name in ("P_kk", "P_kt", "P_tk", "P_tt"))
+    if P_kk is not None and P_kt is not None and P_tk is not None and P_tt is not None:  # a quadratic objective
+        P_reduced = (P_kk.matrix + sp.kron(identity_kept, M_t) @ P_kt.matrix + sp.kron(M_t, identity_kept) @ P_tk.matrix
+                     + sp.kron(M_t, M_t) @ P_tt.matrix)
+        folded["P_reduced"] = DenseBlock(sp.csr_matrix(P_reduced), (kept, kept))
+        superseded.append("P_kk")
+    # c' = c_k + P_kt d + Mᵀ (c_t + P_tt d)
+    d = blocks.get("d")
+    P_kt_d = None if P_kt is None else _times_vector(P_kt, d)
+    P_tt_d = None if P_tt is None else _times_vector(P_tt, d)
+    if P_kk is None or (P_kt_d is not None and P_tt_d is not None):
+        linear_t = blocks["c_t"].matrix if P_tt_d is None else blocks["c_t"].matrix + P_tt_d
+        c_reduced = blocks["c_k"].matrix + M_t @ linear_t + (0 if P_kt_d is None else P_kt_d)
+        folded["c_reduced"] = DenseBlock(sp.csr_matrix(c_reduced), (kept,))
+        superseded += ["c_k"] + (["P_kt"] if "P_reduced" in folded else [])
+    if cone:
+        A, A_t = blocks["A"], blocks["A_t"]
+        rows = A.shape[0]
+        folded["A_reduced"] = DenseBlock(sp.csr_matrix(A.matrix + sp.kron(sp.identity(rows), M_t) @ A_t.matrix), (rows, kept))
+        superseded.append("A")
+        A_t_d = _times_vector(A_t, d)
+        if A_t_d is not None:
+            folded["b_reduced"] = DenseBlock(sp.csr_matrix(blocks["b"].matrix - A_t_d), (rows,))
+            superseded.append("b")
+    return folded, tuple(superseded)
+
+
 def _dense_data(program: CompiledProblem) -> tuple[sp.csr_matrix, ...]:
     """Maps of the parameter vector to the dense P and A (row-major; P zero when absent), b and c."""
     selection = program.parameter_selection()
@@ -147,9 +220,11 @@ def qp_blocks(program: CompiledProblem, auxiliary: AuxiliaryVariables | None) ->
     if len(inequalities):
         blocks.update(G=_block(A, n, inequalities, kept), h=_block(b, 1, inequalities, None))
     equality_order = np.argsort(np.concatenate([kept_rows, defining_rows]))
+    folded, superseded = _folded_blocks(blocks, cone=False)
     return BlockLayout(
-        blocks=blocks,
-        required=("P_kk", "c_k", "M", "A", "b", "G", "h"),
+        blocks={**blocks, **folded},
+        required=("P_kk", "c_k", "M", "A", "b", "G", "h", *folded),
+        superseded=superseded,
         coefficients=np.asarray(coefficients, dtype=np.float64),
         x_order=np.argsort(np.concatenate([kept, eliminated])),
         y_order=np.concatenate([equality_order, inequalities]),
@@ -172,9 +247,11 @@ def cone_blocks(program: CompiledProblem, auxiliary: AuxiliaryVariables | None) 
         if program.P is not None:
             blocks.update(P_kt=_block(P, n, kept, eliminated), P_tk=_block(P, n, eliminated, kept),
                           P_tt=_block(P, n, eliminated, eliminated))
+    folded, superseded = _folded_blocks(blocks, cone=True)
     return BlockLayout(
-        blocks=blocks,
-        required=("A", "b", "c_k", "M"),
+        blocks={**blocks, **folded},
+        required=("A", "b", "c_k", "M", *folded),
+        superseded=superseded,
         coefficients=np.asarray(coefficients, dtype=np.float64),
         x_order=np.argsort(np.concatenate([kept, eliminated])),
         y_order=np.argsort(np.concatenate([other_rows, defining_rows])),

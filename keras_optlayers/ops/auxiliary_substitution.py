@@ -30,15 +30,25 @@ def sum_present(*terms: tf.Tensor | None) -> tf.Tensor | None:
 
 
 def reduced_objective(blocks: Blocks) -> tuple[tf.Tensor | None, tf.Tensor]:
-    """(P', c') above, (B, kept, kept) and (B, kept); P' is None when every P block is absent (a linear objective)."""
+    """(P', c') above, (B, kept, kept) and (B, kept); P' is None when every P block is absent (a linear objective).
+
+    Either may come composed at compile time (the blocks P_reduced and
+    c_reduced of `core/dense_blocks`, where M is constant); only the rest is
+    multiplied here.
+    """
     P_kt, P_tk, P_tt, c_t, M, d = (blocks.get(name) for name in ("P_kt", "P_tk", "P_tt", "c_t", "M", "d"))
     if M is None:
         return blocks.get("P_kk"), blocks["c_k"]
-    W = sum_present(P_tk, None if P_tt is None else tf.linalg.matmul(P_tt, M))
-    P = sum_present(
-        blocks.get("P_kk"),
-        None if P_kt is None else tf.linalg.matmul(P_kt, M),
-        None if W is None else tf.linalg.matmul(M, W, adjoint_a=True))
+    if "P_reduced" in blocks:
+        P = blocks["P_reduced"]
+    else:
+        W = sum_present(P_tk, None if P_tt is None else tf.linalg.matmul(P_tt, M))
+        P = sum_present(
+            blocks.get("P_kk"),
+            None if P_kt is None else tf.linalg.matmul(P_kt, M),
+            None if W is None else tf.linalg.matmul(M, W, adjoint_a=True))
+    if "c_reduced" in blocks:
+        return P, blocks["c_reduced"]
     linear_t = sum_present(c_t, None if P_tt is None or d is None else tf.linalg.matvec(P_tt, d))
     c = sum_present(
         blocks["c_k"],

@@ -55,14 +55,16 @@ def reduced_cone_program(
     the layout's solver order: read it through `layout.x_order` and
     `layout.y_order`.
     """
-    A, b = blocks["A"], blocks["b"]
+    A, b = blocks.get("A"), blocks.get("b")
     P, c = reduced_objective(blocks)
     if not layout.has_auxiliary:
         return (A, b, c, P), lambda x, y: (x, y)
     M, d, A_t = blocks["M"], blocks.get("d"), blocks.get("A_t")
+    # A' and b' may come composed at compile time (`core/dense_blocks`, where M is constant).
     reduced = (
-        sum_present(A, None if A_t is None else tf.linalg.matmul(A_t, M)),
-        sum_present(b, None if A_t is None or d is None else -tf.linalg.matvec(A_t, d)),
+        blocks["A_reduced"] if "A_reduced" in blocks else sum_present(A, None if A_t is None else tf.linalg.matmul(A_t, M)),
+        blocks["b_reduced"] if "b_reduced" in blocks else sum_present(
+            b, None if A_t is None or d is None else -tf.linalg.matvec(A_t, d)),
         c,
         P,
     )

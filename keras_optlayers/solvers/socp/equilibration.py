@@ -94,6 +94,14 @@ def equilibrate(
     return scaling, A_scaled, b * scaling.row / scaling.b_scale, c * scaling.column / scaling.c_scale, P_scaled
 
 
+def residual_units(scaling: Scaling) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(B,) each: one unit of the scaled primal residual (b = σ_b E⁻¹ b̃), dual residual (c = σ_c D⁻¹ c̃) and
+    objective (divided by σ_b σ_c) in the original units, the smallest over the rows or columns."""
+    b_scale, c_scale = scaling.b_scale[:, 0], scaling.c_scale[:, 0]
+    return (b_scale / tf.reduce_max(scaling.row, axis=-1), c_scale / tf.reduce_max(scaling.column, axis=-1),
+            b_scale * c_scale)
+
+
 def unscale(scaling: Scaling, x: tf.Tensor, y: tf.Tensor, s: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """The original program's (x, y, s) from the scaled program's."""
     return scaling.b_scale * scaling.column * x, scaling.c_scale * scaling.row * y, scaling.b_scale * s / scaling.row

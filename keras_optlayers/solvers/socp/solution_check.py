@@ -13,16 +13,32 @@ in the magnitudes of A, b, c, P, x, y, s, so it means the same at 1e-8 and
 
 with ‖A‖ the largest row 1-norm, so that ‖Ax‖∞ ≤ ‖A‖ ‖x‖∞ (P = 0 when the
 objective is linear). The gap is the difference of the primal objective
-½xᵀPx + cᵀx and the dual's −½xᵀPx − bᵀy.
+½xᵀPx + cᵀx and the dual's −½xᵀPx − bᵀy. Each scale also holds
+`UNIT_FLOOR` times one unit of the equilibrated problem's residual, in the
+caller's units (`Units`): where the solution and its multipliers are zero
+(u = 0 for min ½‖Pu‖² s.t. ‖u‖ ≤ 1) every other term vanishes, and
+rounding of 1e-30 would otherwise be measured against terms of 1e-30.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
+from typing import NamedTuple
+
 from keras_optlayers.solvers.socp.cones import ConeLayout
 
 CHECK_TOL = 1e-6
+# As the QP check's: an error of 1e-12 units still fails, rounding (1e-16 units) passes.
+UNIT_FLOOR = 1e-6
+
+
+class Units(NamedTuple):
+    """(B,) each: one unit of the equilibrated problem's primal residual, dual residual and gap, in the caller's units."""
+
+    primal: tf.Tensor
+    dual: tf.Tensor
+    gap: tf.Tensor
 
 
 def _inf_norm(v: tf.Tensor) -> tf.Tensor:
@@ -35,15 +51,15 @@ def _ratio(residual: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
     return tf.where(scale > 0, residual / safe, tf.where(residual > 0, tf.constant(float("inf"), residual.dtype), 0.0))
 
 
-def relative_measures(cones: ConeLayout, A, b, c, P, x, y, s) -> dict[str, tf.Tensor]:
+def relative_measures(cones: ConeLayout, A, b, c, P, x, y, s, units: Units) -> dict[str, tf.Tensor]:
     """(B,) each: the primal and dual residuals, the gap and the cone violation,
     each divided by its scale above (float64 inputs; P None is zero); NaN points give NaN."""
     A_norm = tf.reduce_max(tf.reduce_sum(tf.abs(A), axis=-1), axis=-1)
     x_norm, y_norm, s_norm = _inf_norm(x), _inf_norm(y), _inf_norm(s)
     dual_residual = tf.linalg.matvec(A, y, adjoint_a=True) + c
-    dual_scale = A_norm * y_norm + _inf_norm(c)
+    dual_scale = A_norm * y_norm + _inf_norm(c) + UNIT_FLOOR * units.dual
     gap = tf.reduce_sum(c * x, -1) + tf.reduce_sum(b * y, -1)
-    gap_scale = tf.reduce_sum(tf.abs(c), -1) * x_norm + tf.reduce_sum(tf.abs(b), -1) * y_norm
+    gap_scale = tf.reduce_sum(tf.abs(c), -1) * x_norm + tf.reduce_sum(tf.abs(b), -1) * y_norm + UNIT_FLOOR * units.gap
     if P is not None:
         P_x = tf.linalg.matvec(P, x)
         dual_residual += P_x
@@ -52,7 +68,8 @@ def relative_measures(cones: ConeLayout, A, b, c, P, x, y, s) -> dict[str, tf.Te
         gap += curvature
         gap_scale += tf.abs(curvature)
     measures = {
-        "primal_residual": _ratio(_inf_norm(tf.linalg.matvec(A, x) + s - b), A_norm * x_norm + s_norm + _inf_norm(b)),
+        "primal_residual": _ratio(_inf_norm(tf.linalg.matvec(A, x) + s - b),
+                                  A_norm * x_norm + s_norm + _inf_norm(b) + UNIT_FLOOR * units.primal),
         "dual_residual": _ratio(_inf_norm(dual_residual), dual_scale),
         "gap": _ratio(tf.abs(gap), gap_scale),
     }

@@ -37,11 +37,11 @@ from keras_optlayers.solvers.qp.interior_point import solve_unconstrained_qp
 from keras_optlayers.solvers.qp.solve import _check_finite, _check_settings, _shape_text
 from keras_optlayers.solvers.socp import status as socp_status
 from keras_optlayers.solvers.socp.cones import ConeLayout
-from keras_optlayers.solvers.socp.equilibration import equilibrate, unscale
+from keras_optlayers.solvers.socp.equilibration import equilibrate, residual_units, unscale
 from keras_optlayers.solvers.socp.interior_point import solve_conic, starting_iterate
 from keras_optlayers.solvers.socp.optimality_conditions import polish, solution_adjoint
 from keras_optlayers.solvers.early_stop import solve_with_early_stop
-from keras_optlayers.solvers.socp.solution_check import relative_measures, solution_passes
+from keras_optlayers.solvers.socp.solution_check import Units, relative_measures, solution_passes
 from keras_optlayers.xla_context import in_xla_context
 
 # Loose enough to save iterations, tight enough for the Newton polish that
@@ -153,7 +153,7 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
                 quadratic_term = tf.zeros(tf.stack([tf.shape(c)[0], n, n]), c.dtype)
             reduced = eliminate_equalities(quadratic_term, c, A[:, :zero], b[:, :zero], A[:, zero:], b[:, zero:])
 
-            def polished(reduced, A, b, c, result):
+            def polished(reduced, A, b, c, P, result):
                 """The result in the program's variables, polished, and its status: (x, y, s, status, iterations)."""
                 if layout.num_conic_rows:
                     s_conic, y_conic = result.s, result.z
@@ -175,17 +175,17 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
 
             if not layout.num_conic_rows:
                 unconstrained = solve_unconstrained_qp(reduced.Q, reduced.c, tol)
-                solution, _ = polished(reduced, A, b, c, unconstrained)
+                solution, _ = polished(reduced, A, b, c, P, unconstrained)
                 return solution
 
             def iterate_and_polish(data, start, run_tol, iterations_left):
-                reduced, A, b, c = data
+                reduced, A, b, c, P = data  # the examples that iterate, all of them or those going on past the early stop
                 result = solve_conic(layout, reduced.Q, reduced.c, reduced.F, reduced.g, tol=run_tol,
                                      max_iter=iterations_left, start=start)
-                return (result, *polished(reduced, A, b, c, result))
+                return (result, *polished(reduced, A, b, c, P, result))
 
             return solve_with_early_stop(
-                iterate_and_polish, (reduced, A, b, c), starting_iterate(layout, reduced.Q, reduced.c, reduced.F, reduced.g),
+                iterate_and_polish, (reduced, A, b, c, P), starting_iterate(layout, reduced.Q, reduced.c, reduced.F, reduced.g),
                 tol=tol, polish_from_tol=POLISH_FROM_TOL, max_iter=max_iter, solved=socp_status.SOLVED, running=socp_status.RUNNING)
 
         x, y, s, status, iterations = solution_replay.recorded_or_replayed(iterate, count=5)
@@ -232,7 +232,7 @@ def _solve_graph(A, b, c, P, layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Te
     if row_order is not None:
         original_rows = np.argsort(row_order)
         y, s = tf.gather(y, original_rows, axis=1), tf.gather(s, original_rows, axis=1)
-    info = relative_measures(layout, A64, b64, c64, P64, x, y, s)
+    info = relative_measures(layout, A64, b64, c64, P64, x, y, s, Units(*residual_units(scaling)))
     status = tf.where(tf.equal(status, socp_status.SOLVED) & ~solution_passes(info), socp_status.INACCURATE, status)
     if convex is not None:
         status = tf.where(convex, status, socp_status.NON_CONVEX)
@@ -258,7 +258,8 @@ def _compiled_solve(tensors: list[tf.Tensor], layout: ConeLayout):
         _COMPILED_SOLVES.move_to_end(key)
     else:
         _COMPILED_SOLVES[key] = solution_replay.CompiledSolve(
-            lambda inputs, settings: _solve_graph(*inputs[:3], inputs[3] if len(inputs) > 3 else None, layout, *settings),
+            lambda inputs, settings: _solve_graph(
+                inputs[0], inputs[1], inputs[2], inputs[3] if len(inputs) > 3 else None, layout, settings[0], settings[1]),
             differentiable=3,
             input_signature=[list(specs), [tf.TensorSpec([], tf.float64), tf.TensorSpec([], tf.int32)]],
         )
@@ -435,7 +436,7 @@ def solve_compiled_socp(
     if A_values.shape.rank != 2 or A_values.shape[-1] != len(program.A.rows):
         raise ValueError(f"Expected `A_values` to have shape (batch, {len(program.A.rows)}). Received: A_values.shape={_shape_text(A_values.shape)}")
     P = None
-    if P_values is not None:
+    if P_values is not None and program.P is not None:
         P_values = tf.convert_to_tensor(P_values)
         if P_values.shape.rank != 2 or P_values.shape[-1] != len(program.P.rows):
             raise ValueError(f"Expected `P_values` to have shape (batch, {len(program.P.rows)}). Received: P_values.shape={_shape_text(P_values.shape)}")
