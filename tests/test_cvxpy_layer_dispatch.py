@@ -80,3 +80,22 @@ def test_dense_quadratic_program_goes_to_the_qp_solver():
     x = cp.Variable(n)
     problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x) + q @ x), [G @ x <= h])
     assert CvxpyLayer(problem, [G, h, q], [x]).solver == "QP"
+
+
+def test_second_order_cone_program_keeps_its_quadratic_objective_on_the_native_path_only(run):
+    """The native SOCP solver gets the objective as P (fewer rows); the host path the cone form; both agree."""
+    from socp_problems import ellipsoid, robust_lp
+
+    spec, sample = ellipsoid(4)
+    native = CvxpyLayer(spec.problem, spec.parameters, spec.variables)
+    host = CvxpyLayer(spec.problem, spec.parameters, spec.variables, solver="ECOS")
+    assert native.solver == "SOCP" and native.batched_problem.program.P is not None
+    assert host.batched_problem.program.P is None
+    assert native.batched_problem.program.cones.soc == (6,) and host.batched_problem.program.cones.soc == (6, 6)
+    tensors = [tf.constant(v) for v in sample(np.random.default_rng(21), 3)]
+    (x_native,) = run(lambda *t: native(*t), *tensors)
+    (x_host,) = run(lambda *t: host(*t), *tensors)
+    np.testing.assert_allclose(x_native.numpy(), x_host.numpy(), atol=1e-6)
+    linear_spec, _ = robust_lp(3, 2)
+    linear = CvxpyLayer(linear_spec.problem, linear_spec.parameters, linear_spec.variables)
+    assert linear.solver == "SOCP" and linear.batched_problem.program.P is None  # an affine objective has no P

@@ -49,8 +49,8 @@ the front end reads their results as blocks: P_reduced (P' of
 and P_tt d are linear (a constant d or constant P blocks), and for a cone
 program A_reduced (A + A_t M) and b_reduced (b − A_t d, when linear). The
 blocks only those products read are then not applied (`superseded`).
-On the sparsemax QP everything but b' is then a constant; on the
-ellipsoid projection only b' = b − A_t d is left to multiply.
+On the sparsemax QP no product is left (P' is a constant, c' one map of
+the parameters); on the ellipsoid projection only b' = b − A_t d is.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def _folded_blocks(blocks: dict[str, DenseBlock], cone: bool) -> tuple[dict[str,
     M_value = _constant_value(blocks.get("M"))
     if M_value is None:
         return {}, ()
-    eliminated, kept = M_value.shape
+    kept = M_value.shape[1]
     M_t = sp.csr_matrix(M_value.T)
     identity_kept = sp.identity(kept)
     folded, superseded = {}, []
