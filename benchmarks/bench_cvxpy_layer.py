@@ -2,12 +2,14 @@
 
 Side by side, in one run: forward+backward and forward-only, at batch 1 and
 128, of the tutorial's OptNet QP (n=10, 5 equalities, 5 inequalities),
-sparsemax (n=20), LML (n=20, k=5), the ellipsoid projection (n=20) and a
-robust LP (n=10, 5 second-order-cone constraints), for
+sparsemax (n=20), LML (n=20, k=5), the ellipsoid projection (n=20), a
+robust LP (n=10, 5 second-order-cone constraints) and a SOC-constrained
+least squares (n=10, 20 rows: ½‖Fx − g‖² with ‖x‖ ≤ 1 and sum(x) = t), for
 
 * this library's CvxpyLayer with solver="SCS", and with the default solver
   (the native QP solver for the QPs, Clarabel for LML, the native SOCP
-  solver for the ellipsoid), each called eagerly and inside a tf.function,
+  solver for the second-order cone problems), each called eagerly and
+  inside a tf.function,
 * cvxpylayers 0.1.9's TensorFlow layer (eager only: it calls .numpy()),
 * cvxpylayers 1.x's torch layer,
 
@@ -129,7 +131,13 @@ def robust_lp(n: int = 10, constraints: int = 5) -> Benchmark:
     return Benchmark(f"robust LP (n={n}, {constraints} SOC)", spec.problem, spec.parameters, spec.variables, sample)
 
 
-BENCHMARKS = (optnet_qp, sparsemax, lml, ellipsoid_projection, robust_lp)
+def soc_least_squares(n: int = 10, rows: int = 20) -> Benchmark:
+    """SOC-constrained least squares: min ½‖F x − g‖² s.t. ‖x‖₂ ≤ 1, sum(x) = t (tests/socp_problems.py)."""
+    spec, sample = socp_problems.squared_least_squares(n, rows)
+    return Benchmark(f"SOC least squares (n={n}, {rows} rows)", spec.problem, spec.parameters, spec.variables, sample)
+
+
+BENCHMARKS = (optnet_qp, sparsemax, lml, ellipsoid_projection, robust_lp, soc_least_squares)
 
 
 # -- the callables timed -------------------------------------------------------

@@ -187,13 +187,14 @@ def default_cone_solver(program, native: bool = True) -> SolverEntry:
     solutions are exact to ~1e-14, where the interior-point host solvers
     leave errors of up to ~2e-4 once CVXPY writes a squared norm as a cone
     (the EllipsoidProjection of points at distance 1e3 was off by 1.9e-4,
-    and passed their residual checks). Its speed against the host path
-    depends on the machine (benchmarks/bench_socp.py, 2-core CPUs): on one
-    it was faster from batch 32 on the ellipsoid projection and even at
-    batch 128 on a robust LP, on another only on the ellipsoid at batch
-    128; at batch 1 it was 2x to 3x slower on both. It stays the choice at
-    every batch size (exact, XLA, export; under XLA it is about as fast at
-    batch 1).
+    and passed their residual checks); it takes a quadratic objective as P
+    (`BatchedProblem` compiles it so), where the host solvers see its cone
+    form. Against the host path (benchmarks/bench_socp.py, a 2-core CPU,
+    issue 12 stop 28) it was faster from batch 8 on the ellipsoid projection
+    (2.8x at batch 128) and at batch 128 on a robust LP (linear objective,
+    1.1x); at batch 1 it was 1.3x (ellipsoid) and 2x (robust LP) slower.
+    It stays the choice at every batch size (exact, XLA, export; under XLA
+    it is about as fast at batch 1).
 
     Otherwise, chosen by measurement (benchmarks/bench_cone_accuracy.py):
     exponential cones go to Clarabel at tolerances 1e-12 (gradients within
