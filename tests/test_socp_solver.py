@@ -17,6 +17,7 @@ from socp_problems import (
     squared_least_squares,
 )
 
+from keras_optlayers import CvxpyLayer
 from keras_optlayers.core.compiler import ConeDims
 from keras_optlayers.errors import SolverError
 from keras_optlayers.ops.affine_maps import read_output
@@ -246,6 +247,16 @@ def test_a_zero_solution_with_zero_multipliers_is_solved():
     y, _, _, status, info = socp_solve_with_info(A_rows, b, c, cones, P=P)
     np.testing.assert_array_equal(status.numpy(), 0)
     np.testing.assert_allclose(y.numpy(), 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e6, 1e8])
+def test_ellipsoid_projection_of_far_points_is_solved_exactly(scale):
+    """With the squared norm as P the layer solves points far from the ellipsoid; as a cone it refused most from 1e3."""
+    spec, sample = ellipsoid(3)
+    layer = CvxpyLayer(spec.problem, spec.parameters, spec.variables)
+    x, A, z = sample(np.random.default_rng(25), 8)
+    (y,) = layer(tf.constant(scale * x), tf.constant(A), tf.constant(z))
+    np.testing.assert_allclose(y.numpy(), ellipsoid_projection_exact(scale * x, A, z), atol=1e-9)
 
 
 def test_only_the_symmetric_part_of_P_is_used():
