@@ -259,6 +259,18 @@ def test_ellipsoid_projection_of_far_points_is_solved_exactly(scale):
     np.testing.assert_allclose(y.numpy(), ellipsoid_projection_exact(scale * x, A, z), atol=1e-9)
 
 
+def test_shared_float32_P_with_batched_data():
+    """P given once (n, n) for a batch, in float32: results in float32, as accurate as float32 allows."""
+    rng = np.random.default_rng(26)
+    x, A, z = 2.0 * rng.standard_normal((4, 3)), np.eye(3) + 0.3 * rng.standard_normal((4, 3, 3)), np.zeros((4, 3))
+    A_rows, b, c, _, cones = ellipsoid_projection_with_P(x, A, z)
+    y, _, _, status = socp_solve(*(v.astype(np.float32) for v in (A_rows, b, c)), cones, P=np.eye(3, dtype=np.float32))
+    assert y.dtype == tf.float32
+    np.testing.assert_array_equal(status.numpy(), 0)
+    exact = ellipsoid_projection_exact(x.astype(np.float32).astype(np.float64), A.astype(np.float32).astype(np.float64), z)
+    np.testing.assert_allclose(y.numpy(), exact, atol=1e-6)
+
+
 def test_only_the_symmetric_part_of_P_is_used():
     x, A, z = np.array([[2.0, 1.0]]), np.eye(2)[None], np.zeros((1, 2))
     A_rows, b, c, P, cones = ellipsoid_projection_with_P(x, A, z)
