@@ -271,6 +271,26 @@ def test_shared_float32_P_with_batched_data():
     np.testing.assert_allclose(y.numpy(), exact, atol=1e-6)
 
 
+@pytest.mark.parametrize("scale", [1.0, 1e3])
+def test_a_loose_bound_does_not_pass_a_wrong_solution(scale):
+    """min ½‖x − a‖² s.t. x ≥ −1, ‖x[:2]‖ ≤ 1e7 (inactive): x = max(a, −1), to 1e-8 of the data's magnitude.
+
+    With the objective's scale tied to the bound's, c̃ came out 1e-4 and points 10 away from the solution
+    passed as solved (a review's probe); the check now also tests each cone's complementarity.
+    """
+    bound = 1e7
+    A = np.zeros((6, 3))
+    A[:3] = -np.eye(3)
+    A[4, 0] = A[5, 1] = -1.0
+    b = np.array([1.0, 1.0, 1.0, bound, 0.0, 0.0])
+    a = scale * np.array([[1.0, -2.0, 0.5], [-3.0, 1.0, 2.0]])
+    x, _, _, status, info = socp_solve_with_info(A, b, -a, {"nonneg": 3, "soc": (3,)}, P=np.eye(3))
+    solved = status.numpy() == 0
+    assert solved.any()
+    np.testing.assert_allclose(x.numpy()[solved], np.maximum(a, -1.0)[solved], atol=1e-8 * bound)
+    assert np.all(info["complementarity"].numpy()[solved] <= 1e-6)
+
+
 def test_only_the_symmetric_part_of_P_is_used():
     x, A, z = np.array([[2.0, 1.0]]), np.eye(2)[None], np.zeros((1, 2))
     A_rows, b, c, P, cones = ellipsoid_projection_with_P(x, A, z)

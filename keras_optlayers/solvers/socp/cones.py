@@ -192,6 +192,10 @@ class ConeLayout:
             v, soc_fn=lambda blocks: _fill_blocks(tf.reduce_max(blocks, axis=2, keepdims=True), blocks), linear_fn=lambda x: x
         )
 
+    def block_sum(self, v: tf.Tensor) -> tf.Tensor:
+        """v with each SOC block's rows replaced by the block's sum (nonneg rows unchanged)."""
+        return self._soc_map(v, soc_fn=lambda blocks: _fill_blocks(_block_sum(blocks), blocks), linear_fn=lambda x: x)
+
     # -- Jordan algebra ----------------------------------------------------------
 
     def identity(self, like: tf.Tensor) -> tf.Tensor:

@@ -12,8 +12,10 @@ x = σ_b D x̃, s = σ_b E⁻¹ s̃, y = σ_c E ỹ, as long as E is constant on
 second-order cone's rows (so s̃ ∈ K iff s ∈ K). D and E come from Ruiz's
 iteration on [[P, Aᵀ], [A, 0]] (divide rows and columns by the square root
 of their largest entry, `RUIZ_ITERATIONS` times); σ_b = ‖E b‖∞ and
-σ_c = max(‖D c‖∞, σ_b max|D P D|), so that c̃ and P̃ have entries of at most
-one (1 where zero). The scale factors are constants for differentiation:
+σ_c = ‖D c‖∞, or σ_b max|D P D| where c is zero (1 where both are zero).
+σ_c is not raised to σ_b max|D P D| otherwise: where a loose bound sets σ_b
+far above the solution's size, that made c̃ too small for the loop's
+tolerances to resolve. The scale factors are constants for differentiation:
 the identity above holds for any fixed scaling, so the gradient through the
 scaled solve is the gradient of the original solution map.
 
@@ -78,7 +80,9 @@ def _factors(cones: ConeLayout, A: tf.Tensor, b: tf.Tensor, c: tf.Tensor, P: tf.
     b_scale = _positive_or_one(tf.reduce_max(tf.abs(b * row), axis=-1, keepdims=True))
     c_scale = tf.reduce_max(tf.abs(c * column), axis=-1, keepdims=True)
     if scaled_P is not None:
-        c_scale = tf.maximum(c_scale, b_scale * tf.reduce_max(tf.abs(scaled_P), axis=[-2, -1])[:, None])
+        # From P only where c is zero: tied to σ_b, a loose bound (‖x‖ ≤ 1e7 next to a solution of 1e3)
+        # shrank c̃ to 1e-4, below what the loop's tolerances resolve (errors of 0.7 passed as solved).
+        c_scale = tf.where(c_scale > 0, c_scale, b_scale * tf.reduce_max(tf.abs(scaled_P), axis=[-2, -1])[:, None])
     return Scaling(row, column, b_scale, _positive_or_one(c_scale))
 
 

@@ -363,7 +363,7 @@ def socp_solve_with_info(
     Returns:
         (x, y, s, status, info), the first four as in `socp_solve`; info maps
         "iterations" to (B,) int32 (the interior-point iterations each
-        example took) and "primal_residual", "dual_residual", "gap", "cone"
+        example took) and "primal_residual", "dual_residual", "gap", "complementarity", "cone"
         to (B,) float64, the relative measures of the after-the-fact check
         (see `solution_check`), whatever the status.
     """
