@@ -78,6 +78,7 @@ class BatchedProblem:
         self.on_failure = failure_policy.check_on_failure(on_failure)
         quadratic = None if entry is None else entry.program == "qp"
         self.program: CompiledProblem = compile_problem(problem, parameters, variables, gp=gp, quadratic=quadratic)
+        chosen = entry is None
         if entry is None:
             entry = registry.QP if self.program.kind == "qp" else registry.default_cone_solver(self.program)
         if entry is registry.SOCP and not problem.objective.expr.is_affine():
@@ -86,6 +87,12 @@ class BatchedProblem:
             # ellipsoid projection's solve took 3x longer that way.
             self.program = compile_problem(problem, parameters, variables, gp=gp, quadratic=False,
                                            quadratic_objective=True)
+            if chosen and self.program.cones.is_polyhedral:
+                # Its only cone was the squared norm's: a QP, which the QP solver's active-set
+                # polish solves exactly at degenerate points (a ReLU at exactly 0), where the
+                # SOCP solver's Newton polish leaves about 1e-5.
+                entry = registry.QP
+                self.program = compile_problem(problem, parameters, variables, gp=gp, quadratic=True)
         self.solver: registry.SolverEntry = entry
         self.settings = registry.translate_settings(entry, settings)
         # The host path's solver; None when a native solver (QP, SOCP) runs in TF ops.
