@@ -99,3 +99,20 @@ def test_second_order_cone_program_keeps_its_quadratic_objective_on_the_native_p
     linear_spec, _ = robust_lp(3, 2)
     linear = CvxpyLayer(linear_spec.problem, linear_spec.parameters, linear_spec.variables)
     assert linear.solver == "SOCP" and linear.batched_problem.program.P is None  # an affine objective has no P
+
+
+def test_quadratic_program_whose_only_cone_is_its_squared_norm_goes_to_the_qp_solver(run):
+    """The ReLU with n = 41: too large for the QP dispatch as written, a SOCP through CVXPY's cone for ½‖y − x‖².
+
+    Written with P it is a QP; the QP solver's active-set polish is exact at the degenerate point x = 0,
+    where the SOCP solver's Newton polish left about 1e-5.
+    """
+    from keras_optlayers.core.problems import relu_problem
+
+    spec = relu_problem(41)
+    layer = CvxpyLayer(spec.problem, spec.parameters, spec.variables)
+    assert layer.solver == "QP"
+    assert CvxpyLayer(spec.problem, spec.parameters, spec.variables, solver="SOCP").solver == "SOCP"  # asked for
+    x = np.linspace(-5.0, 5.0, 41)  # holds 0 exactly
+    (y,) = run(lambda t: layer(t), tf.constant(x))
+    np.testing.assert_allclose(y.numpy(), np.maximum(x, 0.0), atol=1e-12)
