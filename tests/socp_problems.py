@@ -118,15 +118,14 @@ class SocpLayerFunction:
         self.solve_args = solve_args
 
     def data(self, *parameters: tf.Tensor):
-        """(A_values, b, c) of the cone program, (B, nnz), (B, m), (B, n)."""
+        """(A_values, b, c) of the cone program, (B, nnz), (B, m), (B, n), and P_values (B, nnz) or None."""
         vector = parameter_vector(self.program, list(parameters), tf.shape(parameters[0])[0])
-        return self.A_map(vector), self.b_map(vector), self.c_map(vector)
+        P_values = None if self.P_map is None else self.P_map(vector)
+        return self.A_map(vector), self.b_map(vector), self.c_map(vector), P_values
 
     def __call__(self, *parameters: tf.Tensor) -> list[tf.Tensor]:
-        P_values = None
-        if self.P_map is not None:
-            P_values = self.P_map(parameter_vector(self.program, list(parameters), tf.shape(parameters[0])[0]))
-        x, y, _, _, _ = solve_compiled_socp(self.program, *self.data(*parameters), P_values=P_values, **self.solve_args)
+        A_values, b, c, P_values = self.data(*parameters)
+        x, y, _, _, _ = solve_compiled_socp(self.program, A_values, b, c, P_values=P_values, **self.solve_args)
         return [read_output(output, x, y) for output in self.program.outputs]
 
 

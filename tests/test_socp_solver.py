@@ -403,7 +403,7 @@ def test_loop_stops_early_where_the_polish_is_accepted_and_the_rest_iterate_on(m
         monkeypatch.setattr(solve_module, "_COMPILED_SOLVES", collections.OrderedDict())  # retrace with the settings
         monkeypatch.setattr(solve_module, "POLISH_FROM_TOL", settings.get("polish_from_tol", polish_from_tol))
         monkeypatch.setattr(optimality_conditions, "SOLVED_VIOLATION", settings.get("solved_violation", solved_violation))
-        x, y, _, status, info = solve_compiled_socp(function.program, *data)
+        x, y, _, status, info = solve_compiled_socp(function.program, *data[:3], P_values=data[3])
         np.testing.assert_array_equal(status.numpy(), 0)
         return read_output(function.program.outputs[0], x, y).numpy(), info["iterations"].numpy()
 

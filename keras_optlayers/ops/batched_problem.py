@@ -91,8 +91,9 @@ class BatchedProblem:
                 # Its only cone was the squared norm's: a QP, which the QP solver's active-set
                 # polish solves exactly at degenerate points (a ReLU at exactly 0), where the
                 # SOCP solver's Newton polish leaves about 1e-5.
+                # Compiled the way the QP path compiles it (the quadratic canonicalization): only its kind differs.
                 entry = registry.QP
-                self.program = compile_problem(problem, parameters, variables, gp=gp, quadratic=True)
+                self.program = dataclasses.replace(self.program, kind="qp")
         self.solver: registry.SolverEntry = entry
         self.settings = registry.translate_settings(entry, settings)
         # The host path's solver; None when a native solver (QP, SOCP) runs in TF ops.

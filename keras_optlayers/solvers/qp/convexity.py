@@ -8,12 +8,18 @@ LLᵀ for a rank-deficient L) has eigenvalues of −1e-7 × its scale that are
 rounding, not non-convexity. One Cholesky factorization per example costs
 less than one interior-point iteration. A failed factorization gives NaN
 entries (eagerly, in graphs and under XLA alike), which is the test.
+
+`convex_part` prepares P for a solver (the QP and SOCP solvers alike) and
+`raise_if_non_convex` turns the status it leads to into the eager error.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+
+from keras_optlayers.solvers import solution_replay
+from keras_optlayers.solvers.qp.status import NON_CONVEX
 
 # δ in units of the caller's machine epsilon times P's largest entry.
 PSD_TOLERANCE_EPS = 1e4
@@ -45,3 +51,24 @@ def non_convex_error(P: np.ndarray, batch_indices) -> ValueError:
         "Expected `P` to be positive semidefinite (a convex objective), within a tolerance relative to its "
         f"largest entry. Received: P with smallest eigenvalue {smallest:.6g} at batch index {first}{more}"
     )
+
+
+def convex_part(P: tf.Tensor, input_dtype: tf.DType) -> tuple[tf.Tensor, tf.Tensor]:
+    """(P to solve with, (B,) bool convex) for a (B, n, n) float64 P.
+
+    Only P's symmetric part enters ½xᵀPx, and the solvers' optimality
+    conditions assume it. A non-convex example is solved with P = I
+    instead, so that it does not hold up the batch's iterations; the caller
+    gives it the status `NON_CONVEX`. The mask is a constant of the
+    gradient, recorded for its replay (`solution_replay`).
+    """
+    P = 0.5 * (P + tf.linalg.matrix_transpose(P))
+    (convex,) = solution_replay.recorded_or_replayed(lambda: (is_positive_semidefinite(P, input_dtype),), count=1)
+    return tf.where(convex[:, None, None], P, tf.eye(tf.shape(P)[-1], dtype=P.dtype)), convex
+
+
+def raise_if_non_convex(status: tf.Tensor, P: tf.Tensor) -> None:
+    """Eagerly, `non_convex_error` for the examples whose status is `NON_CONVEX` (P as the caller gave it)."""
+    non_convex = np.flatnonzero(status.numpy() == NON_CONVEX)
+    if non_convex.size:
+        raise non_convex_error(P.numpy(), non_convex)

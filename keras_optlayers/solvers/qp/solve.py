@@ -28,10 +28,7 @@ import tensorflow as tf
 from keras_optlayers.solvers import solution_replay
 from keras_optlayers.solvers.qp import solution_check
 from keras_optlayers.solvers.qp import status as qp_status
-from keras_optlayers.solvers.qp.convexity import (
-    is_positive_semidefinite,
-    non_convex_error,
-)
+from keras_optlayers.solvers.qp.convexity import convex_part, raise_if_non_convex
 from keras_optlayers.solvers.qp.equality_elimination import (
     ReducedQP,
     eliminate_equalities,
@@ -219,12 +216,7 @@ def _solve_graph(P, q, A, b, G, h, tol: tf.Tensor, max_iter: tf.Tensor):
         for name, t in tensors.items()
     )
     tol = tf.cast(tol, tf.float64)
-    # Only P's symmetric part enters ½xᵀPx; the KKT system assumes it.
-    P = 0.5 * (P + tf.linalg.matrix_transpose(P))
-    (convex,) = solution_replay.recorded_or_replayed(lambda: (is_positive_semidefinite(P, dtype),), count=1)
-    # A non-convex example is solved with P = I instead, so that it does not
-    # hold up the batch's iterations; its status says it was not solved.
-    P = tf.where(convex[:, None, None], P, tf.eye(tf.shape(P)[-1], dtype=P.dtype))
+    P, convex = convex_part(P, dtype)
     unbounded_rows = h >= INFINITE_BOUND
     G = tf.where(unbounded_rows[:, :, None], tf.zeros_like(G), G)
     h = tf.where(unbounded_rows, tf.ones_like(h), h)
@@ -287,9 +279,7 @@ def _solve(P, q, A, b, G, h, tol, max_iter, check_status):
     settings = (tf.cast(tol, tf.float64), tf.cast(max_iter, tf.int32))
     if tf.executing_eagerly():
         x, nu, lam, status, info = _compiled_solve(args)(args, settings)
-        non_convex = np.flatnonzero(status.numpy() == qp_status.NON_CONVEX)
-        if non_convex.size:
-            raise non_convex_error(tensors["P"].numpy(), non_convex)
+        raise_if_non_convex(status, tensors["P"])
     else:
         x, nu, lam, status, info = _solve_graph(*args, *settings)
     if check_status:

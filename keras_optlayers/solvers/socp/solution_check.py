@@ -36,6 +36,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+# The QP check's floor: an error of 1e-12 units still fails, rounding (1e-16 units) passes.
+from keras_optlayers.solvers.qp.solution_check import UNIT_FLOOR
 from keras_optlayers.solvers.socp.cones import ConeLayout
 
 CHECK_TOL = 1e-6
@@ -48,8 +50,6 @@ CHECK_TOL = 1e-6
 # (issue 12 stop 28's review): that case is fixed in `equilibration`, and
 # this bound does not catch it alone.
 COMPLEMENTARITY_TOL = 1e-4
-# As the QP check's: an error of 1e-12 units still fails, rounding (1e-16 units) passes.
-UNIT_FLOOR = 1e-6
 
 
 class Units(NamedTuple):

@@ -22,9 +22,9 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
-from keras_optlayers.core.compiler import CompiledProblem, ConeDims
+from keras_optlayers.core.compiler import CompiledProblem, ConeDims, SparseDataMap
 from keras_optlayers.ops.affine_maps import SparseMap
-from keras_optlayers.solvers.qp.convexity import is_positive_semidefinite, non_convex_error
+from keras_optlayers.solvers.qp.convexity import convex_part, raise_if_non_convex
 from keras_optlayers.solvers.qp.equality_elimination import (
     eliminate_equalities,
     equality_multipliers,
@@ -215,13 +215,8 @@ def _solve_graph(A, b, c, P, layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Te
     c64 = tf.cast(tf.broadcast_to(c, tf.concat([[batch_size], tf.shape(c)[-1:]], 0)), tf.float64)
     P64 = convex = None
     if P is not None:
-        P64 = tf.cast(tf.broadcast_to(P, tf.concat([[batch_size], tf.shape(P)[-2:]], 0)), tf.float64)
-        # Only P's symmetric part enters ½xᵀPx; the optimality conditions assume it.
-        P64 = 0.5 * (P64 + tf.linalg.matrix_transpose(P64))
-        (convex,) = solution_replay.recorded_or_replayed(lambda: (is_positive_semidefinite(P64, dtype),), count=1)
-        # A non-convex example is solved with P = I instead, so that it does
-        # not hold up the batch; its status says it was not solved.
-        P64 = tf.where(convex[:, None, None], P64, tf.eye(tf.shape(P64)[-1], dtype=P64.dtype))
+        P64, convex = convex_part(
+            tf.cast(tf.broadcast_to(P, tf.concat([[batch_size], tf.shape(P)[-2:]], 0)), tf.float64), dtype)
     # The cone algebra takes a run of equal-size SOC blocks at a time: solve with the blocks ordered by size.
     grouped, row_order = layout.grouped_by_size()
     A_grouped, b_grouped = (A64, b64) if row_order is None else (tf.gather(A64, row_order, axis=1), tf.gather(b64, row_order, axis=1))
@@ -382,9 +377,8 @@ def _solve(A, b, c, P, cones: ConesLike, tol: float, max_iter: int, check_status
     if tf.executing_eagerly():
         tensors = [A, b, c] if P is None else [A, b, c, P]
         x, y, s, status, info = _compiled_solve(tensors, layout)(tensors, settings)
-        non_convex = np.flatnonzero(status.numpy() == socp_status.NON_CONVEX)
-        if non_convex.size:
-            raise non_convex_error(P.numpy(), non_convex)
+        if P is not None:
+            raise_if_non_convex(status, P)
     else:
         x, y, s, status, info = _solve_graph(A, b, c, P, layout, *settings)
     if check_status:
@@ -395,9 +389,17 @@ def _solve(A, b, c, P, cones: ConesLike, tol: float, max_iter: int, check_status
     return x, y, s, status, info
 
 
+def _dense_matrix(name: str, data_map: SparseDataMap, values) -> tf.Tensor:
+    """The dense (B, rows, cols) matrix of a compiled `SparseDataMap` from its values (B, nnz), checked."""
+    values = tf.convert_to_tensor(values)
+    if values.shape.rank != 2 or values.shape[-1] != len(data_map.rows):
+        raise ValueError(f"Expected `{name}` to have shape (batch, {len(data_map.rows)}). Received: {name}.shape={_shape_text(values.shape)}")
+    return tf.reshape(SparseMap(data_map.scatter())(values), [-1, *data_map.shape])
+
+
 def dense_constraint_matrix(program: CompiledProblem, A_values: tf.Tensor) -> tf.Tensor:
     """The dense (B, m, n) A of `program` from its values (B, nnz) at (program.A.rows, program.A.cols)."""
-    return tf.reshape(SparseMap(program.A.scatter())(A_values), [-1, *program.A.shape])
+    return _dense_matrix("A_values", program.A, A_values)
 
 
 def solve_compiled_socp(
@@ -431,14 +433,6 @@ def solve_compiled_socp(
         raise ValueError(
             "Expected `P_values` exactly when the program keeps a quadratic objective (compiled with "
             f"quadratic_objective=True). Received: P_values is None={P_values is None}, program.P is None={program.P is None}")
-    layout = cone_layout(program.cones)
-    A_values = tf.convert_to_tensor(A_values)
-    if A_values.shape.rank != 2 or A_values.shape[-1] != len(program.A.rows):
-        raise ValueError(f"Expected `A_values` to have shape (batch, {len(program.A.rows)}). Received: A_values.shape={_shape_text(A_values.shape)}")
-    P = None
-    if P_values is not None and program.P is not None:
-        P_values = tf.convert_to_tensor(P_values)
-        if P_values.shape.rank != 2 or P_values.shape[-1] != len(program.P.rows):
-            raise ValueError(f"Expected `P_values` to have shape (batch, {len(program.P.rows)}). Received: P_values.shape={_shape_text(P_values.shape)}")
-        P = tf.reshape(SparseMap(program.P.scatter())(P_values), [-1, *program.P.shape])
-    return socp_solve_with_info(dense_constraint_matrix(program, A_values), b, c, layout, P=P, tol=tol, max_iter=max_iter)
+    A = dense_constraint_matrix(program, A_values)
+    P = None if program.P is None else _dense_matrix("P_values", program.P, P_values)
+    return socp_solve_with_info(A, b, c, cone_layout(program.cones), P=P, tol=tol, max_iter=max_iter)
