@@ -353,3 +353,14 @@ def op_types_and_gradients(compute: Callable, values: Sequence[tf.Tensor]) -> tu
 
     graph = forward_and_backward.get_concrete_function(*values).graph
     return {op.type for op in graph.get_operations()}, list(forward_and_backward(*values))
+
+
+def exact_sparsemax(x: np.ndarray) -> np.ndarray:
+    """Euclidean projection of each row of x onto the simplex (sort-based closed form)."""
+    x = np.atleast_2d(x)
+    ordered = -np.sort(-x, axis=-1)
+    cumulative = np.cumsum(ordered, axis=-1) - 1.0
+    ranks = np.arange(1, x.shape[-1] + 1)
+    support = np.sum(ordered - cumulative / ranks > 0, axis=-1)
+    threshold = cumulative[np.arange(len(x)), support - 1] / support
+    return np.maximum(x - threshold[:, None], 0.0)

@@ -14,7 +14,7 @@ import cvxpy as cp
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import REFERENCE_CLARABEL, central_differences
+from helpers import REFERENCE_CLARABEL, central_differences, exact_sparsemax
 
 from keras_optlayers.errors import SolverError
 from keras_optlayers.solvers.qp import (
@@ -31,17 +31,6 @@ NAMES = ("P", "q", "A", "b", "G", "h")
 
 def names(status) -> list[str]:
     return [STATUS_NAMES[int(s)] for s in np.atleast_1d(status)]
-
-
-def exact_sparsemax(x: np.ndarray) -> np.ndarray:
-    """Euclidean projection of each row of x onto the simplex (sort-based closed form)."""
-    x = np.atleast_2d(x)
-    ordered = -np.sort(-x, axis=-1)
-    cumulative = np.cumsum(ordered, axis=-1) - 1.0
-    ranks = np.arange(1, x.shape[-1] + 1)
-    support = np.sum(ordered - cumulative / ranks > 0, axis=-1)
-    threshold = cumulative[np.arange(len(x)), support - 1] / support
-    return np.maximum(x - threshold[:, None], 0.0)
 
 
 def direct_sparsemax_qp(x: np.ndarray) -> dict:

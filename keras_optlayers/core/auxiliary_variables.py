@@ -24,10 +24,12 @@ equality row defines at most one variable.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from keras_optlayers.core.compiler import CompiledProblem
+if TYPE_CHECKING:  # the compiler asks how many variables a QP leaves to solve for
+    from keras_optlayers.core.compiler import CompiledProblem
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,21 +29,37 @@ import numpy as np
 import scipy.sparse as sp
 from cvxpy.reductions.cvx_attr2constr import CvxAttr2Constr, lower_value
 
+from keras_optlayers.core.auxiliary_variables import find_auxiliary_variables
+
 ProgramKind = Literal["cone", "qp"]
 
-# The native QP solver factors dense n x n matrices every iteration; SCS
-# works with the sparse data. Measured on a 2-core CPU (benchmarks/), the QP
-# solver wins on small QPs and on dense ones, SCS on large sparse ones
-# (sparsemax at n=50 already). The automatic choice follows that;
+# The native QP solver factors dense n x n matrices every iteration, n the
+# variables left once those its equalities define are substituted out
+# (`auxiliary_variables`); the host solvers work with the sparse data. Measured on a 2-core
+# CPU (issue 12, stop 29: a ReLU and sparsemax written with a squared norm, forward and
+# backward in a `tf.function`), the QP solver was as fast as ECOS at batch 128 up to
+# n = 100 (ReLU 1.7x faster at n = 50, 1.0x at 100) and 5x slower at n = 200, where
+# ECOS is faster at batch 1 from n = 50-100 (0.5-0.7x). But its solutions are exact
+# (active-set polish: errors below 1e-10), where ECOS, which sees the squared norm as a
+# second-order cone, left errors of 1e-5 to 9e-4 on those problems. The automatic choice
+# takes the QP solver up to `AUTO_QP_SMALL_VARIABLES` solved-for variables, and for dense
+# QPs (their canonical data) up to `AUTO_QP_MAX_VARIABLES`;
 # quadratic=True (solver="QP") still forces a QP, e.g. for XLA or a GPU.
-AUTO_QP_SMALL_VARIABLES = 64
+AUTO_QP_SMALL_VARIABLES = 100
 AUTO_QP_MAX_VARIABLES = 1000
 AUTO_QP_MIN_DENSITY = 0.1  # nonzeros of A and P per n² above which a QP counts as dense
 
 
-def prefers_dense_qp(num_vars: int, data_nonzeros: int) -> bool:
-    """Whether the automatic choice sends a QP of this size to the QP solver."""
-    if num_vars <= AUTO_QP_SMALL_VARIABLES:
+def prefers_dense_qp(solved_variables: int, num_vars: int, data_nonzeros: int) -> bool:
+    """Whether the automatic choice sends a QP to the QP solver.
+
+    Args:
+        solved_variables: the variables the QP solver solves for (the
+            canonical ones less those substituted out).
+        num_vars: the canonical variables.
+        data_nonzeros: nonzeros of the canonical A and P.
+    """
+    if solved_variables <= AUTO_QP_SMALL_VARIABLES:
         return True
     return num_vars <= AUTO_QP_MAX_VARIABLES and data_nonzeros >= AUTO_QP_MIN_DENSITY * num_vars**2
 
@@ -503,8 +519,8 @@ def compile_problem(
         gp: compile a geometric program (the solver sees log-variables).
         quadratic: True asks for a QP (raises if the problem is not one);
             False asks for a cone program; None picks a QP when the problem
-            is one and `prefers_dense_qp` (small or dense), and a cone
-            program otherwise.
+            is one and `prefers_dense_qp` (few variables to solve for, or
+            dense), and a cone program otherwise.
         quadratic_objective: a cone program keeps the objective's quadratic
             part as P (CVXPY's `use_quad_obj`), where it would otherwise
             be written as a second-order cone with an extra variable (the
@@ -531,10 +547,8 @@ def compile_problem(
             data, chain, inverse_data = _canonicalize(problem, gp, quad_obj=True)
             param_prob = data[cp.settings.PARAM_PROB]
             cones = _cone_dims(param_prob)
-            nonzeros = param_prob.A.nnz + (0 if param_prob.P is None else param_prob.P.nnz)
-            prefer_qp = quadratic or prefers_dense_qp(int(param_prob.x.size), int(nonzeros))
-            if cones.is_polyhedral and prefer_qp:
-                kind = "qp"
+            if cones.is_polyhedral:
+                kind = "qp"  # with quadratic=None, kept if the QP solver is preferred (below)
             elif quadratic:
                 raise ValueError(
                     "solver='QP' needs a quadratic program (only equality and "
@@ -597,7 +611,7 @@ def compile_problem(
         )
         for i, p in enumerate(parameters)
     )
-    return CompiledProblem(
+    program = CompiledProblem(
         kind=kind,
         parameters=infos,
         theta_index=theta_index,
@@ -610,3 +624,15 @@ def compile_problem(
         outputs=_output_maps(problem, variables, chain, inverse_data, num_vars, num_rows, gp),
         gp=gp,
     )
+    if kind == "qp" and quadratic is None:
+        nonzeros = int(param_prob.A.nnz + (0 if param_prob.P is None else param_prob.P.nnz))
+        if not prefers_dense_qp(_solved_variables(program), num_vars, nonzeros):
+            return compile_problem(problem, parameters, variables, gp=gp, quadratic=False,
+                                   quadratic_objective=quadratic_objective)
+    return program
+
+
+def _solved_variables(program: CompiledProblem) -> int:
+    """How many variables the QP solver solves for: the canonical ones less those its equalities define."""
+    auxiliary = find_auxiliary_variables(program)
+    return program.num_vars - (0 if auxiliary is None else len(auxiliary.eliminated))
