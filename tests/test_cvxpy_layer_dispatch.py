@@ -65,11 +65,17 @@ def test_large_sparse_quadratic_program_goes_to_the_host_unless_qp_is_asked_for(
 
     from keras_optlayers.core.compiler import AUTO_QP_SMALL_VARIABLES
 
-    n = AUTO_QP_SMALL_VARIABLES + 1  # variables left to solve for, once CVXPY's t = y - x is substituted out
+    n = AUTO_QP_SMALL_VARIABLES + 1  # variables left to solve for once CVXPY's t = y - x is substituted out
     x, y = cp.Parameter(n), cp.Variable(n)
     problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [y >= 0])
     assert CvxpyLayer(problem, [x], [y]).solver == "ECOS"
     assert CvxpyLayer(problem, [x], [y], solver="QP").solver == "QP"
+    # Few variables but many sparse rows, which the QP solver would hold densely: the host too.
+    n = 50
+    x, y = cp.Parameter(n), cp.Variable(n)
+    chain = [y[i] - y[j] <= 1.0 for i in range(n) for j in range(i + 1, min(i + 5, n))]
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [y >= 0, *chain])
+    assert CvxpyLayer(problem, [x], [y]).solver == "ECOS"
 
 
 def test_quadratic_program_is_sized_by_the_variables_the_qp_solver_solves_for(run):

@@ -42,24 +42,29 @@ ProgramKind = Literal["cone", "qp"]
 # ECOS is faster at batch 1 from n = 50-100 (0.5-0.7x). But its solutions are exact
 # (active-set polish: errors below 1e-10), where ECOS, which sees the squared norm as a
 # second-order cone, left errors of 1e-5 to 9e-4 on those problems. The automatic choice
-# takes the QP solver up to `AUTO_QP_SMALL_VARIABLES` solved-for variables, and for dense
-# QPs (their canonical data) up to `AUTO_QP_MAX_VARIABLES`;
+# takes the QP solver up to `AUTO_QP_SMALL_VARIABLES` solved-for variables and
+# `AUTO_QP_SMALL_ROWS` constraint rows (the measured problems had n or n + 1;
+# its data is dense, B x rows x n, so a QP with many sparse rows stays on the host),
+# and for dense QPs (their canonical data) up to `AUTO_QP_MAX_VARIABLES`;
 # quadratic=True (solver="QP") still forces a QP, e.g. for XLA or a GPU.
 AUTO_QP_SMALL_VARIABLES = 100
+AUTO_QP_SMALL_ROWS = 2 * AUTO_QP_SMALL_VARIABLES
 AUTO_QP_MAX_VARIABLES = 1000
 AUTO_QP_MIN_DENSITY = 0.1  # nonzeros of A and P per n² above which a QP counts as dense
 
 
-def prefers_dense_qp(solved_variables: int, num_vars: int, data_nonzeros: int) -> bool:
+def prefers_dense_qp(solved_size: tuple[int, int], num_vars: int, data_nonzeros: int) -> bool:
     """Whether the automatic choice sends a QP to the QP solver.
 
     Args:
-        solved_variables: the variables the QP solver solves for (the
-            canonical ones less those substituted out).
+        solved_size: the variables and constraint rows the QP solver solves
+            with (the canonical ones less the variables its equalities
+            define and those equalities).
         num_vars: the canonical variables.
         data_nonzeros: nonzeros of the canonical A and P.
     """
-    if solved_variables <= AUTO_QP_SMALL_VARIABLES:
+    variables, rows = solved_size
+    if variables <= AUTO_QP_SMALL_VARIABLES and rows <= AUTO_QP_SMALL_ROWS:
         return True
     return num_vars <= AUTO_QP_MAX_VARIABLES and data_nonzeros >= AUTO_QP_MIN_DENSITY * num_vars**2
 
@@ -626,13 +631,15 @@ def compile_problem(
     )
     if kind == "qp" and quadratic is None:
         nonzeros = int(param_prob.A.nnz + (0 if param_prob.P is None else param_prob.P.nnz))
-        if not prefers_dense_qp(_solved_variables(program), num_vars, nonzeros):
+        if not prefers_dense_qp(_solved_size(program), num_vars, nonzeros):
             return compile_problem(problem, parameters, variables, gp=gp, quadratic=False,
                                    quadratic_objective=quadratic_objective)
     return program
 
 
-def _solved_variables(program: CompiledProblem) -> int:
-    """How many variables the QP solver solves for: the canonical ones less those its equalities define."""
+def _solved_size(program: CompiledProblem) -> tuple[int, int]:
+    """The variables and rows the QP solver solves with: the canonical ones less the variables its
+    equalities define (`auxiliary_variables`) and those equalities."""
     auxiliary = find_auxiliary_variables(program)
-    return program.num_vars - (0 if auxiliary is None else len(auxiliary.eliminated))
+    substituted = 0 if auxiliary is None else len(auxiliary.eliminated)
+    return program.num_vars - substituted, program.cones.num_rows - substituted
