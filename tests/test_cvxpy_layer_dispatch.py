@@ -71,9 +71,9 @@ def test_large_sparse_quadratic_program_goes_to_the_host_unless_qp_is_asked_for(
     assert CvxpyLayer(problem, [x], [y]).solver == "ECOS"
     assert CvxpyLayer(problem, [x], [y], solver="QP").solver == "QP"
     # Few variables but many sparse rows, which the QP solver would hold densely: the host too.
-    n = 50
+    n = 80
     x, y = cp.Parameter(n), cp.Variable(n)
-    chain = [y[i] - y[j] <= 1.0 for i in range(n) for j in range(i + 1, min(i + 5, n))]
+    chain = [y[i] - y[j] <= 1.0 for i in range(n) for j in range(i + 1, min(i + 8, n))]
     problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [y >= 0, *chain])
     assert CvxpyLayer(problem, [x], [y]).solver == "ECOS"
 

@@ -43,12 +43,13 @@ ProgramKind = Literal["cone", "qp"]
 # (active-set polish: errors below 1e-10), where ECOS, which sees the squared norm as a
 # second-order cone, left errors of 1e-5 to 9e-4 on those problems. The automatic choice
 # takes the QP solver up to `AUTO_QP_SMALL_VARIABLES` solved-for variables and
-# `AUTO_QP_SMALL_ROWS` constraint rows (the measured problems had n or n + 1;
-# its data is dense, B x rows x n, so a QP with many sparse rows stays on the host),
+# `AUTO_QP_SMALL_ROWS` constraint rows (the measured problems had n or n + 1, a
+# box and a sum have 2n + 1; the QP solver's data is dense, B x rows x n, so a QP with
+# many sparse rows stays on the host),
 # and for dense QPs (their canonical data) up to `AUTO_QP_MAX_VARIABLES`;
 # quadratic=True (solver="QP") still forces a QP, e.g. for XLA or a GPU.
 AUTO_QP_SMALL_VARIABLES = 100
-AUTO_QP_SMALL_ROWS = 2 * AUTO_QP_SMALL_VARIABLES
+AUTO_QP_SMALL_ROWS = 3 * AUTO_QP_SMALL_VARIABLES
 AUTO_QP_MAX_VARIABLES = 1000
 AUTO_QP_MIN_DENSITY = 0.1  # nonzeros of A and P per n² above which a QP counts as dense
 
