@@ -35,20 +35,21 @@ ProgramKind = Literal["cone", "qp"]
 
 # The native QP solver factors dense n x n matrices every iteration, n the
 # variables left once those its equalities define are substituted out
-# (`auxiliary_variables`); the host solvers work with the sparse data. Measured on a 2-core
-# CPU (issue 12, stop 29: a ReLU and sparsemax written with a squared norm, forward and
-# backward in a `tf.function`), the QP solver was as fast as ECOS at batch 128 up to
-# n = 100 (ReLU 1.7x faster at n = 50, 1.0x at 100) and 5x slower at n = 200, where
-# ECOS is faster at batch 1 from n = 50-100 (0.5-0.7x). But its solutions are exact
-# (active-set polish: errors below 1e-10), where ECOS, which sees the squared norm as a
-# second-order cone, left errors of 1e-5 to 9e-4 on those problems. The automatic choice
-# takes the QP solver up to `AUTO_QP_SMALL_VARIABLES` solved-for variables and
-# `AUTO_QP_SMALL_ROWS` constraint rows (the measured problems had n or n + 1, a
-# box and a sum have 2n + 1; the QP solver's data is dense, B x rows x n, so a QP with
-# many sparse rows stays on the host),
-# and for dense QPs (their canonical data) up to `AUTO_QP_MAX_VARIABLES`;
+# (`auxiliary_variables`); the host solvers work with the sparse data. Measured on
+# a 2-core CPU (issue 12, stop 29, `benchmarks/bench_qp_dispatch.py`: a ReLU and
+# sparsemax written with a squared norm, inputs in [-5, 5], forward and backward in a
+# `tf.function`), the QP solver was faster than ECOS at batch 128 up to n = 150
+# (1.7x at n = 50, 1.1-1.2x at 100 and 150) and 5x slower at n = 200; at batch 1,
+# ECOS was faster from n = 50 (the QP solver took 1.5-1.6x its time up to 150). But
+# the QP solver's solutions are exact (active-set polish: errors below 1e-10), where
+# ECOS, which sees the squared norm as a second-order cone, left errors up to 1e-3
+# (3e-4 to 1e-3 at batch 128). The automatic choice takes the QP solver up to
+# `AUTO_QP_SMALL_VARIABLES` solved-for variables and `AUTO_QP_SMALL_ROWS` constraint
+# rows (the measured problems had n or n + 1; a box and a sum have 2n + 1; the QP
+# solver's data is dense, B x rows x n, so a QP with many sparse rows stays on the
+# host), and for dense QPs (their canonical data) up to `AUTO_QP_MAX_VARIABLES`;
 # quadratic=True (solver="QP") still forces a QP, e.g. for XLA or a GPU.
-AUTO_QP_SMALL_VARIABLES = 100
+AUTO_QP_SMALL_VARIABLES = 150
 AUTO_QP_SMALL_ROWS = 3 * AUTO_QP_SMALL_VARIABLES
 AUTO_QP_MAX_VARIABLES = 1000
 AUTO_QP_MIN_DENSITY = 0.1  # nonzeros of A and P per n² above which a QP counts as dense

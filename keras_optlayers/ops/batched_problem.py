@@ -78,8 +78,9 @@ class BatchedProblem:
         self.on_failure = failure_policy.check_on_failure(on_failure)
         quadratic = None if entry is None else entry.program == "qp"
         self.program: CompiledProblem = compile_problem(problem, parameters, variables, gp=gp, quadratic=quadratic)
-        chosen = entry is None
         if entry is None:
+            # QPs the QP solver does not take are larger than any the native SOCP solver
+            # would (`compiler.AUTO_QP_SMALL_VARIABLES`, `registry.NATIVE_SOCP_MAX_SIZE`).
             entry = registry.QP if self.program.kind == "qp" else registry.default_cone_solver(self.program)
         if entry is registry.SOCP and not problem.objective.expr.is_affine():
             # The native SOCP solver takes a quadratic objective as it is: written
@@ -87,13 +88,6 @@ class BatchedProblem:
             # ellipsoid projection's solve took 3x longer that way.
             self.program = compile_problem(problem, parameters, variables, gp=gp, quadratic=False,
                                            quadratic_objective=True)
-            if chosen and self.program.cones.is_polyhedral:
-                # Its only cone was the squared norm's: a QP, which the QP solver's active-set
-                # polish solves exactly at degenerate points (a ReLU at exactly 0), where the
-                # SOCP solver's Newton polish leaves about 1e-5.
-                # Compiled the way the QP path compiles it (the quadratic canonicalization): only its kind differs.
-                entry = registry.QP
-                self.program = dataclasses.replace(self.program, kind="qp")
         self.solver: registry.SolverEntry = entry
         self.settings = registry.translate_settings(entry, settings)
         # The host path's solver; None when a native solver (QP, SOCP) runs in TF ops.
