@@ -164,6 +164,27 @@ def test_loose_tolerance_does_not_pass_a_wrong_point(run):
         qp_solve(**data, tol=1e6)
 
 
+
+def test_dually_degenerate_qp_keeps_its_verified_polish(run):
+    """Reproduction: a box-constrained sparsemax (CSparsemax's QP, n = 100, u = 0.02) reported "inaccurate".
+
+    Fifty entries sit at the bound u and sum to exactly 1, so the sum's multiplier is not unique. The
+    loop's first stop at 1e-6 polished to a verified solution (7e-10 off), but not to rounding; run on to
+    1e-8, its second polish failed and the 1e-8 iterate it left was 1.2e-4 off, which the check rejected.
+    """
+    n, upper = 100, 0.02
+    x = np.random.default_rng(0).standard_normal((128, n))[85:86]  # the benchmark's example that failed
+    data = {"P": 2.0 * np.eye(n), "q": -2.0 * x, "A": np.ones((1, n)), "b": np.ones(1),
+            "G": np.vstack([-np.eye(n), np.eye(n)]), "h": np.concatenate([np.zeros(n), np.full(n, upper)])}
+    y, _, _, status = run(lambda *t: qp_solve_with_status(*t), *[tf.constant(data[k]) for k in NAMES])
+    assert names(status) == [SOLVED]
+    low, high = x.min() - 1.0, x.max()  # the threshold τ of y = clip(x − τ, 0, u) with sum(y) = 1, by bisection
+    for _ in range(200):
+        tau = 0.5 * (low + high)
+        low, high = (tau, high) if np.clip(x - tau, 0.0, upper).sum() > 1.0 else (low, tau)
+    np.testing.assert_allclose(y.numpy(), np.clip(x - tau, 0.0, upper), atol=1e-8)
+
+
 # -- magnitudes -----------------------------------------------------------------
 
 MAGNITUDES = 10.0 ** np.arange(-8, 11)

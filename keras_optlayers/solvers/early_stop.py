@@ -36,11 +36,16 @@ def solve_with_early_stop(
 
     Args:
         iterate_and_polish: (data, start, tol, max_iter) -> (result, solution,
-            solved_to_rounding): runs the loop on `start`'s running examples
-            to `tol` for at most `max_iter` more iterations, then polishes.
-            `result` (a NamedTuple with `status` and `iterations`) can be
-            resumed from; `solution` is the polished point; solved_to_rounding
-            (B,) bool.
+            solved_to_rounding, verified): runs the loop on `start`'s running
+            examples to `tol` for at most `max_iter` more iterations, then
+            polishes. `result` (a NamedTuple with `status` and `iterations`)
+            can be resumed from; `solution` is the polished point (a nest of
+            per-example tensors); solved_to_rounding (B,) bool; verified (B,)
+            bool: the polish's own test accepted its point (where it did not,
+            `solution` holds the loop's iterate). An example that goes on
+            and whose second polish is not verified keeps its first polished
+            point where that one was: a degenerate QP's loop, run on to
+            1e-8, ended 1e-4 off where the first polish had been right.
         data: a nest of per-example tensors (the batch first; None leaves
             allowed), the problems.
         start: the loop's starting result, every example running.
@@ -57,12 +62,16 @@ def solve_with_early_stop(
 
     run = traced_once(run)
     first_tol = tf.maximum(tol, polish_from_tol)
-    first, solution, accepted = run(data, start, first_tol)
+    first, solution, accepted, verified = run(data, start, first_tol)
     go_on = tf.equal(first.status, solved) & ~accepted & (tol < first_tol)
 
     def iterate_on(inputs):
-        data, result, go_on = inputs
+        data, result, go_on, first_solution, first_verified = inputs
         # All of `go_on` holds when the rows are gathered; under XLA the others stay frozen.
-        return run(data, result._replace(status=tf.where(go_on, running, result.status)), tol)[1]
+        _, solution, _, verified = run(data, result._replace(status=tf.where(go_on, running, result.status)), tol)
+        keep_first = first_verified & ~verified
+        return tf.nest.map_structure(
+            lambda new, old: tf.where(tf.reshape(keep_first, [-1] + [1] * (new.shape.rank - 1)), old, new),
+            solution, first_solution)
 
-    return recompute_rows(go_on, iterate_on, (data, first, go_on), solution)
+    return recompute_rows(go_on, iterate_on, (data, first, go_on, solution, verified), solution)

@@ -134,10 +134,12 @@ def _check_finite(tensors: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     return {name: tf.debugging.assert_all_finite(t, f"Expected `{name}` to contain only finite values") for name, t in tensors.items()}
 
 
-def _polished(Q, c, F, g, result: InteriorPointResult) -> tuple[InteriorPointResult, tf.Tensor]:
-    """`result` with its solved examples polished where that succeeds, and (B,) bool: where the point is a solution to rounding."""
-    y, slack, lam, _, to_rounding = polish(Q, c, F, g, result.y, result.s, result.lam, result.active, tf.equal(result.status, qp_status.SOLVED))
-    return result._replace(y=y, s=slack, lam=lam), to_rounding
+def _polished(Q, c, F, g, result: InteriorPointResult) -> tuple[InteriorPointResult, tf.Tensor, tf.Tensor]:
+    """`result` with its solved examples polished where that succeeds; (B,) bool each: where the point is a
+    solution to rounding, and where the polish succeeded."""
+    y, slack, lam, succeeded, to_rounding = polish(
+        Q, c, F, g, result.y, result.s, result.lam, result.active, tf.equal(result.status, qp_status.SOLVED))
+    return result._replace(y=y, s=slack, lam=lam), to_rounding, succeeded
 
 
 def _solve_and_polish(Q, c, F, g, tol: tf.Tensor, max_iter: tf.Tensor) -> InteriorPointResult:

@@ -182,7 +182,9 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
                 reduced, A, b, c, P = data  # the examples that iterate, all of them or those going on past the early stop
                 result = solve_conic(layout, reduced.Q, reduced.c, reduced.F, reduced.g, tol=run_tol,
                                      max_iter=iterations_left, start=start)
-                return (result, *polished(reduced, A, b, c, P, result))
+                solution, solved_to_rounding = polished(reduced, A, b, c, P, result)
+                # The Newton polish takes only the steps that lower the residual: its only verdict is rounding.
+                return result, solution, solved_to_rounding, solved_to_rounding
 
             return solve_with_early_stop(
                 iterate_and_polish, (reduced, A, b, c, P), starting_iterate(layout, reduced.Q, reduced.c, reduced.F, reduced.g),
