@@ -5,7 +5,10 @@ gets in one or two steps. So the loop first stops at a looser tolerance and poli
 polished point is a solution to rounding is done. The others, and only
 they (gathered, `shrinking_batch.recompute_rows`), resume from where they
 stopped to the tolerance asked and are polished again: exactly the run the
-loop would have made without the first stop. Both runs call one graph
+loop would have made without the first stop, except that where the second
+polish fails and the first passed its own test, the first polished point
+is kept (an iterate is only as good as the loop's tolerance; on a
+degenerate QP it was 1e-4 off). Both runs call one graph
 function (`traced_once`). The QP and SOCP solvers share this; each brings
 its own loop and polish.
 """
