@@ -92,6 +92,16 @@ def starting_iterate(cones: ConeLayout, Q, c, F, g) -> InteriorPointResult:
     return InteriorPointResult(y, _shift_into_cone(cones, residual), _shift_into_cone(cones, -residual), status, tf.zeros_like(status))
 
 
+def _max_step_of_both(cones: ConeLayout, s, ds, z, dz) -> tf.Tensor:
+    """The largest α (capped at 1e30) keeping s + α ds and z + α dz in K, (B,).
+
+    One `max_step` over the two side by side (columns): at batch 1 each op
+    counts, and a second call was about 30 ops of an iteration's 500 (the
+    ellipsoid projection's forward pass ran 4100 ops, now 3825).
+    """
+    return tf.reduce_min(cones.max_step(tf.stack([s, z], axis=-1), tf.stack([ds, dz], axis=-1)), axis=-1)
+
+
 class _Iterate(NamedTuple):
     iterations: tf.Tensor
     status: tf.Tensor
@@ -197,14 +207,14 @@ def solve_conic(
         lam_squared = cones.product(lam, lam)
         # Predictor: the affine-scaling direction, aiming at s ∘ z = 0.
         dy, ds, dz = newton_direction(p, inverse_factor, scaling, scaled_F, dual_residual, primal_residual, -lam_squared, refine=False)
-        step_length = tf.minimum(tf.minimum(cones.max_step(s, ds), cones.max_step(z, dz)), 1.0)
+        step_length = tf.minimum(_max_step_of_both(cones, s, ds, z, dz), 1.0)
         mu = _dot(s, z) / degree
         centering = (1.0 - step_length) ** 3
         # Corrector: second-order term and centering toward σμ.
         second_order = cones.product(scaling.apply_inverse(ds), scaling.apply(dz))
         complementarity = -lam_squared - second_order + (centering * mu)[:, None] * cones.identity(s)
         dy, ds, dz = newton_direction(p, inverse_factor, scaling, scaled_F, dual_residual, primal_residual, complementarity, refine=True)
-        step_length = tf.minimum(STEP_FRACTION * tf.minimum(cones.max_step(s, ds), cones.max_step(z, dz)), 1.0)
+        step_length = tf.minimum(STEP_FRACTION * _max_step_of_both(cones, s, ds, z, dz), 1.0)
         step_length = tf.where(tf.equal(status, socp_status.RUNNING), step_length, 0.0)[:, None]
         new_y, new_s, new_z = y + step_length * dy, s + step_length * ds, z + step_length * dz
         finite = tf.reduce_all(tf.math.is_finite(tf.concat([new_y, new_s, new_z], -1)), axis=-1)
