@@ -628,7 +628,7 @@ def compile_problem(
         A=A_map,
         b=b_map,
         P=P_map,
-        outputs=_output_maps(problem, variables, chain, inverse_data, num_vars, num_rows, gp),
+        outputs=(),  # read off CVXPY's inverse chain below, once the program is kept
         gp=gp,
     )
     if kind == "qp" and quadratic is None:
@@ -636,7 +636,8 @@ def compile_problem(
         if not prefers_dense_qp(_solved_size(program), num_vars, nonzeros):
             return compile_problem(problem, parameters, variables, gp=gp, quadratic=False,
                                    quadratic_objective=quadratic_objective)
-    return program
+    return dataclasses.replace(
+        program, outputs=_output_maps(problem, variables, chain, inverse_data, num_vars, num_rows, gp))
 
 
 def _solved_size(program: CompiledProblem) -> tuple[int, int]:

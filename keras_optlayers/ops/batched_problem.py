@@ -34,6 +34,7 @@ from keras_optlayers.solvers.cone_status import SOLVED
 from keras_optlayers.solvers.qp import qp_solve_with_info
 from keras_optlayers.solvers.qp import solve as qp_solve_module
 from keras_optlayers.solvers.qp import status as qp_status
+from keras_optlayers.solvers.shrinking_batch import where_rows
 from keras_optlayers.solvers.socp import socp_solve_with_info
 from keras_optlayers.solvers.socp import solve as socp_solve_module
 from keras_optlayers.solvers.socp import status as socp_status
@@ -401,10 +402,9 @@ def _mask_failed(output: tf.Tensor, failed: tf.Tensor, on_failure: str) -> tf.Te
     """NaN (on_failure="nan") or frozen (="warn") outputs with zero gradients where failed."""
     if on_failure == "raise":
         return output
-    mask = tf.reshape(failed, [-1] + [1] * (output.shape.rank - 1))
     replacement = tf.fill(tf.shape(output), tf.constant(float("nan"), output.dtype)) if on_failure == "nan" \
         else tf.stop_gradient(output)
-    return tf.where(mask, replacement, output)
+    return where_rows(failed, replacement, output)
 
 
 def _without_gradient_where(failed_rows: list[tf.Tensor], *tensors):
@@ -421,8 +421,7 @@ def _without_gradient_where(failed_rows: list[tf.Tensor], *tensors):
     def identity(*values):
         def gradient(*upstream):
             failed = failed_rows[0]
-            return [tf.where(tf.reshape(failed, [-1] + [1] * (g.shape.rank - 1)), tf.zeros_like(g), g)
-                    for g in upstream]
+            return [where_rows(failed, tf.zeros_like(g), g) for g in upstream]
         return list(values), gradient
 
     passed = iter(identity(*present))

@@ -20,7 +20,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from keras_optlayers.solvers.shrinking_batch import recompute_rows
+from keras_optlayers.solvers.shrinking_batch import recompute_rows, where_rows
 from keras_optlayers.solvers.traced_once import traced_once
 
 
@@ -73,8 +73,6 @@ def solve_with_early_stop(
         # All of `go_on` holds when the rows are gathered; under XLA the others stay frozen.
         _, solution, _, verified = run(data, result._replace(status=tf.where(go_on, running, result.status)), tol)
         keep_first = first_verified & ~verified
-        return tf.nest.map_structure(
-            lambda new, old: tf.where(tf.reshape(keep_first, [-1] + [1] * (new.shape.rank - 1)), old, new),
-            solution, first_solution)
+        return tf.nest.map_structure(lambda new, old: where_rows(keep_first, old, new), solution, first_solution)
 
     return recompute_rows(go_on, iterate_on, (data, first, go_on, solution, verified), solution)

@@ -47,6 +47,11 @@ def _batch_invariant(tensor: tf.Tensor) -> tf.TensorShape:
     return tf.TensorShape([None]).concatenate(tensor.shape[1:])
 
 
+def where_rows(mask: tf.Tensor, chosen: tf.Tensor, other: tf.Tensor) -> tf.Tensor:
+    """`chosen`'s examples where the (batch,) bool `mask` holds, `other`'s elsewhere (tensors with the batch first)."""
+    return tf.where(tf.reshape(mask, [-1] + [1] * (chosen.shape.rank - 1)), chosen, other)
+
+
 def _gather_rows(nest: Any, rows: tf.Tensor) -> Any:
     """The examples `rows` ((k,) indices) of every tensor in `nest`; None leaves stay None."""
     return tf.nest.map_structure(lambda t: None if t is None else tf.gather(t, rows), nest)
@@ -158,8 +163,7 @@ def recompute_rows(mask: tf.Tensor, compute: Callable[[Any], Any], inputs: Any, 
     def recompute():
         if in_xla_context():
             computed = compute(inputs)
-            return tf.nest.map_structure(
-                lambda new, old: tf.where(tf.reshape(mask, [-1] + [1] * (old.shape.rank - 1)), new, old), computed, current)
+            return tf.nest.map_structure(lambda new, old: where_rows(mask, new, old), computed, current)
         rows = tf.where(mask)[:, 0]
         return _write_rows(current, rows, compute(_gather_rows(inputs, rows)))
 

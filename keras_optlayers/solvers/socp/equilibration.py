@@ -98,12 +98,20 @@ def equilibrate(
     return scaling, A_scaled, b * scaling.row / scaling.b_scale, c * scaling.column / scaling.c_scale, P_scaled
 
 
-def residual_units(scaling: Scaling) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """(B,) each: one unit of the scaled primal residual (b = σ_b E⁻¹ b̃), dual residual (c = σ_c D⁻¹ c̃) and
+class Units(NamedTuple):
+    """(B,) each: one unit of the equilibrated problem's primal residual, dual residual and gap, in the caller's units."""
+
+    primal: tf.Tensor
+    dual: tf.Tensor
+    gap: tf.Tensor
+
+
+def residual_units(scaling: Scaling) -> Units:
+    """One unit of the scaled primal residual (b = σ_b E⁻¹ b̃), dual residual (c = σ_c D⁻¹ c̃) and
     objective (divided by σ_b σ_c) in the original units, the smallest over the rows or columns."""
     b_scale, c_scale = scaling.b_scale[:, 0], scaling.c_scale[:, 0]
-    return (b_scale / tf.reduce_max(scaling.row, axis=-1), c_scale / tf.reduce_max(scaling.column, axis=-1),
-            b_scale * c_scale)
+    return Units(b_scale / tf.reduce_max(scaling.row, axis=-1), c_scale / tf.reduce_max(scaling.column, axis=-1),
+                 b_scale * c_scale)
 
 
 def unscale(scaling: Scaling, x: tf.Tensor, y: tf.Tensor, s: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

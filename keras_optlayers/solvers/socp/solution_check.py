@@ -32,13 +32,12 @@ rounding of 1e-30 would otherwise be measured against terms of 1e-30.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import tensorflow as tf
 
 # The QP check's floor: an error of 1e-12 units still fails, rounding (1e-16 units) passes.
 from keras_optlayers.solvers.qp.solution_check import UNIT_FLOOR
 from keras_optlayers.solvers.socp.cones import ConeLayout
+from keras_optlayers.solvers.socp.equilibration import Units
 
 CHECK_TOL = 1e-6
 # Looser for the cones one by one, a backstop against a gap whose scale a
@@ -51,13 +50,6 @@ CHECK_TOL = 1e-6
 # this bound does not catch it alone.
 COMPLEMENTARITY_TOL = 1e-4
 
-
-class Units(NamedTuple):
-    """(B,) each: one unit of the equilibrated problem's primal residual, dual residual and gap, in the caller's units."""
-
-    primal: tf.Tensor
-    dual: tf.Tensor
-    gap: tf.Tensor
 
 
 def _inf_norm(v: tf.Tensor) -> tf.Tensor:

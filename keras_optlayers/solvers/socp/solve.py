@@ -41,7 +41,7 @@ from keras_optlayers.solvers.socp.equilibration import equilibrate, residual_uni
 from keras_optlayers.solvers.socp.interior_point import solve_conic, starting_iterate
 from keras_optlayers.solvers.socp.optimality_conditions import polish, solution_adjoint
 from keras_optlayers.solvers.early_stop import solve_with_early_stop
-from keras_optlayers.solvers.socp.solution_check import Units, relative_measures, solution_passes
+from keras_optlayers.solvers.socp.solution_check import relative_measures, solution_passes
 from keras_optlayers.xla_context import in_xla_context
 
 # Loose enough to save iterations, tight enough for the Newton polish that
@@ -229,7 +229,7 @@ def _solve_graph(A, b, c, P, layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Te
     if row_order is not None:
         original_rows = np.argsort(row_order)
         y, s = tf.gather(y, original_rows, axis=1), tf.gather(s, original_rows, axis=1)
-    info = relative_measures(layout, A64, b64, c64, P64, x, y, s, Units(*residual_units(scaling)))
+    info = relative_measures(layout, A64, b64, c64, P64, x, y, s, residual_units(scaling))
     status = tf.where(tf.equal(status, socp_status.SOLVED) & ~solution_passes(info), socp_status.INACCURATE, status)
     if convex is not None:
         status = tf.where(convex, status, socp_status.NON_CONVEX)
