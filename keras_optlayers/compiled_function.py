@@ -7,6 +7,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from keras_optlayers.solvers.shrinking_batch import is_small
+
 
 def shape_key(tensors: Sequence[tf.Tensor]) -> tuple:
     """The tensors' shapes and dtypes, as a dictionary key."""
@@ -43,7 +45,12 @@ class CompiledFunction:
         function: a Python function of dense tensors (nested in lists or
             tuples), written with TF control flow (no autograph).
         input_signature: `tf.function`'s; without one, traces relax their
-            shapes (`reduce_retracing`), so a new batch size does not retrace.
+            shapes (`reduce_retracing`), so a new batch size does not retrace,
+            except that calls on a batch known to be small
+            (`shrinking_batch.is_small`: the first non-scalar argument's
+            leading dimension) are traced for their exact shapes, so that a
+            batch-1 call runs the static-size graph (`static_batch`) even
+            after a call on a large batch has relaxed the shapes.
     """
 
     LIMIT = 32
@@ -51,6 +58,7 @@ class CompiledFunction:
     def __init__(self, function: Callable, input_signature: Sequence[tf.TensorSpec] | None = None):
         self._function = tf.function(
             function, input_signature=input_signature, reduce_retracing=input_signature is None, autograph=False)
+        self._small_batch_function = None if input_signature is not None else tf.function(function, autograph=False)
         self._concrete: dict[tuple, Any] = {}  # concrete functions by key
 
     def concrete_functions(self) -> list:
@@ -66,5 +74,8 @@ class CompiledFunction:
         if concrete is None:
             if len(self._concrete) >= self.LIMIT:
                 self._concrete.clear()
-            concrete = self._concrete[key] = self._function.get_concrete_function(*args)
+            function = self._function
+            if self._small_batch_function is not None and is_small(next((t for t in flat if t.shape.rank), flat[0])):
+                function = self._small_batch_function
+            concrete = self._concrete[key] = function.get_concrete_function(*args)
         return concrete._call_flat(flat, concrete.captured_inputs)

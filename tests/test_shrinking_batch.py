@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from test_qp_solver import infeasible_batch, kkt_constructed_qp
+from test_eager_native_gradient import layer_and_values
 from test_socp_solver import _status_batch, ball_projection, ball_projection_data
 
 from keras_optlayers.solvers.qp import STATUS_NAMES as QP_STATUS_NAMES
@@ -150,20 +151,24 @@ def test_socp_statuses_stay_at_their_batch_indices():
 
 
 @pytest.mark.parametrize("run", RUNS)
-def test_recompute_rows_replaces_only_the_masked_examples(run):
-    values = tf.constant(np.arange(8.0).reshape(4, 2))
-    current = (tf.fill([4, 2], tf.constant(-1.0, tf.float64)), tf.fill([4], -1))
-    mask = tf.constant([False, True, False, True])
+@pytest.mark.parametrize("batch", [4, 12], ids=["small batch", "batch 12"])
+def test_recompute_rows_replaces_only_the_masked_examples(run, batch):
+    values = tf.constant(np.arange(2.0 * batch).reshape(batch, 2))
+    current = (tf.fill([batch, 2], tf.constant(-1.0, tf.float64)), tf.fill([batch], -1))
+    mask = np.arange(batch) % 2 == 1
 
     def compute(inputs):
         rows, nothing = inputs
         assert nothing is None  # None leaves reach the computation as None
         return 10.0 * rows, tf.fill(tf.shape(rows)[:1], tf.shape(rows)[0])  # the second: the batch it saw
 
-    result, batch_seen = RUNS[run](lambda mask: recompute_rows(mask, compute, (values, None), current))(mask)
-    np.testing.assert_array_equal(result.numpy(), [[-1.0, -1.0], [20.0, 30.0], [-1.0, -1.0], [60.0, 70.0]])
-    # Gathered (2 of 4), except under XLA, whose static shapes make it compute the whole batch.
-    np.testing.assert_array_equal(batch_seen.numpy(), [-1, 4 if run == "xla" else 2, -1, 4 if run == "xla" else 2])
+    result, batch_seen = RUNS[run](lambda mask: recompute_rows(mask, compute, (values, None), current))(tf.constant(mask))
+    expected = np.where(mask[:, None], 10.0 * values.numpy(), -1.0)
+    np.testing.assert_array_equal(result.numpy(), expected)
+    # Gathered (half the batch), except under XLA, whose static shapes make it compute the whole batch, and for a
+    # batch known to be small (`is_small`), where a gather costs more than it saves.
+    whole = run == "xla" or batch <= SMALLEST_SHRINKING_BATCH
+    np.testing.assert_array_equal(batch_seen.numpy(), np.where(mask, batch if whole else batch // 2, -1))
 
 
 def test_recompute_rows_computes_nothing_for_an_empty_mask():
@@ -177,3 +182,37 @@ def test_recompute_rows_computes_nothing_for_an_empty_mask():
     result = recompute_rows(tf.zeros([3], tf.bool), compute, tf.ones([3]), current)
     np.testing.assert_array_equal(result.numpy(), 0.0)
     assert calls == []  # eagerly, the untaken branch never runs
+
+
+# -- small batches: a static size down to the loop -------------------------------------
+
+
+def _all_op_types(graph: tf.Graph) -> set[str]:
+    """The op types of `graph` and of every function it calls (loop bodies, branches)."""
+    graph_def = graph.as_graph_def()
+    return {node.op for node in graph_def.node} | {
+        node.op for function in graph_def.library.function for node in function.node_def}
+
+
+SHRINK_OP = "TensorScatterUpdate"  # the shrinking loop writes its finished examples back with it
+
+
+@pytest.mark.parametrize("family", ["QP", "SOCP"])
+def test_a_small_batch_runs_the_plain_loop_in_a_graph_and_eagerly(family):
+    """A layer's batch-1 call, in a `tf.function` or eagerly (even after a call on a large batch relaxed the
+    eager trace's shapes), keeps its static batch size to the loop: no gathers and scatters of the
+    shrinking batch, whose ops cost more than the iterations they save at that size."""
+    layer, values, _ = layer_and_values(family)
+    large = [tf.constant(np.repeat(v[None], 16, axis=0)) for v in values]  # the shrinking loop
+    single = [tf.constant(v[None]) for v in values]
+    for batch in (large, single):
+        graph = tf.function(layer).get_concrete_function(*batch).graph
+        assert (SHRINK_OP in _all_op_types(graph)) == (batch is large)
+    expected = layer(*single)  # a fresh eager trace
+    layer(*large)
+    eager_result = layer(*single)
+    compiled, = layer.batched_problem._functions.values()
+    graphs = [concrete.graph for concrete in compiled._forward.concrete_functions()]
+    assert [SHRINK_OP in _all_op_types(graph) for graph in graphs] == [False, True]
+    for got, want in zip(eager_result, expected):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-12)

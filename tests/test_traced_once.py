@@ -43,12 +43,29 @@ def test_calls_on_different_batch_sizes_share_one_trace():
         rows = tf.where(x[:, 0] > 0)[:, 0]  # a batch of a size known only when run
         return shared((x, y), None, tf.constant(2.0)), shared((tf.gather(x, rows), tf.gather(y, rows)), None, tf.constant(3.0))
 
-    x = tf.constant([[1.0], [-1.0], [2.0], [-3.0]])
-    y = tf.reshape(tf.range(12.0), (4, 3))
+    x = tf.constant(np.arange(16.0)[:, None] * (-1.0) ** np.arange(16)[:, None], tf.float32)  # more than a small batch
+    y = tf.reshape(tf.range(48.0), (16, 3))
     whole, gathered = twice(x, y)
     assert len(calls) == 1
     np.testing.assert_allclose(whole.numpy(), x.numpy() * 2 + y.numpy().sum(-1, keepdims=True))
-    np.testing.assert_allclose(gathered.numpy(), (x.numpy() * 3 + y.numpy().sum(-1, keepdims=True))[[0, 2]])
+    positive = x.numpy()[:, 0] > 0
+    np.testing.assert_allclose(gathered.numpy(), (x.numpy() * 3 + y.numpy().sum(-1, keepdims=True))[positive])
+
+
+def test_a_small_batch_keeps_its_static_size():
+    """A batch known to be small (`shrinking_batch.is_small`) is traced for its size: the solvers' loops then
+    iterate it whole, without the shrinking batch's gathers."""
+    seen = []
+
+    def function(pair, nothing, scale):
+        seen.append(pair[0].shape[0])
+        return _scaled_sum(pair, nothing, scale)
+
+    shared = traced_once(function)
+    x, y = tf.constant([[1.0], [-1.0]]), tf.ones((2, 3))
+    result = tf.function(lambda x, y: shared((x, y), None, tf.constant(2.0)))(x, y)
+    assert seen == [2]
+    np.testing.assert_allclose(result.numpy(), x.numpy() * 2 + 3)
 
 
 def test_eager_and_xla_calls_run_the_function_inline():

@@ -38,6 +38,7 @@ from keras_optlayers.solvers.shrinking_batch import where_rows
 from keras_optlayers.solvers.socp import socp_solve_with_info
 from keras_optlayers.solvers.socp import solve as socp_solve_module
 from keras_optlayers.solvers.socp import status as socp_status
+from keras_optlayers.solvers.static_batch import batch_size
 from keras_optlayers.xla_context import in_xla_context
 
 # Eager calls run compiled functions, one per pattern of batched inputs (the
@@ -269,8 +270,7 @@ class BatchedProblem:
     def _parameter_vector(self, tensors):
         """Parameters (float64) -> the parameter vector (B, entries + 1) every map reads."""
         batched = [t for info, t in zip(self.program.parameters, tensors) if t.shape.rank > len(info.shape)]
-        batch_size = tf.shape(batched[0])[0] if batched else 1
-        return affine_maps.parameter_vector(self.program, tensors, batch_size)
+        return affine_maps.parameter_vector(self.program, tensors, batch_size(batched[0]) if batched else 1)
 
     def _solver_data(self, tensors):
         """Parameters (float64) -> the cone program's data {c, A, b}, each (B, ...)."""

@@ -43,6 +43,17 @@ from keras_optlayers.xla_context import in_xla_context
 SMALLEST_SHRINKING_BATCH = 8
 
 
+def is_small(tensor: tf.Tensor) -> bool:
+    """Whether `tensor`'s batch is known, at trace time, to be at most `SMALLEST_SHRINKING_BATCH`.
+
+    Such a batch iterates whole, as under XLA, and keeps its static size:
+    the gathers and scatters that would shrink it cost more ops than they
+    save (a batch-1 call's time is its op count).
+    """
+    size = tensor.shape[0]
+    return size is not None and size <= SMALLEST_SHRINKING_BATCH
+
+
 def _batch_invariant(tensor: tf.Tensor) -> tf.TensorShape:
     return tf.TensorShape([None]).concatenate(tensor.shape[1:])
 
@@ -85,8 +96,7 @@ def iterate_while_running(
     Returns:
         The final state of every example, in the order of the batch.
     """
-    batch_size = tf.nest.flatten(state)[0].shape[0]
-    if in_xla_context() or (batch_size is not None and batch_size <= SMALLEST_SHRINKING_BATCH):
+    if in_xla_context() or is_small(tf.nest.flatten(state)[0]):
         _, state = tf.while_loop(
             lambda iteration, state: (iteration < max_iter) & tf.reduce_any(is_running(state)),
             lambda iteration, state: (iteration + 1, step(data, state)),
@@ -148,8 +158,8 @@ def recompute_rows(mask: tf.Tensor, compute: Callable[[Any], Any], inputs: Any, 
 
     `compute` sees only those examples (the batch gathered), so a few of a
     large batch cost about as little as a small batch; under XLA, where
-    sizes must be static, it sees the whole batch and its other examples'
-    results are dropped. Nothing is computed when `mask` holds nowhere.
+    sizes must be static, and for a small batch (`is_small`), it sees the
+    whole batch and its other examples' results are dropped. Nothing is computed when `mask` holds nowhere.
 
     Args:
         mask: (batch,) bool.
@@ -161,7 +171,7 @@ def recompute_rows(mask: tf.Tensor, compute: Callable[[Any], Any], inputs: Any, 
     """
 
     def recompute():
-        if in_xla_context():
+        if in_xla_context() or is_small(mask):
             computed = compute(inputs)
             return tf.nest.map_structure(lambda new, old: where_rows(mask, new, old), computed, current)
         rows = tf.where(mask)[:, 0]

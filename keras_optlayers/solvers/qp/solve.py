@@ -46,6 +46,7 @@ from keras_optlayers.solvers.qp.polish import polish
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
 from keras_optlayers.solvers.qp.scaling import equilibrate, unscale
 from keras_optlayers.solvers.early_stop import solve_with_early_stop
+from keras_optlayers.solvers.static_batch import batch_size, batch_spec
 from keras_optlayers.xla_context import in_xla_context
 
 DEFAULT_TOL = 1e-8
@@ -208,13 +209,13 @@ def _solve_graph(P, q, A, b, G, h, tol: tf.Tensor, max_iter: tf.Tensor):
     """
     tensors = {"P": P, "q": q, "A": A, "b": b, "G": G, "h": h}
     batched = [t for name, t in tensors.items() if t.shape.rank == len(_ARGUMENT_SHAPES[name]) + 1]
-    batch_size = tf.shape(batched[0])[0] if batched else 1
+    batch = batch_size(batched[0]) if batched else 1
     if len(batched) > 1 and not in_xla_context():
         sizes = tf.stack([tf.shape(t)[0] for t in batched])
-        tf.debugging.assert_equal(sizes, batch_size, message="Expected all batched arguments to have the same batch size")
+        tf.debugging.assert_equal(sizes, batch, message="Expected all batched arguments to have the same batch size")
     dtype = q.dtype
     P, q, A, b, G, h = (
-        tf.cast(tf.broadcast_to(t, tf.concat([[batch_size], t.shape[-len(_ARGUMENT_SHAPES[name]):]], 0)), tf.float64)
+        tf.cast(tf.broadcast_to(t, [batch, *t.shape[-len(_ARGUMENT_SHAPES[name]):]]), tf.float64)
         for name, t in tensors.items()
     )
     tol = tf.cast(tol, tf.float64)
@@ -250,14 +251,11 @@ def _compiled_solve(tensors):
     """The compiled solve eager calls run (`solution_replay.CompiledSolve`): one per argument structure, shapes and dtypes.
 
     Its input signature leaves the batch size free, so a new batch size does
-    not retrace; the other dimensions stay static (the solver branches on
+    not retrace, except a small one (`static_batch.batch_spec`); the other dimensions stay static (the solver branches on
     them). `tol` and `max_iter` are scalar tensor arguments, so new values
     do not retrace either.
     """
-    specs = tuple(
-        tf.TensorSpec([None] + t.shape[1:].as_list() if t.shape.rank > len(_ARGUMENT_SHAPES[name]) else t.shape, t.dtype)
-        for name, t in zip(_ARGUMENT_SHAPES, tensors)
-    )
+    specs = tuple(batch_spec(t, t.shape.rank > len(_ARGUMENT_SHAPES[name])) for name, t in zip(_ARGUMENT_SHAPES, tensors))
     if specs in _COMPILED_SOLVES:
         _COMPILED_SOLVES.move_to_end(specs)
     else:

@@ -42,6 +42,7 @@ from keras_optlayers.solvers.socp.interior_point import solve_conic, starting_it
 from keras_optlayers.solvers.socp.optimality_conditions import polish, solution_adjoint
 from keras_optlayers.solvers.early_stop import solve_with_early_stop
 from keras_optlayers.solvers.socp.solution_check import relative_measures, solution_passes
+from keras_optlayers.solvers.static_batch import batch_size, batch_spec
 from keras_optlayers.xla_context import in_xla_context
 
 # Loose enough to save iterations, tight enough for the Newton polish that
@@ -150,7 +151,7 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
             # A linear objective without equalities keeps the reduced Q None (zero): the loop skips its products.
             quadratic_term = P
             if P is None and zero:
-                quadratic_term = tf.zeros(tf.stack([tf.shape(c)[0], n, n]), c.dtype)
+                quadratic_term = tf.zeros([batch_size(c), n, n], c.dtype)
             reduced = eliminate_equalities(quadratic_term, c, A[:, :zero], b[:, :zero], A[:, zero:], b[:, zero:])
 
             def polished(reduced, A, b, c, P, result):
@@ -206,19 +207,20 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
 def _solve_graph(A, b, c, P, layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tensor):
     """Broadcasts shared arguments over the batch, equilibrates, solves in float64, checks, casts back; P may be None."""
     batched = [t for t, rank in ((A, 3), (b, 2), (c, 2), (P, 3)) if t is not None and t.shape.rank == rank]
-    batch_size = tf.shape(batched[0])[0] if batched else 1
+    batch = batch_size(batched[0]) if batched else 1
     if len(batched) > 1 and not in_xla_context():
         sizes = tf.stack([tf.shape(t)[0] for t in batched])
-        tf.debugging.assert_equal(sizes, batch_size, message="Expected all batched arguments to have the same batch size")
+        tf.debugging.assert_equal(sizes, batch, message="Expected all batched arguments to have the same batch size")
     dtype = c.dtype
 
-    A64 = tf.cast(tf.broadcast_to(A, tf.concat([[batch_size], tf.shape(A)[-2:]], 0)), tf.float64)
-    b64 = tf.cast(tf.broadcast_to(b, tf.concat([[batch_size], tf.shape(b)[-1:]], 0)), tf.float64)
-    c64 = tf.cast(tf.broadcast_to(c, tf.concat([[batch_size], tf.shape(c)[-1:]], 0)), tf.float64)
+    # The trailing dimensions are static (`_validated_inputs`), so a static batch keeps the shapes static.
+    A64 = tf.cast(tf.broadcast_to(A, [batch, *A.shape[-2:]]), tf.float64)
+    b64 = tf.cast(tf.broadcast_to(b, [batch, *b.shape[-1:]]), tf.float64)
+    c64 = tf.cast(tf.broadcast_to(c, [batch, *c.shape[-1:]]), tf.float64)
     P64 = convex = None
     if P is not None:
         P64, convex = convex_part(
-            tf.cast(tf.broadcast_to(P, tf.concat([[batch_size], tf.shape(P)[-2:]], 0)), tf.float64), dtype)
+            tf.cast(tf.broadcast_to(P, [batch, *P.shape[-2:]]), tf.float64), dtype)
     # The cone algebra takes a run of equal-size SOC blocks at a time: solve with the blocks ordered by size.
     grouped, row_order = layout.grouped_by_size()
     A_grouped, b_grouped = (A64, b64) if row_order is None else (tf.gather(A64, row_order, axis=1), tf.gather(b64, row_order, axis=1))
@@ -245,11 +247,9 @@ _COMPILED_SOLVES: collections.OrderedDict[tuple, solution_replay.CompiledSolve] 
 
 
 def _compiled_solve(tensors: list[tf.Tensor], layout: ConeLayout):
-    """The compiled solve eager calls run on [A, b, c] or [A, b, c, P] (`solution_replay.CompiledSolve`); a new batch size does not retrace."""
-    specs = tuple(
-        tf.TensorSpec([None] + t.shape[1:].as_list() if t.shape.rank == rank else t.shape, t.dtype)
-        for t, rank in zip(tensors, (3, 2, 2, 3))
-    )
+    """The compiled solve eager calls run on [A, b, c] or [A, b, c, P] (`solution_replay.CompiledSolve`); a new batch size does not retrace,
+    except a small one (`static_batch.batch_spec`)."""
+    specs = tuple(batch_spec(t, t.shape.rank == rank) for t, rank in zip(tensors, (3, 2, 2, 3)))
     key = (specs, layout)
     if key in _COMPILED_SOLVES:
         _COMPILED_SOLVES.move_to_end(key)
