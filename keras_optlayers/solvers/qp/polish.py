@@ -82,13 +82,14 @@ def polish(Q, c, F, g, y, s, lam, active, eligible):
     proximal = POLISH_PROXIMAL * tf.eye(tf.shape(Q)[-1], dtype=Q.dtype)  # broadcast over the batch
     inverse_factor = reduced_kkt.factor(Q + proximal, F, POLISH_PENALTY * active)
     polished_y, polished_lam = y, active * lam
+    F_y = matvec(F, polished_y)  # kept current with y: each step's multiplier update and the next step share it
     for _ in range(POLISH_STEPS):
         dual_residual = matvec(Q, polished_y) + c + transposed_matvec(F, polished_lam)
-        primal_residual = active * (matvec(F, polished_y) - g)
+        primal_residual = active * (F_y - g)
         polished_y += reduced_kkt.solve(inverse_factor, -(dual_residual + POLISH_PENALTY * transposed_matvec(F, primal_residual)))
-        polished_lam = active * (polished_lam + POLISH_PENALTY * (matvec(F, polished_y) - g))
+        F_y = matvec(F, polished_y)
+        polished_lam = active * (polished_lam + POLISH_PENALTY * (F_y - g))
 
-    F_y = matvec(F, polished_y)
     primal_scale, dual_scale = 1.0 + _inf_norm(g), 1.0 + _inf_norm(c)
     violation = tf.maximum(_inf_norm(active * (F_y - g)), tf.reduce_max((1.0 - active) * tf.maximum(F_y - g, 0.0), axis=-1))
     stationarity = _inf_norm(matvec(Q, polished_y) + c + transposed_matvec(F, polished_lam))
