@@ -75,7 +75,8 @@ class CompiledFunction:
             if len(self._concrete) >= self.LIMIT:
                 self._concrete.clear()
             function = self._function
-            if self._small_batch_function is not None and is_small(next((t for t in flat if t.shape.rank), flat[0])):
+            leading = next((t for t in flat if t.shape.rank), None)  # None: scalars only, nothing to relax
+            if self._small_batch_function is not None and (leading is None or is_small(leading)):
                 function = self._small_batch_function
             concrete = self._concrete[key] = function.get_concrete_function(*args)
         return concrete._call_flat(flat, concrete.captured_inputs)

@@ -91,3 +91,27 @@ def test_repeated_inference_does_not_grow_memory():
     # A leak of even one 8x4 float64 array per call would be ~800 KiB here;
     # leaked solver data or graph copies are far larger.
     assert growth_kib < 8 * 1024, f"RSS grew by {growth_kib} KiB over {calls} calls"
+
+
+def test_parameters_reach_the_layer_as_given_and_are_converted_there():
+    """Keras passes the positional parameters through unconverted (the layer converts and checks them): numpy
+    arrays and nested lists give the tensor call's solution, and a non-numeric value gets the layer's error
+    naming the parameter."""
+    family = sparsemax(4)
+    layer = CvxpyLayer(family.problem, family.parameters, family.variables)  # the native QP solver
+    x = np.array([[0.3, -1.2, 0.8, 0.1], [2.0, 0.0, -0.5, 0.4]])
+    (from_tensor,) = layer(tf.constant(x))
+    (from_array,) = layer(x)
+    (from_list,) = layer(x.tolist())
+    expected = np.stack([sparsemax_solution(row) for row in x])
+    for result in (from_tensor, from_array):
+        assert result.dtype == tf.float64
+        np.testing.assert_allclose(result.numpy(), expected, atol=1e-10)
+    assert from_list.dtype == tf.float32  # Python floats convert to float32, as everywhere in TensorFlow
+    np.testing.assert_allclose(from_list.numpy(), expected, atol=1e-6)
+    try:
+        layer(tf.constant([["a", "b", "c", "d"]]))
+    except ValueError as error:
+        assert family.parameters[0].name() in str(error)
+    else:
+        raise AssertionError("a string parameter was accepted")

@@ -31,7 +31,8 @@ def _flat_indices(batch: tf.Tensor, width, indices: np.ndarray) -> tf.Tensor:
 
 def gather_columns(values: tf.Tensor, columns: np.ndarray) -> tf.Tensor:
     """values[:, columns] for (B, k) values, without a transpose in the op or its gradient."""
-    return tf.gather(tf.reshape(values, [-1]), _flat_indices(batch_size(values), values.shape[1] if values.shape[1] is not None else tf.shape(values)[1], columns))
+    width = values.shape[1] if values.shape[1] is not None else tf.shape(values)[1]
+    return tf.gather(tf.reshape(values, [-1]), _flat_indices(batch_size(values), width, columns))
 
 
 class SparseMap:

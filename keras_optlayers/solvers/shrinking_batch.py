@@ -159,7 +159,8 @@ def recompute_rows(mask: tf.Tensor, compute: Callable[[Any], Any], inputs: Any, 
     `compute` sees only those examples (the batch gathered), so a few of a
     large batch cost about as little as a small batch; under XLA, where
     sizes must be static, and for a small batch (`is_small`), it sees the
-    whole batch and its other examples' results are dropped. Nothing is computed when `mask` holds nowhere.
+    whole batch and its other examples' results are dropped. Nothing is
+    computed when `mask` holds nowhere.
 
     Args:
         mask: (batch,) bool.
