@@ -96,12 +96,8 @@ class CvxpyLayer(ReportsSolverStatistics, keras.layers.Layer):
     ):
         kwargs.setdefault("autocast", False)  # float64 inputs stay float64
         super().__init__(**kwargs)
-        # The batched problem converts and checks its inputs itself (with errors that name the parameter), so
-        # Keras passes them through as they come: its own conversion of several positional arguments
-        # (a map over them) took about 0.25 ms of a 4 ms eager call at batch 1. Keras' preprocessing
-        # layers set the same two attributes.
+        # `__call__` converts the parameters itself; Keras' preprocessing layers set the same attribute.
         self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
         self.problem = problem
         self.batched_problem = BatchedProblem(
             problem, parameters, variables, solver=solver, solver_args=solver_args, gp=gp,
@@ -109,6 +105,14 @@ class CvxpyLayer(ReportsSolverStatistics, keras.layers.Layer):
         # A host callback cannot be compiled by XLA; keep jit_compile="auto" off it.
         self.supports_jit = self.batched_problem.solver.runs_in_xla
         self.built = True
+
+    def __call__(self, *args, **kwargs):
+        # Keras converts several positional arguments through a map over their structure (about 0.25 ms of a
+        # 4 ms eager call at batch 1); one pass here, leaving tensors and symbolic inputs as they are, lets it
+        # skip that. The batched problem checks what they hold, with errors that name the parameter.
+        args = tuple(arg if tf.is_tensor(arg) or isinstance(arg, keras.KerasTensor) else tf.convert_to_tensor(arg)
+                     for arg in args)
+        return super().__call__(*args, **kwargs)
 
     @property
     def solver(self) -> str:
