@@ -7,8 +7,6 @@ from typing import Any
 
 import tensorflow as tf
 
-from keras_optlayers.solvers.shrinking_batch import is_small
-
 
 def shape_key(tensors: Sequence[tf.Tensor]) -> tuple:
     """The tensors' shapes and dtypes, as a dictionary key."""
@@ -45,12 +43,11 @@ class CompiledFunction:
         function: a Python function of dense tensors (nested in lists or
             tuples), written with TF control flow (no autograph).
         input_signature: `tf.function`'s; without one, traces relax their
-            shapes (`reduce_retracing`), so a new batch size does not retrace,
-            except that calls on a batch known to be small
-            (`shrinking_batch.is_small`: the first non-scalar argument's
-            leading dimension) are traced for their exact shapes, so that a
-            batch-1 call runs the static-size graph (`static_batch`) even
-            after a call on a large batch has relaxed the shapes.
+            shapes (`reduce_retracing`), so a new batch size does not retrace.
+            Either way, a call with `exact_shapes` gets a trace for its
+            arguments' exact shapes (a small batch: static sizes down to the
+            solvers' loops, `static_shapes`), even after a large batch has
+            relaxed them.
     """
 
     LIMIT = 32
@@ -58,15 +55,19 @@ class CompiledFunction:
     def __init__(self, function: Callable, input_signature: Sequence[tf.TensorSpec] | None = None):
         self._function = tf.function(
             function, input_signature=input_signature, reduce_retracing=input_signature is None, autograph=False)
-        self._small_batch_function = None if input_signature is not None else tf.function(function, autograph=False)
+        self._exact_function = tf.function(function, autograph=False)
         self._concrete: dict[tuple, Any] = {}  # concrete functions by key
 
     def concrete_functions(self) -> list:
         """The concrete functions kept, in the order they were first called."""
         return list(self._concrete.values())
 
-    def __call__(self, *args: Any, key: tuple | None = None) -> Any:
-        """`function(*args)`; `key`, when given, must determine every argument's shape and dtype."""
+    def __call__(self, *args: Any, key: tuple | None = None, exact_shapes: bool = False) -> Any:
+        """`function(*args)`; `key`, when given, must determine every argument's shape and dtype.
+
+        `exact_shapes` (the same for every call with one key): trace for the
+        arguments' exact shapes rather than relaxed ones.
+        """
         flat = tf.nest.flatten(args)
         if key is None:
             key = shape_key(flat)
@@ -74,9 +75,6 @@ class CompiledFunction:
         if concrete is None:
             if len(self._concrete) >= self.LIMIT:
                 self._concrete.clear()
-            function = self._function
-            leading = next((t for t in flat if t.shape.rank), None)  # None: scalars only, nothing to relax
-            if self._small_batch_function is not None and (leading is None or is_small(leading)):
-                function = self._small_batch_function
+            function = self._exact_function if exact_shapes else self._function
             concrete = self._concrete[key] = function.get_concrete_function(*args)
         return concrete._call_flat(flat, concrete.captured_inputs)

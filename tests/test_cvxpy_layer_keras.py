@@ -115,3 +115,14 @@ def test_parameters_reach_the_layer_as_given_and_are_converted_there():
         assert family.parameters[0].name() in str(error)
     else:
         raise AssertionError("a string parameter was accepted")
+
+
+def test_autocast_still_casts_the_parameters():
+    """With autocast on, Keras converts and casts the parameters as for any layer (the layer's own cheaper
+    conversion is for autocast off, the default)."""
+    family = sparsemax(4)
+    layer = CvxpyLayer(family.problem, family.parameters, family.variables, autocast=True, dtype="float32")
+    x = np.array([[0.3, -1.2, 0.8, 0.1]])
+    (result,) = layer(tf.constant(x))  # float64 in
+    assert result.dtype == tf.float32
+    np.testing.assert_allclose(result.numpy(), sparsemax_solution(x[0])[None], atol=1e-6)

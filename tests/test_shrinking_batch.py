@@ -166,7 +166,7 @@ def test_recompute_rows_replaces_only_the_masked_examples(run, batch):
     expected = np.where(mask[:, None], 10.0 * values.numpy(), -1.0)
     np.testing.assert_array_equal(result.numpy(), expected)
     # Gathered (half the batch), except under XLA, whose static shapes make it compute the whole batch, and for a
-    # batch known to be small (`is_small`), where a gather costs more than it saves.
+    # batch known to be small (`is_small_batch`), where a gather costs more than it saves.
     whole = run == "xla" or batch <= SMALLEST_SHRINKING_BATCH
     np.testing.assert_array_equal(batch_seen.numpy(), np.where(mask, batch if whole else batch // 2, -1))
 
@@ -216,3 +216,17 @@ def test_a_small_batch_runs_the_plain_loop_in_a_graph_and_eagerly(family):
     assert [SHRINK_OP in _all_op_types(graph) for graph in graphs] == [False, True]
     for got, want in zip(eager_result, expected):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-12)
+
+
+def test_a_shared_first_parameter_does_not_make_every_batch_small():
+    """Whether a batch is small is read off a batched parameter, not the first one: with a shared (3, 3) first
+    parameter, calls at batches 16, 20 and 24 share the relaxed trace and none is traced for exact shapes."""
+    layer, values, _ = layer_and_values("QP")  # Q_sqrt (3, 3) first, shared below
+    forward = None
+    for batch in (16, 20, 24):
+        tensors = [tf.constant(values[0])] + [tf.constant(np.repeat(v[None], batch, axis=0)) for v in values[1:]]
+        layer(*tensors)
+        compiled, = layer.batched_problem._functions.values()
+        forward = compiled._forward
+    assert forward._exact_function.experimental_get_tracing_count() == 0
+    assert forward._function.experimental_get_tracing_count() <= 2

@@ -53,7 +53,7 @@ def test_calls_on_different_batch_sizes_share_one_trace():
 
 
 def test_a_small_batch_keeps_its_static_size():
-    """A batch known to be small (`shrinking_batch.is_small`) is traced for its size: the solvers' loops then
+    """A batch known to be small (`shrinking_batch.is_small_batch`) is traced for its size: the solvers' loops then
     iterate it whole, without the shrinking batch's gathers."""
     seen = []
 

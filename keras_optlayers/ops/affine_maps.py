@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from keras_optlayers.core.compiler import CompiledProblem, OutputMap
 from keras_optlayers.core.dense_blocks import BlockLayout
-from keras_optlayers.solvers.static_batch import batch_size
+from keras_optlayers.solvers.static_shapes import dimension
 
 
 def _flat_indices(batch: tf.Tensor, width, indices: np.ndarray) -> tf.Tensor:
@@ -31,8 +31,7 @@ def _flat_indices(batch: tf.Tensor, width, indices: np.ndarray) -> tf.Tensor:
 
 def gather_columns(values: tf.Tensor, columns: np.ndarray) -> tf.Tensor:
     """values[:, columns] for (B, k) values, without a transpose in the op or its gradient."""
-    width = values.shape[1] if values.shape[1] is not None else tf.shape(values)[1]
-    return tf.gather(tf.reshape(values, [-1]), _flat_indices(batch_size(values), width, columns))
+    return tf.gather(tf.reshape(values, [-1]), _flat_indices(dimension(values), dimension(values, 1), columns))
 
 
 class SparseMap:
@@ -54,7 +53,7 @@ class SparseMap:
 
     def __call__(self, vectors: tf.Tensor) -> tf.Tensor:
         """(num_rows, k) map applied to vectors (B, k) -> (B, num_rows)."""
-        batch = batch_size(vectors)
+        batch = dimension(vectors)
         products = gather_columns(vectors, self.cols) * self.values
         segments = _flat_indices(batch, self.num_rows, self.rows)
         sums = tf.math.unsorted_segment_sum(products, segments, batch * self.num_rows)
@@ -80,7 +79,7 @@ class BlockMaps:
 
     def __call__(self, parameters: tf.Tensor) -> dict[str, tf.Tensor]:
         """Each block (B, *shape), by name."""
-        batch = batch_size(parameters)
+        batch = dimension(parameters)
         parts = tf.split(self._map(parameters), self._sizes, axis=1)
         return {name: tf.reshape(part, [batch, *self.layout.blocks[name].shape]) for name, part in zip(self._names, parts)}
 

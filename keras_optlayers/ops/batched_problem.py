@@ -38,7 +38,8 @@ from keras_optlayers.solvers.shrinking_batch import where_rows
 from keras_optlayers.solvers.socp import socp_solve_with_info
 from keras_optlayers.solvers.socp import solve as socp_solve_module
 from keras_optlayers.solvers.socp import status as socp_status
-from keras_optlayers.solvers.static_batch import batch_size
+from keras_optlayers.solvers.shrinking_batch import is_small_batch
+from keras_optlayers.solvers.static_shapes import shared_batch_size
 from keras_optlayers.xla_context import in_xla_context
 
 # Eager calls run compiled functions, one per pattern of batched inputs (the
@@ -198,7 +199,8 @@ class BatchedProblem:
         checked = self._checked(checked, batched, batch_size)
         ranks = tuple(t.shape.rank for t in checked)
         if tf.executing_eagerly() and self._cone_solver is None:
-            outputs, failed, describe = self._solve_native_eagerly(checked, settings, ranks)
+            small_batch = not any(batched) or is_small_batch(next(t for t, b in zip(checked, batched) if b))
+            outputs, failed, describe = self._solve_native_eagerly(checked, settings, ranks, small_batch)
         else:
             if not tf.executing_eagerly():
                 outputs, failed, describe, info = self._solve(checked, settings, layer_name)
@@ -214,7 +216,7 @@ class BatchedProblem:
             outputs = [o[0] for o in outputs]
         return [tf.cast(o, out_dtype) for o in outputs]
 
-    def _solve_native_eagerly(self, tensors, settings, ranks):
+    def _solve_native_eagerly(self, tensors, settings, ranks, small_batch: bool):
         """`_solve` for eager callers, at graph speed, differentiable.
 
         A `solution_replay.CompiledSolve` per pattern of batched inputs, its
@@ -222,13 +224,14 @@ class BatchedProblem:
         arguments of it, not part of its key: a graph traced per setting
         keeps about 11 MiB that TensorFlow never frees (its gradient
         registrations hold the graph), 2.3 GB after 200 calls with distinct
-        `tol` (benchmarks/settings_memory.py).
+        `tol` (benchmarks/settings_memory.py). A small batch
+        (`small_batch`) gets traces of its own, static down to the loop.
 
         Returns:
             The outputs, the failed mask and the failure description.
         """
         compiled = self._compiled(("native", ranks), self._compiled_native_solve)
-        *outputs, failed, describe, _ = compiled(tensors, self._setting_values(settings))
+        *outputs, failed, describe, _ = compiled(tensors, self._setting_values(settings), small_batch=small_batch)
         return outputs, failed, describe
 
     def _setting_values(self, settings: Mapping[str, Any]) -> list[tf.Tensor]:
@@ -270,7 +273,7 @@ class BatchedProblem:
     def _parameter_vector(self, tensors):
         """Parameters (float64) -> the parameter vector (B, entries + 1) every map reads."""
         batched = [t for info, t in zip(self.program.parameters, tensors) if t.shape.rank > len(info.shape)]
-        return affine_maps.parameter_vector(self.program, tensors, batch_size(batched[0]) if batched else 1)
+        return affine_maps.parameter_vector(self.program, tensors, shared_batch_size(batched) if batched else 1)
 
     def _solver_data(self, tensors):
         """Parameters (float64) -> the cone program's data {c, A, b}, each (B, ...)."""

@@ -28,7 +28,8 @@ batches known to be small, the whole batch iterates, as in a plain
 `recompute_rows` applies the same idea to a computation after a loop: the
 examples that need it (a second polish, iterations beyond an early stop)
 are gathered, computed and written back, so that a few of a large batch
-cost about as little as a small batch.
+cost about as little as a small batch; a batch known to be small is
+computed whole.
 """
 
 from __future__ import annotations
@@ -43,14 +44,14 @@ from keras_optlayers.xla_context import in_xla_context
 SMALLEST_SHRINKING_BATCH = 8
 
 
-def is_small(tensor: tf.Tensor) -> bool:
-    """Whether `tensor`'s batch is known, at trace time, to be at most `SMALLEST_SHRINKING_BATCH`.
+def is_small_batch(tensor: tf.Tensor) -> bool:
+    """Whether `tensor`'s leading dimension, its batch, is known at trace time to be at most `SMALLEST_SHRINKING_BATCH`.
 
     Such a batch iterates whole, as under XLA, and keeps its static size:
     the gathers and scatters that would shrink it cost more ops than they
     save (a batch-1 call's time is its op count).
     """
-    size = tensor.shape[0]
+    size = tensor.shape[0] if tensor.shape.rank else None
     return size is not None and size <= SMALLEST_SHRINKING_BATCH
 
 
@@ -96,7 +97,7 @@ def iterate_while_running(
     Returns:
         The final state of every example, in the order of the batch.
     """
-    if in_xla_context() or is_small(tf.nest.flatten(state)[0]):
+    if in_xla_context() or is_small_batch(tf.nest.flatten(state)[0]):
         _, state = tf.while_loop(
             lambda iteration, state: (iteration < max_iter) & tf.reduce_any(is_running(state)),
             lambda iteration, state: (iteration + 1, step(data, state)),
@@ -158,7 +159,7 @@ def recompute_rows(mask: tf.Tensor, compute: Callable[[Any], Any], inputs: Any, 
 
     `compute` sees only those examples (the batch gathered), so a few of a
     large batch cost about as little as a small batch; under XLA, where
-    sizes must be static, and for a small batch (`is_small`), it sees the
+    sizes must be static, and for a small batch (`is_small_batch`), it sees the
     whole batch and its other examples' results are dropped. Nothing is
     computed when `mask` holds nowhere.
 
@@ -172,7 +173,7 @@ def recompute_rows(mask: tf.Tensor, compute: Callable[[Any], Any], inputs: Any, 
     """
 
     def recompute():
-        if in_xla_context() or is_small(mask):
+        if in_xla_context() or is_small_batch(mask):
             computed = compute(inputs)
             return tf.nest.map_structure(lambda new, old: where_rows(mask, new, old), computed, current)
         rows = tf.where(mask)[:, 0]

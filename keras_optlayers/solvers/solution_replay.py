@@ -134,13 +134,18 @@ class CompiledSolve:
         self._forward = CompiledFunction(forward, input_signature=input_signature)
         self._gradient = CompiledFunction(gradient)
 
-    def __call__(self, inputs: Sequence[tf.Tensor], constants: Sequence[tf.Tensor] = ()) -> tuple:
-        """`solve(inputs, constants)`'s outputs, differentiable in `inputs` under an eager tape."""
+    def __call__(self, inputs: Sequence[tf.Tensor], constants: Sequence[tf.Tensor] = (), *,
+                 small_batch: bool = False) -> tuple:
+        """`solve(inputs, constants)`'s outputs, differentiable in `inputs` under an eager tape.
+
+        `small_batch`: the inputs' batch is small (`shrinking_batch.is_small_batch`); both functions are then
+        traced for its exact size (`CompiledFunction`'s `exact_shapes`), static down to the loops.
+        """
         inputs, constants = list(inputs), list(constants)
         # The solution's and the outputs' shapes follow from these: one key serves both functions.
         key = shape_key(inputs + constants)
         with record.stop_recording():
-            outputs, solution = self._forward(inputs, constants, key=key)
+            outputs, solution = self._forward(inputs, constants, key=key, exact_shapes=small_batch)
         differentiable = list(outputs[:self._differentiable])
         if record.could_possibly_record():
 
@@ -148,7 +153,7 @@ class CompiledSolve:
                 # A gathered output's gradient arrives as IndexedSlices; the compiled gradient takes tensors.
                 upstream = [tf.zeros_like(o) if g is None else tf.convert_to_tensor(g)
                             for o, g in zip(differentiable, upstream)]
-                return self._gradient(inputs, constants, list(solution), upstream, key=key)
+                return self._gradient(inputs, constants, list(solution), upstream, key=key, exact_shapes=small_batch)
 
             record.record_operation("CompiledSolve", differentiable, inputs, backward)
         return tuple(outputs)

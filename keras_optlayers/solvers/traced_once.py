@@ -14,17 +14,28 @@ from typing import Any
 
 import tensorflow as tf
 
-from keras_optlayers.solvers.static_batch import batch_spec
+from keras_optlayers.solvers.shrinking_batch import is_small_batch
 from keras_optlayers.xla_context import in_xla_context
+
+
+def _spec(value: Any) -> Any:
+    """`value`'s spec with its batch size free, except for a scalar or a small batch (`is_small_batch`)."""
+    if value is None:
+        return None
+    if not value.shape.rank or is_small_batch(value):
+        return tf.TensorSpec(value.shape, value.dtype)
+    return tf.TensorSpec(tf.TensorShape([None]).concatenate(value.shape[1:]), value.dtype)
 
 
 def traced_once(function: Callable[..., Any]) -> Callable[..., Any]:
     """`function` traced once, as a graph function, for every call whose arguments differ only in batch size.
 
     Inside a graph, each call is one call op to the same function, traced
-    for a free batch size (or for a small batch's own size, `static_batch.batch_spec`:
-    its calls all see the whole batch) and kept out of line (TensorFlow's `_noinline`), so
-    its body is traced and optimized once however often it is called.
+    for a free batch size and kept out of line (TensorFlow's `_noinline`),
+    so its body is traced and optimized once however often it is called. A
+    batch known to be small (`shrinking_batch.is_small_batch`) is traced for
+    its own size instead, static down to the loops; the solvers' calls on
+    it all see the whole batch, so they still share one trace.
     Under XLA (`xla_context.in_xla_context`) the calls are inlined as usual:
     XLA compiles the whole graph anyway. Outside a graph, `function` runs as
     it is.
@@ -44,7 +55,7 @@ def traced_once(function: Callable[..., Any]) -> Callable[..., Any]:
         args = tf.nest.map_structure(lambda t: None if t is None else tf.stop_gradient(t), args)
         if tf.executing_eagerly() or in_xla_context():
             return function(*args)
-        specs = tf.nest.map_structure(lambda t: None if t is None else batch_spec(t, t.shape.rank > 0), args)
+        specs = tf.nest.map_structure(_spec, args)
         return graph_function.get_concrete_function(*specs)(*args)
 
     return call

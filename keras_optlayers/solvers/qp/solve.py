@@ -46,7 +46,8 @@ from keras_optlayers.solvers.qp.polish import polish
 from keras_optlayers.solvers.qp.reduced_kkt import matvec
 from keras_optlayers.solvers.qp.scaling import equilibrate, unscale
 from keras_optlayers.solvers.early_stop import solve_with_early_stop
-from keras_optlayers.solvers.static_batch import batch_size, batch_spec
+from keras_optlayers.solvers.shrinking_batch import is_small_batch
+from keras_optlayers.solvers.static_shapes import shared_batch_size
 from keras_optlayers.xla_context import in_xla_context
 
 DEFAULT_TOL = 1e-8
@@ -209,7 +210,7 @@ def _solve_graph(P, q, A, b, G, h, tol: tf.Tensor, max_iter: tf.Tensor):
     """
     tensors = {"P": P, "q": q, "A": A, "b": b, "G": G, "h": h}
     batched = [t for name, t in tensors.items() if t.shape.rank == len(_ARGUMENT_SHAPES[name]) + 1]
-    batch = batch_size(batched[0]) if batched else 1
+    batch = shared_batch_size(batched) if batched else 1
     if len(batched) > 1 and not in_xla_context():
         sizes = tf.stack([tf.shape(t)[0] for t in batched])
         tf.debugging.assert_equal(sizes, batch, message="Expected all batched arguments to have the same batch size")
@@ -251,11 +252,15 @@ def _compiled_solve(tensors):
     """The compiled solve eager calls run (`solution_replay.CompiledSolve`): one per argument structure, shapes and dtypes.
 
     Its input signature leaves the batch size free, so a new batch size does
-    not retrace, except a small one (`static_batch.batch_spec`); the other dimensions stay static (the solver branches on
+    not retrace; a small batch gets traces of its own inside it (`small_batch`
+    of `CompiledSolve`), static down to the loop. The other dimensions stay static (the solver branches on
     them). `tol` and `max_iter` are scalar tensor arguments, so new values
     do not retrace either.
     """
-    specs = tuple(batch_spec(t, t.shape.rank > len(_ARGUMENT_SHAPES[name])) for name, t in zip(_ARGUMENT_SHAPES, tensors))
+    specs = tuple(
+        tf.TensorSpec([None] + t.shape[1:].as_list() if t.shape.rank > len(_ARGUMENT_SHAPES[name]) else t.shape, t.dtype)
+        for name, t in zip(_ARGUMENT_SHAPES, tensors)
+    )
     if specs in _COMPILED_SOLVES:
         _COMPILED_SOLVES.move_to_end(specs)
     else:
@@ -278,7 +283,9 @@ def _solve(P, q, A, b, G, h, tol, max_iter, check_status):
     args = [tensors[name] for name in _ARGUMENT_SHAPES]
     settings = (tf.cast(tol, tf.float64), tf.cast(max_iter, tf.int32))
     if tf.executing_eagerly():
-        x, nu, lam, status, info = _compiled_solve(args)(args, settings)
+        batched_args = [t for name, t in zip(_ARGUMENT_SHAPES, args) if t.shape.rank > len(_ARGUMENT_SHAPES[name])]
+        small_batch = not batched_args or is_small_batch(batched_args[0])
+        x, nu, lam, status, info = _compiled_solve(args)(args, settings, small_batch=small_batch)
         raise_if_non_convex(status, tensors["P"])
     else:
         x, nu, lam, status, info = _solve_graph(*args, *settings)

@@ -42,7 +42,8 @@ from keras_optlayers.solvers.socp.interior_point import solve_conic, starting_it
 from keras_optlayers.solvers.socp.optimality_conditions import polish, solution_adjoint
 from keras_optlayers.solvers.early_stop import solve_with_early_stop
 from keras_optlayers.solvers.socp.solution_check import relative_measures, solution_passes
-from keras_optlayers.solvers.static_batch import batch_size, batch_spec
+from keras_optlayers.solvers.shrinking_batch import is_small_batch
+from keras_optlayers.solvers.static_shapes import dimension, shared_batch_size
 from keras_optlayers.xla_context import in_xla_context
 
 # Loose enough to save iterations, tight enough for the Newton polish that
@@ -151,7 +152,7 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
             # A linear objective without equalities keeps the reduced Q None (zero): the loop skips its products.
             quadratic_term = P
             if P is None and zero:
-                quadratic_term = tf.zeros([batch_size(c), n, n], c.dtype)
+                quadratic_term = tf.zeros([dimension(c), n, n], c.dtype)
             reduced = eliminate_equalities(quadratic_term, c, A[:, :zero], b[:, :zero], A[:, zero:], b[:, zero:])
 
             def polished(reduced, A, b, c, P, result):
@@ -207,7 +208,7 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
 def _solve_graph(A, b, c, P, layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tensor):
     """Broadcasts shared arguments over the batch, equilibrates, solves in float64, checks, casts back; P may be None."""
     batched = [t for t, rank in ((A, 3), (b, 2), (c, 2), (P, 3)) if t is not None and t.shape.rank == rank]
-    batch = batch_size(batched[0]) if batched else 1
+    batch = shared_batch_size(batched) if batched else 1
     if len(batched) > 1 and not in_xla_context():
         sizes = tf.stack([tf.shape(t)[0] for t in batched])
         tf.debugging.assert_equal(sizes, batch, message="Expected all batched arguments to have the same batch size")
@@ -247,9 +248,12 @@ _COMPILED_SOLVES: collections.OrderedDict[tuple, solution_replay.CompiledSolve] 
 
 
 def _compiled_solve(tensors: list[tf.Tensor], layout: ConeLayout):
-    """The compiled solve eager calls run on [A, b, c] or [A, b, c, P] (`solution_replay.CompiledSolve`); a new batch size does not retrace,
-    except a small one (`static_batch.batch_spec`)."""
-    specs = tuple(batch_spec(t, t.shape.rank == rank) for t, rank in zip(tensors, (3, 2, 2, 3)))
+    """The compiled solve eager calls run on [A, b, c] or [A, b, c, P] (`solution_replay.CompiledSolve`); a new batch size does not retrace
+    (a small batch gets traces of its own inside it: `small_batch`)."""
+    specs = tuple(
+        tf.TensorSpec([None] + t.shape[1:].as_list() if t.shape.rank == rank else t.shape, t.dtype)
+        for t, rank in zip(tensors, (3, 2, 2, 3))
+    )
     key = (specs, layout)
     if key in _COMPILED_SOLVES:
         _COMPILED_SOLVES.move_to_end(key)
@@ -378,7 +382,9 @@ def _solve(A, b, c, P, cones: ConesLike, tol: float, max_iter: int, check_status
     settings = (tf.cast(tol, tf.float64), tf.cast(max_iter, tf.int32))
     if tf.executing_eagerly():
         tensors = [A, b, c] if P is None else [A, b, c, P]
-        x, y, s, status, info = _compiled_solve(tensors, layout)(tensors, settings)
+        batched_tensors = [t for t, rank in zip(tensors, (3, 2, 2, 3)) if t.shape.rank == rank]
+        small_batch = not batched_tensors or is_small_batch(batched_tensors[0])
+        x, y, s, status, info = _compiled_solve(tensors, layout)(tensors, settings, small_batch=small_batch)
         if P is not None:
             raise_if_non_convex(status, P)
     else:
