@@ -34,11 +34,10 @@ from keras_optlayers.solvers.cone_status import SOLVED
 from keras_optlayers.solvers.qp import qp_solve_with_info
 from keras_optlayers.solvers.qp import solve as qp_solve_module
 from keras_optlayers.solvers.qp import status as qp_status
-from keras_optlayers.solvers.shrinking_batch import where_rows
+from keras_optlayers.solvers.shrinking_batch import is_small_batch, where_rows
 from keras_optlayers.solvers.socp import socp_solve_with_info
 from keras_optlayers.solvers.socp import solve as socp_solve_module
 from keras_optlayers.solvers.socp import status as socp_status
-from keras_optlayers.solvers.shrinking_batch import is_small_batch
 from keras_optlayers.solvers.static_shapes import shared_batch_size
 from keras_optlayers.xla_context import in_xla_context
 
@@ -199,8 +198,7 @@ class BatchedProblem:
         checked = self._checked(checked, batched, batch_size)
         ranks = tuple(t.shape.rank for t in checked)
         if tf.executing_eagerly() and self._cone_solver is None:
-            small_batch = not any(batched) or is_small_batch(next(t for t, b in zip(checked, batched) if b))
-            outputs, failed, describe = self._solve_native_eagerly(checked, settings, ranks, small_batch)
+            outputs, failed, describe = self._solve_native_eagerly(checked, settings, ranks, is_small_batch(batch_size))
         else:
             if not tf.executing_eagerly():
                 outputs, failed, describe, info = self._solve(checked, settings, layer_name)
@@ -273,7 +271,7 @@ class BatchedProblem:
     def _parameter_vector(self, tensors):
         """Parameters (float64) -> the parameter vector (B, entries + 1) every map reads."""
         batched = [t for info, t in zip(self.program.parameters, tensors) if t.shape.rank > len(info.shape)]
-        return affine_maps.parameter_vector(self.program, tensors, shared_batch_size(batched) if batched else 1)
+        return affine_maps.parameter_vector(self.program, tensors, shared_batch_size(batched))
 
     def _solver_data(self, tensors):
         """Parameters (float64) -> the cone program's data {c, A, b}, each (B, ...)."""

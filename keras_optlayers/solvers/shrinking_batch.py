@@ -44,15 +44,15 @@ from keras_optlayers.xla_context import in_xla_context
 SMALLEST_SHRINKING_BATCH = 8
 
 
-def is_small_batch(tensor: tf.Tensor) -> bool:
-    """Whether `tensor`'s leading dimension, its batch, is known at trace time to be at most `SMALLEST_SHRINKING_BATCH`.
+def is_small_batch(size: int | tf.Tensor | None) -> bool:
+    """Whether a batch `size` (static, a tensor, or None when unknown) is known at trace time to be at most
+    `SMALLEST_SHRINKING_BATCH`.
 
     Such a batch iterates whole, as under XLA, and keeps its static size:
     the gathers and scatters that would shrink it cost more ops than they
     save (a batch-1 call's time is its op count).
     """
-    size = tensor.shape[0] if tensor.shape.rank else None
-    return size is not None and size <= SMALLEST_SHRINKING_BATCH
+    return isinstance(size, int) and size <= SMALLEST_SHRINKING_BATCH
 
 
 def _batch_invariant(tensor: tf.Tensor) -> tf.TensorShape:
@@ -97,7 +97,7 @@ def iterate_while_running(
     Returns:
         The final state of every example, in the order of the batch.
     """
-    if in_xla_context() or is_small_batch(tf.nest.flatten(state)[0]):
+    if in_xla_context() or is_small_batch(tf.nest.flatten(state)[0].shape[0]):
         _, state = tf.while_loop(
             lambda iteration, state: (iteration < max_iter) & tf.reduce_any(is_running(state)),
             lambda iteration, state: (iteration + 1, step(data, state)),
@@ -173,7 +173,7 @@ def recompute_rows(mask: tf.Tensor, compute: Callable[[Any], Any], inputs: Any, 
     """
 
     def recompute():
-        if in_xla_context() or is_small_batch(mask):
+        if in_xla_context() or is_small_batch(mask.shape[0]):
             computed = compute(inputs)
             return tf.nest.map_structure(lambda new, old: where_rows(mask, new, old), computed, current)
         rows = tf.where(mask)[:, 0]

@@ -22,5 +22,7 @@ def dimension(tensor: tf.Tensor, axis: int = 0) -> int | tf.Tensor:
 
 
 def shared_batch_size(batched: Sequence[tf.Tensor]) -> int | tf.Tensor:
-    """The batch size of tensors that share one (checked elsewhere): static if any of them knows it."""
+    """The batch size of tensors that share one (checked elsewhere): static if any of them knows it; 1 for none."""
+    if not batched:
+        return 1
     return dimension(next((t for t in batched if t.shape[0] is not None), batched[0]))

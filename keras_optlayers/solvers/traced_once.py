@@ -22,7 +22,7 @@ def _spec(value: Any) -> Any:
     """`value`'s spec with its batch size free, except for a scalar or a small batch (`is_small_batch`)."""
     if value is None:
         return None
-    if not value.shape.rank or is_small_batch(value):
+    if not value.shape.rank or is_small_batch(value.shape[0]):
         return tf.TensorSpec(value.shape, value.dtype)
     return tf.TensorSpec(tf.TensorShape([None]).concatenate(value.shape[1:]), value.dtype)
 

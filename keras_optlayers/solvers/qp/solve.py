@@ -113,6 +113,11 @@ def _validated_inputs(P, q, A, b, G, h) -> tuple[dict[str, tf.Tensor], bool]:
     return tensors, bool(batch_sizes)
 
 
+def _batched(tensors: dict[str, tf.Tensor]) -> list[tf.Tensor]:
+    """The arguments, by name, that carry a leading batch dimension."""
+    return [t for name, t in tensors.items() if t.shape.rank == len(_ARGUMENT_SHAPES[name]) + 1]
+
+
 def _check_settings(tol, max_iter) -> None:
     """Raises ValueError for a tolerance that is not positive or fewer than one iteration.
 
@@ -209,8 +214,8 @@ def _solve_graph(P, q, A, b, G, h, tol: tf.Tensor, max_iter: tf.Tensor):
     Returns (x, ν, λ, status, info) with info as in `qp_solve_with_info`.
     """
     tensors = {"P": P, "q": q, "A": A, "b": b, "G": G, "h": h}
-    batched = [t for name, t in tensors.items() if t.shape.rank == len(_ARGUMENT_SHAPES[name]) + 1]
-    batch = shared_batch_size(batched) if batched else 1
+    batched = _batched(tensors)
+    batch = shared_batch_size(batched)
     if len(batched) > 1 and not in_xla_context():
         sizes = tf.stack([tf.shape(t)[0] for t in batched])
         tf.debugging.assert_equal(sizes, batch, message="Expected all batched arguments to have the same batch size")
@@ -283,8 +288,7 @@ def _solve(P, q, A, b, G, h, tol, max_iter, check_status):
     args = [tensors[name] for name in _ARGUMENT_SHAPES]
     settings = (tf.cast(tol, tf.float64), tf.cast(max_iter, tf.int32))
     if tf.executing_eagerly():
-        batched_args = [t for name, t in zip(_ARGUMENT_SHAPES, args) if t.shape.rank > len(_ARGUMENT_SHAPES[name])]
-        small_batch = not batched_args or is_small_batch(batched_args[0])
+        small_batch = is_small_batch(shared_batch_size(_batched(tensors)))
         x, nu, lam, status, info = _compiled_solve(args)(args, settings, small_batch=small_batch)
         raise_if_non_convex(status, tensors["P"])
     else:

@@ -51,7 +51,6 @@ CHECK_TOL = 1e-6
 COMPLEMENTARITY_TOL = 1e-4
 
 
-
 def _inf_norm(v: tf.Tensor) -> tf.Tensor:
     return tf.reduce_max(tf.abs(v), axis=-1)
 

@@ -205,10 +205,15 @@ def _differentiable_solve(layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tenso
     return solve
 
 
+def _batched(A, b, c, P) -> list[tf.Tensor]:
+    """Those of A, b, c and P (None allowed) that carry a leading batch dimension."""
+    return [t for t, rank in ((A, 3), (b, 2), (c, 2), (P, 3)) if t is not None and t.shape.rank == rank]
+
+
 def _solve_graph(A, b, c, P, layout: ConeLayout, tol: tf.Tensor, max_iter: tf.Tensor):
     """Broadcasts shared arguments over the batch, equilibrates, solves in float64, checks, casts back; P may be None."""
-    batched = [t for t, rank in ((A, 3), (b, 2), (c, 2), (P, 3)) if t is not None and t.shape.rank == rank]
-    batch = shared_batch_size(batched) if batched else 1
+    batched = _batched(A, b, c, P)
+    batch = shared_batch_size(batched)
     if len(batched) > 1 and not in_xla_context():
         sizes = tf.stack([tf.shape(t)[0] for t in batched])
         tf.debugging.assert_equal(sizes, batch, message="Expected all batched arguments to have the same batch size")
@@ -382,8 +387,7 @@ def _solve(A, b, c, P, cones: ConesLike, tol: float, max_iter: int, check_status
     settings = (tf.cast(tol, tf.float64), tf.cast(max_iter, tf.int32))
     if tf.executing_eagerly():
         tensors = [A, b, c] if P is None else [A, b, c, P]
-        batched_tensors = [t for t, rank in zip(tensors, (3, 2, 2, 3)) if t.shape.rank == rank]
-        small_batch = not batched_tensors or is_small_batch(batched_tensors[0])
+        small_batch = is_small_batch(shared_batch_size(_batched(A, b, c, P)))
         x, y, s, status, info = _compiled_solve(tensors, layout)(tensors, settings, small_batch=small_batch)
         if P is not None:
             raise_if_non_convex(status, P)
