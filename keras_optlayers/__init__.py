@@ -3,8 +3,10 @@
 Layers: `CvxpyLayer` (any DPP problem), `ConvexLayer` (base of learnable
 layers), `PolytopeProjection`, `EllipsoidProjection`, `OptNetQP`, and the fast
 projections `Sparsemax`, `CSparsemax`, `CSoftmax`, `LML`. Functional entries:
-`qp_solve` and the projection ops in `keras_optlayers.ops`. The PyTorch shim
-lives in `keras_optlayers.torch`.
+`qp_solve` and the projection ops in `keras_optlayers.ops`. Eager calls at
+one small shape move to XLA after `eager_xla_after()` calls (see
+`keras_optlayers.eager_xla`). The PyTorch shim lives in
+`keras_optlayers.torch`.
 
 `import keras_optlayers.torch` needs neither TensorFlow nor Keras, and
 `import keras_optlayers` never imports torch. Where TensorFlow is installed
@@ -41,11 +43,15 @@ _LAZY_EXPORTS = {
     "qp_solve": "keras_optlayers.solvers.qp",
     "qp_solve_with_info": "keras_optlayers.solvers.qp",
     "qp_solve_with_status": "keras_optlayers.solvers.qp",
+    "eager_xla_after": "keras_optlayers.eager_xla",
+    "set_eager_xla_after": "keras_optlayers.eager_xla",
+    "wait_for_eager_xla": "keras_optlayers.eager_xla",
 }
 
 if TYPE_CHECKING:
     from keras_optlayers.callbacks import SolverStatisticsCallback
     from keras_optlayers.comparison import ComparisonReport, compare_layers
+    from keras_optlayers.eager_xla import eager_xla_after, set_eager_xla_after, wait_for_eager_xla
     from keras_optlayers.layers import (
         LML,
         ConvexLayer,
@@ -110,4 +116,7 @@ __all__ = [
     "qp_solve",
     "qp_solve_with_info",
     "qp_solve_with_status",
+    "eager_xla_after",
+    "set_eager_xla_after",
+    "wait_for_eager_xla",
 ]

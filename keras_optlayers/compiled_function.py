@@ -48,14 +48,17 @@ class CompiledFunction:
             arguments' exact shapes (a small batch: static sizes down to the
             solvers' loops, `static_shapes`), even after a large batch has
             relaxed them.
+        jit_compile: compile with XLA (`tf.function`'s `jit_compile`).
     """
 
     LIMIT = 32
 
-    def __init__(self, function: Callable, input_signature: Sequence[tf.TensorSpec] | None = None):
+    def __init__(self, function: Callable, input_signature: Sequence[tf.TensorSpec] | None = None,
+                 jit_compile: bool = False):
         self._function = tf.function(
-            function, input_signature=input_signature, reduce_retracing=input_signature is None, autograph=False)
-        self._exact_function = tf.function(function, autograph=False)
+            function, input_signature=input_signature, reduce_retracing=input_signature is None, autograph=False,
+            jit_compile=jit_compile)
+        self._exact_function = tf.function(function, autograph=False, jit_compile=jit_compile)
         self._concrete: dict[tuple, Any] = {}  # concrete functions by key
 
     def concrete_functions(self) -> list:

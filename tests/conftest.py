@@ -12,6 +12,11 @@ if "PYTEST_XDIST_WORKER" in os.environ:
     for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
 
+# Eager small batches move to XLA after many calls (keras_optlayers/eager_xla.py): off
+# here, so that each test's eager calls run the plain graph they check, and no test
+# pays for a background compilation by chance; test_eager_xla.py turns it on.
+os.environ.setdefault("KERAS_OPTLAYERS_EAGER_XLA_AFTER", "off")
+
 import keras
 import pytest
 from helpers import Runner

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 import tensorflow as tf
 from tensorflow.python.eager import record
 
+from keras_optlayers import eager_xla
 from keras_optlayers.compiled_function import CompiledFunction, shape_key
 
 _state = threading.local()
@@ -116,10 +117,15 @@ class CompiledSolve:
     def __init__(self, solve: Callable[..., tuple], differentiable: int,
                  after: Callable[[tuple], None] | None = None, input_signature: list | None = None):
         self._differentiable = differentiable
+        self._after = after
 
-        def forward(inputs, constants):
+        def forward_untimed(inputs, constants):
             with recording() as solution:
                 outputs = solve(inputs, constants)
+            return outputs, solution
+
+        def forward(inputs, constants):
+            outputs, solution = forward_untimed(inputs, constants)
             if after is not None:
                 after(outputs)
             return outputs, solution
@@ -133,19 +139,32 @@ class CompiledSolve:
 
         self._forward = CompiledFunction(forward, input_signature=input_signature)
         self._gradient = CompiledFunction(gradient)
+        # The XLA twins of a small batch called often (`eager_xla`). Their forward
+        # leaves `after` to the eager caller: the background compilation's own
+        # first call must not count as a solve.
+        self._xla_forward = CompiledFunction(forward_untimed, jit_compile=True)
+        self._xla_gradient = CompiledFunction(gradient, jit_compile=True)
+        self._small_batch_calls: dict[tuple, int] = {}
+        self._xla_started: set[tuple] = set()
+        self._xla_ready: set[tuple] = set()
 
     def __call__(self, inputs: Sequence[tf.Tensor], constants: Sequence[tf.Tensor] = (), *,
                  small_batch: bool = False) -> tuple:
         """`solve(inputs, constants)`'s outputs, differentiable in `inputs` under an eager tape.
 
         `small_batch`: the inputs' batch is small (`shrinking_batch.is_small_batch`); both functions are then
-        traced for its exact size (`CompiledFunction`'s `exact_shapes`), static down to the loops.
+        traced for its exact size (`CompiledFunction`'s `exact_shapes`), static down to the loops, and move to
+        XLA after `eager_xla.eager_xla_after()` calls with one shape.
         """
         inputs, constants = list(inputs), list(constants)
         # The solution's and the outputs' shapes follow from these: one key serves both functions.
         key = shape_key(inputs + constants)
+        xla = small_batch and self._count_small_batch_call(key, inputs, constants)
+        forward, gradient = (self._xla_forward, self._xla_gradient) if xla else (self._forward, self._gradient)
         with record.stop_recording():
-            outputs, solution = self._forward(inputs, constants, key=key, exact_shapes=small_batch)
+            outputs, solution = forward(inputs, constants, key=key, exact_shapes=small_batch)
+        if xla and self._after is not None:
+            self._after(outputs)
         differentiable = list(outputs[:self._differentiable])
         if record.could_possibly_record():
 
@@ -153,7 +172,28 @@ class CompiledSolve:
                 # A gathered output's gradient arrives as IndexedSlices; the compiled gradient takes tensors.
                 upstream = [tf.zeros_like(o) if g is None else tf.convert_to_tensor(g)
                             for o, g in zip(differentiable, upstream)]
-                return self._gradient(inputs, constants, list(solution), upstream, key=key, exact_shapes=small_batch)
+                return gradient(inputs, constants, list(solution), upstream, key=key, exact_shapes=small_batch)
 
             record.record_operation("CompiledSolve", differentiable, inputs, backward)
         return tuple(outputs)
+
+    def _count_small_batch_call(self, key: tuple, inputs: list[tf.Tensor], constants: list[tf.Tensor]) -> bool:
+        """Counts a small batch's call; True when its XLA twins are ready and eager XLA is on (they serve it)."""
+        calls_before_xla = eager_xla.eager_xla_after()
+        if calls_before_xla is None:
+            return False
+        if key in self._xla_ready:
+            return True
+        calls = self._small_batch_calls[key] = self._small_batch_calls.get(key, 0) + 1
+        if calls >= calls_before_xla and key not in self._xla_started:
+            self._xla_started.add(key)
+
+            def compile_twins():
+                # Their first calls compile them; a zero upstream gradient serves as well as any.
+                outputs, solution = self._xla_forward(inputs, constants, key=key, exact_shapes=True)
+                upstream = [tf.zeros_like(o) for o in outputs[:self._differentiable]]
+                self._xla_gradient(inputs, constants, list(solution), upstream, key=key, exact_shapes=True)
+
+            eager_xla.compile_in_background(compile_twins, lambda: self._xla_ready.add(key),
+                                            f"a solve for inputs {[tuple(t.shape) for t in inputs]}")
+        return False
