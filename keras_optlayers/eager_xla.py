@@ -19,10 +19,13 @@ has no clock), and each compiled shape holds its XLA program's memory.
 Failures are still raised or masked by the eager caller, by batch index.
 
 `set_eager_xla_after(None)` turns this off (as does the environment
-variable `KERAS_OPTLAYERS_EAGER_XLA_AFTER=off`); `wait_for_eager_xla()`
-waits for the compilations under way (benchmarks, tests). At exit the
-interpreter waits for them too, so that no compilation is cut off inside
-TensorFlow.
+variable `KERAS_OPTLAYERS_EAGER_XLA_AFTER=off`; a number there sets the
+count); `wait_for_eager_xla()` waits for the compilations under way
+(benchmarks, tests).
+
+Limits: at exit the interpreter waits for a compilation under way (up to
+its 7-10 s): cut off inside TensorFlow, it crashes the process. At most
+`CompiledFunction.LIMIT` shapes per solve are compiled.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from collections.abc import Callable
 from tensorflow.python.eager import context
 
 _ENVIRONMENT_VARIABLE = "KERAS_OPTLAYERS_EAGER_XLA_AFTER"
-DEFAULT_CALLS = 100
+# About the calls whose time the compilation would cost again (7-10 s against 5-15 ms a
+# call): a loop that has run this long will likely run much longer.
+DEFAULT_CALLS = 500
 
 _logger = logging.getLogger(__name__)
 _compilations: set[threading.Thread] = set()

@@ -18,6 +18,7 @@ from helpers import finite_difference_gradients, loss_and_gradients
 from test_eager_native_gradient import layer_and_values
 
 from keras_optlayers import CvxpyLayer, SolverError, eager_xla
+from keras_optlayers.compiled_function import CompiledFunction
 from keras_optlayers.solvers.qp import qp_solve
 from keras_optlayers.solvers.qp import solve as qp_solve_module
 
@@ -152,3 +153,12 @@ def test_a_malformed_environment_value_is_refused(monkeypatch):
     monkeypatch.setenv("KERAS_OPTLAYERS_EAGER_XLA_AFTER", "soon")
     with pytest.raises(ValueError, match="KERAS_OPTLAYERS_EAGER_XLA_AFTER.*Received: 'soon'"):
         eager_xla._calls_from_environment()
+
+
+def test_no_more_shapes_move_than_the_compiled_functions_keep(calls_before_xla, monkeypatch):
+    monkeypatch.setattr(CompiledFunction, "LIMIT", 1)
+    calls_before_xla(1)
+    layer = _box_layer()
+    for batch in (1, 2):
+        layer(np.tile([[0.5, -2.0]], (batch, 1)), np.full((batch, 2), -1.0))
+    assert len(_native_solve(layer)._xla_started) == 1

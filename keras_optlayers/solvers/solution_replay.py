@@ -117,17 +117,20 @@ class CompiledSolve:
     def __init__(self, solve: Callable[..., tuple], differentiable: int,
                  after: Callable[[tuple], None] | None = None, input_signature: list | None = None):
         self._differentiable = differentiable
-        self._after = after
-
-        def forward_untimed(inputs, constants):
-            with recording() as solution:
-                outputs = solve(inputs, constants)
-            return outputs, solution
 
         def forward(inputs, constants):
-            outputs, solution = forward_untimed(inputs, constants)
+            with recording() as solution:
+                outputs = solve(inputs, constants)
             if after is not None:
                 after(outputs)
+            return outputs, solution
+
+        def xla_forward(inputs, constants, counted):
+            with recording() as solution:
+                outputs = solve(inputs, constants)
+            if after is not None:
+                # `counted` is False for the background compilation's own first call, which is not a solve.
+                tf.cond(counted, lambda: after(outputs), lambda: None)
             return outputs, solution
 
         def gradient(inputs, constants, solution, upstream):
@@ -139,14 +142,14 @@ class CompiledSolve:
 
         self._forward = CompiledFunction(forward, input_signature=input_signature)
         self._gradient = CompiledFunction(gradient)
-        # The XLA twins of a small batch called often (`eager_xla`). Their forward
-        # leaves `after` to the eager caller: the background compilation's own
-        # first call must not count as a solve.
-        self._xla_forward = CompiledFunction(forward_untimed, jit_compile=True)
+        # The XLA twins, for a small batch called often (`eager_xla`).
+        self._xla_forward = CompiledFunction(xla_forward, jit_compile=True)
         self._xla_gradient = CompiledFunction(gradient, jit_compile=True)
         self._small_batch_calls: dict[tuple, int] = {}
         self._xla_started: set[tuple] = set()
         self._xla_ready: set[tuple] = set()
+        with tf.init_scope():
+            self._counted, self._not_counted = tf.constant(True), tf.constant(False)
 
     def __call__(self, inputs: Sequence[tf.Tensor], constants: Sequence[tf.Tensor] = (), *,
                  small_batch: bool = False) -> tuple:
@@ -160,11 +163,12 @@ class CompiledSolve:
         # The solution's and the outputs' shapes follow from these: one key serves both functions.
         key = shape_key(inputs + constants)
         xla = small_batch and self._count_small_batch_call(key, inputs, constants)
-        forward, gradient = (self._xla_forward, self._xla_gradient) if xla else (self._forward, self._gradient)
         with record.stop_recording():
-            outputs, solution = forward(inputs, constants, key=key, exact_shapes=small_batch)
-        if xla and self._after is not None:
-            self._after(outputs)
+            if xla:
+                outputs, solution = self._xla_forward(inputs, constants, self._counted, key=key, exact_shapes=True)
+            else:
+                outputs, solution = self._forward(inputs, constants, key=key, exact_shapes=small_batch)
+        gradient = self._xla_gradient if xla else self._gradient
         differentiable = list(outputs[:self._differentiable])
         if record.could_possibly_record():
 
@@ -185,12 +189,14 @@ class CompiledSolve:
         if key in self._xla_ready:
             return True
         calls = self._small_batch_calls[key] = self._small_batch_calls.get(key, 0) + 1
-        if calls >= calls_before_xla and key not in self._xla_started:
+        if calls >= calls_before_xla and key not in self._xla_started and len(self._xla_started) < CompiledFunction.LIMIT:
+            # (Past the limit the XLA functions would drop their traces, and a ready shape would compile again
+            # in the caller's thread.)
             self._xla_started.add(key)
 
             def compile_twins():
                 # Their first calls compile them; a zero upstream gradient serves as well as any.
-                outputs, solution = self._xla_forward(inputs, constants, key=key, exact_shapes=True)
+                outputs, solution = self._xla_forward(inputs, constants, self._not_counted, key=key, exact_shapes=True)
                 upstream = [tf.zeros_like(o) for o in outputs[:self._differentiable]]
                 self._xla_gradient(inputs, constants, list(solution), upstream, key=key, exact_shapes=True)
 
