@@ -361,6 +361,11 @@ def main() -> None:
     if args.xla:
         print(measure_xla(args.batches, args.repeats, args.problems))
         return
+    calls_before_xla = eager_xla.eager_xla_after()
+    if calls_before_xla is not None and 2 * (timed_calls(min(args.batches), args.repeats) + 1) >= calls_before_xla:
+        # The plain eager columns would move to XLA part of the way through (keras_optlayers.eager_xla).
+        parser.error(f"--repeats {args.repeats} calls an eager layer {calls_before_xla} times or more; "
+                     "use fewer, or raise KERAS_OPTLAYERS_EAGER_XLA_AFTER")
     print(report(measure(args.batches, args.repeats, args.problems), args.batches))
 
 

@@ -18,7 +18,6 @@ from helpers import finite_difference_gradients, loss_and_gradients
 from test_eager_native_gradient import layer_and_values
 
 from keras_optlayers import CvxpyLayer, SolverError, eager_xla
-from keras_optlayers.compiled_function import CompiledFunction
 from keras_optlayers.solvers.qp import qp_solve
 from keras_optlayers.solvers.qp import solve as qp_solve_module
 
@@ -155,10 +154,45 @@ def test_a_malformed_environment_value_is_refused(monkeypatch):
         eager_xla._calls_from_environment()
 
 
-def test_no_more_shapes_move_than_the_compiled_functions_keep(calls_before_xla, monkeypatch):
-    monkeypatch.setattr(CompiledFunction, "LIMIT", 1)
+def test_no_more_shapes_move_than_a_solve_may_keep(calls_before_xla, monkeypatch):
+    monkeypatch.setattr(eager_xla, "SHAPES_PER_SOLVE", 1)
     calls_before_xla(1)
     layer = _box_layer()
     for batch in (1, 2):
         layer(np.tile([[0.5, -2.0]], (batch, 1)), np.full((batch, 2), -1.0))
     assert len(_native_solve(layer)._xla_started) == 1
+
+
+def test_twins_are_kept_per_device(calls_before_xla):
+    calls_before_xla(1)
+    layer = _box_layer()
+    values = [np.array([[0.5, -2.0]]), np.array([[-1.0, -1.0]])]
+    layer(*values)
+    assert eager_xla.wait_for_eager_xla(timeout=300)
+    solve = _native_solve(layer)
+    (ready,) = solve._xla_ready
+    calls_before_xla(2)
+    with tf.device("/CPU:0"):
+        np.testing.assert_allclose(layer(*values)[0].numpy(), [[0.0, -1.0]], atol=1e-7)
+    # Counted for the device the call named, and served by the plain graph: XLA programs are per device.
+    assert solve._xla_ready == {ready}
+    assert [count for key, count in solve._small_batch_calls.items() if key != ready] == [1]
+
+
+def test_nothing_moves_under_a_strategy_or_with_functions_run_eagerly(calls_before_xla):
+    calls_before_xla(1)
+    layer = _box_layer()
+    values = [np.array([[0.5, -2.0]]), np.array([[-1.0, -1.0]])]
+    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+        layer(*values)
+    tf.config.run_functions_eagerly(True)
+    try:
+        layer(*values)
+    finally:
+        tf.config.run_functions_eagerly(False)
+    assert not _native_solve(layer)._xla_started
+
+
+def test_a_numpy_integer_count_is_accepted(calls_before_xla):
+    calls_before_xla(np.int64(7))
+    assert eager_xla.eager_xla_after() == 7 and type(eager_xla.eager_xla_after()) is int

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import tensorflow as tf
-from tensorflow.python.eager import record
+from tensorflow.python.eager import context, record
 
 from keras_optlayers import eager_xla
 from keras_optlayers.compiled_function import CompiledFunction, shape_key
@@ -148,6 +148,7 @@ class CompiledSolve:
         self._small_batch_calls: dict[tuple, int] = {}
         self._xla_started: set[tuple] = set()
         self._xla_ready: set[tuple] = set()
+        self._xla_lock = threading.Lock()
         with tf.init_scope():
             self._counted, self._not_counted = tf.constant(True), tf.constant(False)
 
@@ -157,18 +158,20 @@ class CompiledSolve:
 
         `small_batch`: the inputs' batch is small (`shrinking_batch.is_small_batch`); both functions are then
         traced for its exact size (`CompiledFunction`'s `exact_shapes`), static down to the loops, and move to
-        XLA after `eager_xla.eager_xla_after()` calls with one shape.
+        XLA after `eager_xla.eager_xla_after()` calls with one shape on one device (`eager_xla`).
         """
         inputs, constants = list(inputs), list(constants)
         # The solution's and the outputs' shapes follow from these: one key serves both functions.
         key = shape_key(inputs + constants)
-        xla = small_batch and self._count_small_batch_call(key, inputs, constants)
+        # XLA compiles for a device: its twins' key names the one they run on.
+        xla_key = (key, context.context().device_name) if small_batch and eager_xla.may_move() else None
+        xla = xla_key is not None and self._count_small_batch_call(xla_key, inputs, constants)
         with record.stop_recording():
             if xla:
-                outputs, solution = self._xla_forward(inputs, constants, self._counted, key=key, exact_shapes=True)
+                outputs, solution = self._xla_forward(inputs, constants, self._counted, key=xla_key, exact_shapes=True)
             else:
                 outputs, solution = self._forward(inputs, constants, key=key, exact_shapes=small_batch)
-        gradient = self._xla_gradient if xla else self._gradient
+        gradient, gradient_key = (self._xla_gradient, xla_key) if xla else (self._gradient, key)
         differentiable = list(outputs[:self._differentiable])
         if record.could_possibly_record():
 
@@ -176,30 +179,29 @@ class CompiledSolve:
                 # A gathered output's gradient arrives as IndexedSlices; the compiled gradient takes tensors.
                 upstream = [tf.zeros_like(o) if g is None else tf.convert_to_tensor(g)
                             for o, g in zip(differentiable, upstream)]
-                return gradient(inputs, constants, list(solution), upstream, key=key, exact_shapes=small_batch)
+                return gradient(inputs, constants, list(solution), upstream, key=gradient_key, exact_shapes=small_batch)
 
             record.record_operation("CompiledSolve", differentiable, inputs, backward)
         return tuple(outputs)
 
-    def _count_small_batch_call(self, key: tuple, inputs: list[tf.Tensor], constants: list[tf.Tensor]) -> bool:
-        """Counts a small batch's call; True when its XLA twins are ready and eager XLA is on (they serve it)."""
-        calls_before_xla = eager_xla.eager_xla_after()
-        if calls_before_xla is None:
-            return False
-        if key in self._xla_ready:
+    def _count_small_batch_call(self, xla_key: tuple, inputs: list[tf.Tensor], constants: list[tf.Tensor]) -> bool:
+        """Counts a small batch's call; True when its XLA twins are ready (then they serve it)."""
+        if xla_key in self._xla_ready:
             return True
-        calls = self._small_batch_calls[key] = self._small_batch_calls.get(key, 0) + 1
-        if calls >= calls_before_xla and key not in self._xla_started and len(self._xla_started) < CompiledFunction.LIMIT:
-            # (Past the limit the XLA functions would drop their traces, and a ready shape would compile again
-            # in the caller's thread.)
-            self._xla_started.add(key)
+        calls = self._small_batch_calls[xla_key] = self._small_batch_calls.get(xla_key, 0) + 1
+        if calls < eager_xla.eager_xla_after() or len(self._xla_started) >= eager_xla.SHAPES_PER_SOLVE:
+            return False
+        with self._xla_lock:  # callers on several threads (a strategy's replicas) start one compilation
+            if xla_key in self._xla_started:
+                return False
+            self._xla_started.add(xla_key)
 
-            def compile_twins():
-                # Their first calls compile them; a zero upstream gradient serves as well as any.
-                outputs, solution = self._xla_forward(inputs, constants, self._not_counted, key=key, exact_shapes=True)
-                upstream = [tf.zeros_like(o) for o in outputs[:self._differentiable]]
-                self._xla_gradient(inputs, constants, list(solution), upstream, key=key, exact_shapes=True)
+        def compile_twins():
+            # Their first calls compile them; a zero upstream gradient serves as well as any.
+            outputs, solution = self._xla_forward(inputs, constants, self._not_counted, key=xla_key, exact_shapes=True)
+            upstream = [tf.zeros_like(o) for o in outputs[:self._differentiable]]
+            self._xla_gradient(inputs, constants, list(solution), upstream, key=xla_key, exact_shapes=True)
 
-            eager_xla.compile_in_background(compile_twins, lambda: self._xla_ready.add(key),
-                                            f"a solve for inputs {[tuple(t.shape) for t in inputs]}")
+        eager_xla.compile_in_background(compile_twins, lambda: self._xla_ready.add(xla_key),
+                                        f"a solve for inputs {[tuple(t.shape) for t in inputs]}")
         return False
