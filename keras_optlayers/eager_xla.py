@@ -100,10 +100,11 @@ def set_eager_xla_after(calls: int | None) -> None:
     _calls_before_xla = None if calls is None else int(calls)
 
 
-def may_move() -> bool:
-    """Whether an eager call may run (or start compiling) XLA twins now."""
-    return (_calls_before_xla is not None and not tf.distribute.has_strategy()
-            and not tf.config.functions_run_eagerly())
+def calls_before_moving() -> int | None:
+    """`eager_xla_after()` where an eager call may run (or start compiling) XLA twins now, else None."""
+    if tf.distribute.has_strategy() or tf.config.functions_run_eagerly():
+        return None
+    return _calls_before_xla
 
 
 def wait_for_eager_xla(timeout: float | None = None) -> bool:

@@ -163,9 +163,9 @@ class CompiledSolve:
         inputs, constants = list(inputs), list(constants)
         # The solution's and the outputs' shapes follow from these: one key serves both functions.
         key = shape_key(inputs + constants)
-        # XLA compiles for a device: its twins' key names the one they run on.
-        xla_key = (key, context.context().device_name) if small_batch and eager_xla.may_move() else None
-        xla = xla_key is not None and self._count_small_batch_call(xla_key, inputs, constants)
+        xla_key = (key, context.context().device_name)  # XLA compiles for a device
+        calls_before_xla = eager_xla.calls_before_moving() if small_batch else None
+        xla = calls_before_xla is not None and self._count_small_batch_call(xla_key, calls_before_xla, inputs, constants)
         with record.stop_recording():
             if xla:
                 outputs, solution = self._xla_forward(inputs, constants, self._counted, key=xla_key, exact_shapes=True)
@@ -184,12 +184,13 @@ class CompiledSolve:
             record.record_operation("CompiledSolve", differentiable, inputs, backward)
         return tuple(outputs)
 
-    def _count_small_batch_call(self, xla_key: tuple, inputs: list[tf.Tensor], constants: list[tf.Tensor]) -> bool:
+    def _count_small_batch_call(self, xla_key: tuple, calls_before_xla: int, inputs: list[tf.Tensor],
+                                constants: list[tf.Tensor]) -> bool:
         """Counts a small batch's call; True when its XLA twins are ready (then they serve it)."""
         if xla_key in self._xla_ready:
             return True
         calls = self._small_batch_calls[xla_key] = self._small_batch_calls.get(xla_key, 0) + 1
-        if calls < eager_xla.eager_xla_after() or len(self._xla_started) >= eager_xla.SHAPES_PER_SOLVE:
+        if calls < calls_before_xla or len(self._xla_started) >= eager_xla.SHAPES_PER_SOLVE:
             return False
         with self._xla_lock:  # callers on several threads (a strategy's replicas) start one compilation
             if xla_key in self._xla_started:
