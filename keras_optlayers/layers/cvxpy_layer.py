@@ -25,10 +25,13 @@ class CvxpyLayer(ReportsSolverStatistics, keras.layers.Layer):
 
     Quadratic programs (quadratic or linear objective, only equality and
     inequality constraints after canonicalization) go to the native QP
-    solver, written in TF ops; everything else goes through diffcp's solvers
-    on the host (`tf.numpy_function`), which XLA cannot compile: the layer
-    sets `supports_jit = False`, so `model.compile(jit_compile="auto")` keeps
-    it out of XLA.
+    solver, and second-order cone programs of moderate size to the native
+    SOCP solver, both written in TF ops; everything else goes through
+    diffcp's solvers on the host (`tf.numpy_function`), which XLA cannot
+    compile: the layer then sets `supports_jit = False`, so
+    `model.compile(jit_compile="auto")` keeps it out of XLA. Eager calls of
+    a native solver at a small batch move to XLA after many calls at one
+    shape, compiled in the background (`keras_optlayers.eager_xla`).
 
     Args:
         problem: a `cvxpy.Problem` that is DPP (or DGP and DPP, with gp=True).
