@@ -8,6 +8,8 @@ against central finite differences.
 
 from __future__ import annotations
 
+import dataclasses
+
 import cvxpy as cp
 import keras
 import numpy as np
@@ -97,6 +99,75 @@ def test_set_problem_rejects_unfed_parameters_and_bad_sources():
         Unfed()(np.zeros((1, 2), "float32"))
     with pytest.raises(ValueError, match="Received: "):
         BadSource()(np.zeros((1, 2), "float32"))
+
+
+class SharedBoxProjection(ConvexLayer):
+    """BoxProjection with both bounds from one `weight_values` function, called once per call."""
+
+    def build(self, input_shape):
+        n = input_shape[-1]
+        self.lower = self.add_weight(shape=(n,), initializer="zeros", name="lower")
+        self.log_width = self.add_weight(shape=(n,), initializer="zeros", name="log_width")
+        self.value_calls = 0
+        x, lower, upper = cp.Parameter(n), cp.Parameter(n), cp.Parameter(n)
+        y = cp.Variable(n)
+        problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [lower <= y, y <= upper])
+
+        def bounds():
+            self.value_calls += 1
+            return [self.lower, self.lower + keras.ops.exp(self.log_width)]
+
+        self.set_problem(problem, inputs=[x], weights=[lower, upper], weight_values=bounds, outputs=[y])
+
+
+def test_weight_values_gives_every_weight_parameter_once_per_call(default_solver):
+    layer = SharedBoxProjection(solver=default_solver)
+    x = tf.constant([[2.0, 3.0, 0.5]])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x))
+    np.testing.assert_allclose(layer(x), [[1.0, 1.0, 0.5]], atol=1e-3)
+    assert layer.value_calls == 2
+    d_lower, d_log_width = tape.gradient(loss, layer.trainable_weights)
+    np.testing.assert_allclose(d_lower, [1.0, 1.0, 0.0], atol=1e-3)
+    np.testing.assert_allclose(d_log_width, [1.0, 1.0, 0.0], atol=1e-3)
+
+
+def test_weight_values_is_checked():
+    x, width = cp.Parameter(2), cp.Parameter(2)
+    y = cp.Variable(2)
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [cp.abs(y) <= width])
+
+    class WithMapping(ConvexLayer):
+        def build(self, input_shape):
+            self.set_problem(problem, inputs=[x], weights={width: lambda: np.ones(2)},
+                             weight_values=lambda: [np.ones(2)], outputs=[y])
+
+    class TooMany(ConvexLayer):
+        def build(self, input_shape):
+            self.set_problem(problem, inputs=[x], weights=[width], weight_values=lambda: [np.ones(2)] * 2,
+                             outputs=[y])
+
+    with pytest.raises(ValueError, match="`weights` must list the parameters"):
+        WithMapping()(np.zeros((1, 2), "float32"))
+    with pytest.raises(ValueError, match="must give 1 values.*Received: 2 values"):
+        TooMany()(np.zeros((1, 2), "float32"))
+
+
+def test_learnable_layers_run_their_wiring_once_per_call(make_learnable_layer, monkeypatch):
+    layer = make_learnable_layer(dtype="float64")
+    definition = layer.definition
+    runs = []
+
+    def counted_wiring(*args):
+        runs.append(1)
+        return definition.wiring(*args)
+
+    monkeypatch.setattr(type(layer), "definition", dataclasses.replace(definition, wiring=counted_wiring))
+    x = np.random.default_rng(0).normal(size=(1, 4))
+    for _ in range(3):
+        layer(x)
+    # Traced once, then the compiled wiring runs (it ran once per parameter of every call).
+    assert len(runs) == 1
 
 
 def test_build_must_be_overridden():

@@ -106,7 +106,8 @@ class ConvexLayer(ReportsSolverStatistics, keras.layers.Layer):
         self.on_failure = failure_policy.check_on_failure(on_failure)
         self.batched_problem: BatchedProblem | None = None
         self._input_parameters: tuple[cp.Parameter, ...] = ()
-        self._weight_sources: tuple[ParameterSource, ...] = ()
+        self._weight_values: Callable[[], Sequence[Any]] = lambda: ()
+        self._weight_count = 0
         # Until the problem is built only an explicit native solver is known
         # to compile with XLA; keep jit_compile="auto" off the layer meanwhile.
         self.supports_jit = entry is not None and entry.runs_in_xla
@@ -117,7 +118,8 @@ class ConvexLayer(ReportsSolverStatistics, keras.layers.Layer):
         *,
         inputs: Sequence[cp.Parameter],
         outputs: Sequence[cp.Variable],
-        weights: Mapping[cp.Parameter, ParameterSource] | None = None,
+        weights: Mapping[cp.Parameter, ParameterSource] | Sequence[cp.Parameter] | None = None,
+        weight_values: Callable[[], Sequence[Any]] | None = None,
     ) -> None:
         """Declares the layer's problem; call it from `build`.
 
@@ -127,7 +129,12 @@ class ConvexLayer(ReportsSolverStatistics, keras.layers.Layer):
             outputs: the variables the layer returns, in order.
             weights: the remaining parameters, each mapped to a weight of the
                 layer or to a function of no arguments that computes the
-                parameter's value from weights (called at every call).
+                parameter's value from weights (called at every call); or,
+                with `weight_values`, the remaining parameters in order.
+            weight_values: a function of no arguments returning the values
+                of all of `weights`' parameters, in order, called once per
+                call: for values that share work (the library's learnable
+                layers compute them together, compiled).
 
         Raises:
             ValueError: if the problem is not DPP, the parameters are not
@@ -135,18 +142,32 @@ class ConvexLayer(ReportsSolverStatistics, keras.layers.Layer):
         """
         if not inputs:
             raise ValueError("`inputs` must list at least one parameter fed from the call. Received: inputs=[]")
-        weights = dict(weights or {})
-        for parameter, source in weights.items():
-            if not (isinstance(source, keras.Variable) or callable(source)):
+        if weight_values is not None:
+            if isinstance(weights, Mapping) or not callable(weight_values):
                 raise ValueError(
-                    f"`weights` must map each parameter to a keras.Variable or a "
-                    f"function of no arguments. Received: {parameter.name()}={source!r}"
-                )
+                    "With `weight_values` (a function of no arguments), `weights` must list the parameters "
+                    f"it gives values of. Received: weights={weights!r}, weight_values={weight_values!r}")
+            parameters = list(weights or ())
+        else:
+            sources = dict(weights or {})
+            for parameter, source in sources.items():
+                if not (isinstance(source, keras.Variable) or callable(source)):
+                    raise ValueError(
+                        f"`weights` must map each parameter to a keras.Variable or a "
+                        f"function of no arguments. Received: {parameter.name()}={source!r}"
+                    )
+            parameters = list(sources)
+            values = tuple(sources.values())
+
+            def weight_values():
+                return [source if isinstance(source, keras.Variable) else source() for source in values]
+
         self.batched_problem = BatchedProblem(
-            problem, [*inputs, *weights], outputs,
+            problem, [*inputs, *parameters], outputs,
             solver=self.solver, solver_args=self.solver_args, on_failure=self.on_failure)
         self._input_parameters = tuple(inputs)
-        self._weight_sources = tuple(weights.values())
+        self._weight_values = weight_values
+        self._weight_count = len(parameters)
         self.supports_jit = self.batched_problem.solver.runs_in_xla
 
     def build(self, input_shape):
@@ -178,10 +199,11 @@ class ConvexLayer(ReportsSolverStatistics, keras.layers.Layer):
             if leading is None:
                 leading = tf.shape(tensor)[: tensor.shape.rank - len(parameter.shape)]
             batched.append(tf.reshape(tensor, (-1, *parameter.shape)))
-        weight_values = [
-            source if isinstance(source, keras.Variable) else source()
-            for source in self._weight_sources
-        ]
+        weight_values = list(self._weight_values())
+        if len(weight_values) != self._weight_count:
+            raise ValueError(
+                f"{type(self).__name__}'s `weight_values` must give {self._weight_count} values, one per "
+                f"parameter of `weights`. Received: {len(weight_values)} values.")
         solutions = problem(*batched, *weight_values, solver_args=solver_args, layer_name=self.name)
         outputs = [
             tf.cast(
