@@ -82,10 +82,15 @@ def test_set_problem_rejects_a_problem_that_is_not_dpp():
         NotDPP()(np.zeros((1, 2), "float32"))
 
 
-def test_set_problem_rejects_unfed_parameters_and_bad_sources():
+def _width_problem():
+    """(x, width, y, problem): y = argmin ‖y − x‖² with |y| ≤ width, x fed from the call."""
     x, width = cp.Parameter(2), cp.Parameter(2)
     y = cp.Variable(2)
-    problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [cp.abs(y) <= width])
+    return x, width, y, cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [cp.abs(y) <= width])
+
+
+def test_set_problem_rejects_unfed_parameters_and_bad_sources():
+    x, width, y, problem = _width_problem()
 
     class Unfed(ConvexLayer):
         def build(self, input_shape):
@@ -133,9 +138,7 @@ def test_weight_values_gives_every_weight_parameter_once_per_call(default_solver
 
 
 def test_weight_values_is_checked():
-    x, width = cp.Parameter(2), cp.Parameter(2)
-    y = cp.Variable(2)
-    problem = cp.Problem(cp.Minimize(cp.sum_squares(y - x)), [cp.abs(y) <= width])
+    x, width, y, problem = _width_problem()
 
     class WithMapping(ConvexLayer):
         def build(self, input_shape):

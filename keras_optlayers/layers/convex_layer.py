@@ -107,7 +107,6 @@ class ConvexLayer(ReportsSolverStatistics, keras.layers.Layer):
         self.batched_problem: BatchedProblem | None = None
         self._input_parameters: tuple[cp.Parameter, ...] = ()
         self._weight_values: Callable[[], Sequence[Any]] = lambda: ()
-        self._weight_count = 0
         # Until the problem is built only an explicit native solver is known
         # to compile with XLA; keep jit_compile="auto" off the layer meanwhile.
         self.supports_jit = entry is not None and entry.runs_in_xla
@@ -167,7 +166,6 @@ class ConvexLayer(ReportsSolverStatistics, keras.layers.Layer):
             solver=self.solver, solver_args=self.solver_args, on_failure=self.on_failure)
         self._input_parameters = tuple(inputs)
         self._weight_values = weight_values
-        self._weight_count = len(parameters)
         self.supports_jit = self.batched_problem.solver.runs_in_xla
 
     def build(self, input_shape):
@@ -200,9 +198,10 @@ class ConvexLayer(ReportsSolverStatistics, keras.layers.Layer):
                 leading = tf.shape(tensor)[: tensor.shape.rank - len(parameter.shape)]
             batched.append(tf.reshape(tensor, (-1, *parameter.shape)))
         weight_values = list(self._weight_values())
-        if len(weight_values) != self._weight_count:
+        weight_count = len(problem.program.parameters) - len(self._input_parameters)
+        if len(weight_values) != weight_count:
             raise ValueError(
-                f"{type(self).__name__}'s `weight_values` must give {self._weight_count} values, one per "
+                f"{type(self).__name__}'s `weight_values` must give {weight_count} values, one per "
                 f"parameter of `weights`. Received: {len(weight_values)} values.")
         solutions = problem(*batched, *weight_values, solver_args=solver_args, layer_name=self.name)
         outputs = [

@@ -124,16 +124,19 @@ class CompiledSolve:
                  after: Callable[[tuple], None] | None = None, input_signature: list | None = None):
         self._differentiable = differentiable
 
-        def forward(inputs, constants):
+        def solve_recording(inputs, constants):
             with recording() as solution:
                 outputs = solve(inputs, constants)
+            return outputs, solution
+
+        def forward(inputs, constants):
+            outputs, solution = solve_recording(inputs, constants)
             if after is not None:
                 after(outputs)
             return outputs, solution
 
         def xla_forward(inputs, constants, counted):
-            with recording() as solution:
-                outputs = solve(inputs, constants)
+            outputs, solution = solve_recording(inputs, constants)
             if after is not None:
                 # `counted` is False for the background compilation's own first call, which is not a solve.
                 tf.cond(counted, lambda: after(outputs), lambda: None)
@@ -169,15 +172,14 @@ class CompiledSolve:
         inputs, constants = list(inputs), list(constants)
         # The solution's and the outputs' shapes follow from these: one key serves both functions.
         key = shape_key(inputs + constants)
-        xla_key = (key, context.context().device_name)  # XLA compiles for a device
         calls_before_xla = eager_xla.calls_before_moving() if small_batch else None
-        xla = calls_before_xla is not None and self._count_small_batch_call(xla_key, calls_before_xla, inputs, constants)
+        xla_key = None if calls_before_xla is None else self._ready_xla_key(key, calls_before_xla, inputs, constants)
         with record.stop_recording():
-            if xla:
+            if xla_key is not None:
                 outputs, solution = self._xla_forward(inputs, constants, self._counted, key=xla_key, exact_shapes=True)
             else:
                 outputs, solution = self._forward(inputs, constants, key=key, exact_shapes=small_batch)
-        gradient, gradient_key = (self._xla_gradient, xla_key) if xla else (self._gradient, key)
+        gradient, gradient_key = (self._gradient, key) if xla_key is None else (self._xla_gradient, xla_key)
         differentiable = list(outputs[:self._differentiable])
         if record.could_possibly_record():
 
@@ -190,17 +192,18 @@ class CompiledSolve:
             record.record_operation("CompiledSolve", differentiable, inputs, backward)
         return tuple(outputs)
 
-    def _count_small_batch_call(self, xla_key: tuple, calls_before_xla: int, inputs: list[tf.Tensor],
-                                constants: list[tf.Tensor]) -> bool:
-        """Counts a small batch's call; True when its XLA twins are ready (then they serve it)."""
+    def _ready_xla_key(self, key: tuple, calls_before_xla: int, inputs: list[tf.Tensor],
+                       constants: list[tf.Tensor]) -> tuple | None:
+        """Counts a small batch's call; the XLA twins' key when they are ready to serve it, else None."""
+        xla_key = (key, context.context().device_name)  # XLA compiles for a device
         if xla_key in self._xla_ready:
-            return True
+            return xla_key
         calls = self._small_batch_calls[xla_key] = self._small_batch_calls.get(xla_key, 0) + 1
         if calls < calls_before_xla or len(self._xla_started) >= eager_xla.SHAPES_PER_SOLVE:
-            return False
+            return None
         with self._xla_lock:  # callers on several threads (a strategy's replicas) start one compilation
             if xla_key in self._xla_started:
-                return False
+                return None
             self._xla_started.add(xla_key)
 
         def compile_twins():
@@ -211,4 +214,4 @@ class CompiledSolve:
 
         eager_xla.compile_in_background(compile_twins, lambda: self._xla_ready.add(xla_key),
                                         f"a solve for inputs {[tuple(t.shape) for t in inputs]}")
-        return False
+        return None
